@@ -1,0 +1,21 @@
+"""ILS-SSL (intermediate layer supervision) for ESPnet.
+
+Importing this package registers its classes into ESPnet's SSL and ASR tasks:
+
+- frontend ``ils_cnn`` (:class:`espnet_ils.frontend.ILSCNNFrontend`)
+- preencoder ``feature_projection`` (:class:`espnet_ils.preencoder.FeatureProjection`)
+- encoder ``ils_transformer`` (:class:`espnet_ils.encoder.ILSTransformerEncoder`)
+- SSL loss ``ils`` (:class:`espnet_ils.loss.ILSLoss`)
+
+It does nothing else and is safe to import twice.
+"""
+
+from espnet_ils.offline import defer_g2p_en_import
+
+defer_g2p_en_import()
+
+from espnet_ils.registration import register  # noqa: E402  (after the g2p_en placeholder)
+
+register()
+
+__version__ = "0.1.0"

@@ -1,0 +1,27 @@
+"""espnet-ils: ILS-SSL (intermediate layer supervision) for ESPnet, as a plugin package."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="espnet_ils",
+    version="0.1.0",
+    description="ILS-SSL self-supervised speech pretraining with intermediate layer supervision for ESPnet",
+    packages=find_packages(include=["espnet_ils", "espnet_ils.*"]),
+    python_requires=">=3.10,<3.13",
+    # The three pins travel together: torchaudio 2.11's wheel links torch 2.11's CUDA build, and
+    # espnet 202511 is the release whose SSL task our classes plug into (DESIGN.md section 2).
+    install_requires=[
+        "torch==2.11.0",
+        "torchaudio==2.11.0",
+        "espnet==202511",
+        "numpy",
+        "scikit-learn",
+        "soundfile",
+        "kaldiio",
+        "tqdm",
+        "PyYAML",
+    ],
+    extras_require={
+        "test": ["pytest", "ruff"],
+    },
+)
