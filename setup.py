@@ -20,6 +20,8 @@ setup(
         "kaldiio",
         "tqdm",
         "PyYAML",
+        "matplotlib",  # ESPnet's attention plots and our cluster-quality plots
+        "tensorboard",  # ESPnet's Trainer logs to TensorBoard by default
     ],
     extras_require={
         "test": ["pytest", "ruff"],

@@ -6,6 +6,7 @@ Importing this package registers its classes into ESPnet's SSL and ASR tasks:
 - preencoder ``feature_projection`` (:class:`espnet_ils.preencoder.FeatureProjection`)
 - encoder ``ils_transformer`` (:class:`espnet_ils.encoder.ILSTransformerEncoder`)
 - SSL loss ``ils`` (:class:`espnet_ils.loss.ILSLoss`)
+- ASR encoder ``linear`` (ESPnet's own ``LinearEncoder``, which 202511 does not list)
 
 It does nothing else and is safe to import twice.
 """

@@ -3,8 +3,10 @@
 The task modules keep their choices in module-level ``ClassChoices`` dicts; a config can name our
 classes once they are in those dicts, in every process that builds a model: training, inference,
 and ``ESPnetSSLFrontend`` (which rebuilds the SSL model inside the ASR task).
+Only additions: a name already taken by another class is an error, never overwritten.
 """
 
+from espnet2.asr.encoder.linear_encoder import LinearEncoder
 from espnet2.tasks import asr, ssl
 from espnet2.train.class_choices import ClassChoices
 from espnet_ils.encoder import ILSTransformerEncoder
@@ -37,3 +39,6 @@ def register() -> None:
         _add(task.preencoder_choices, PREENCODER_NAME, FeatureProjection)
         _add(task.encoder_choices, ENCODER_NAME, ILSTransformerEncoder)
     _add(ssl.loss_choices, LOSS_NAME, ILSLoss)
+    # ESPnet ships LinearEncoder but does not list it in the ASR task; with `input_layer: null` it
+    # passes the SSL frontend's top block straight to CTC, the paper's fine-tuning model.
+    _add(asr.encoder_choices, "linear", LinearEncoder)

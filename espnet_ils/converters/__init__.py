@@ -1,0 +1,1 @@
+"""Checkpoint converters from other toolkits' layouts into the ILS-SSL modules."""
