@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -148,7 +149,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def num_frames(num_samples: int) -> int:
-    """Frames of the wav2vec 2.0 conv stack (receptive field 400, stride 320) for ``num_samples``."""
+    """Frames of the wav2vec 2.0 conv stack (receptive field 400, stride 320)."""
     return (num_samples - 400) // 320 + 1
 
 
@@ -198,6 +199,12 @@ def machine_info(args: argparse.Namespace) -> Dict[str, str]:
     if args.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     return info
+
+
+def skip_g2p_en() -> None:
+    """Give ESPnet an empty ``g2p_en`` module: importing the real one (``espnet2.tasks.*`` does)
+    tries to download NLTK data and prints errors offline; the benchmark tokenises no text."""
+    sys.modules.setdefault("g2p_en", types.ModuleType("g2p_en"))
 
 
 def seed_everything(seed: int) -> None:
@@ -322,9 +329,7 @@ def build_torchaudio_hubert(args: argparse.Namespace) -> Tuple[nn.Module, StepLo
     )
 
     def loss(batch: Batch) -> torch.Tensor:
-        logit_m, _logit_u, feature_penalty = model(
-            batch.speech, batch.labels, batch.speech_lengths
-        )
+        logit_m, _logit_u, feature_penalty = model(batch.speech, batch.labels, batch.speech_lengths)
         targets = logit_m.new_zeros(logit_m.size(0), dtype=torch.long)
         masked_ce = F.cross_entropy(logit_m.float(), targets, reduction="sum")
         return masked_ce + 10.0 * feature_penalty * logit_m.size(0)
@@ -402,6 +407,7 @@ def profile_step(
 
 def measure(name: str, args: argparse.Namespace) -> Result:
     """Build ``name``, warm it up and time ``args.steps`` steps; in a process of its own."""
+    skip_g2p_en()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     batch = make_batch(args.batch_size, args.seconds, args.num_classes, args.seed, device)
@@ -415,8 +421,13 @@ def measure(name: str, args: argparse.Namespace) -> Result:
     model, step_loss = BUILDERS[name](args)
     model.to(device).train()
     params = sum(p.numel() for p in model.parameters())
-    log.info("%s: %.2f M parameters, %d warm-up + %d timed steps", name, params / 1e6,
-             args.warmup, args.steps)
+    log.info(
+        "%s: %.2f M parameters, %d warm-up + %d timed steps",
+        name,
+        params / 1e6,
+        args.warmup,
+        args.steps,
+    )
 
     for _ in range(args.warmup):
         train_step(model, step_loss, batch, device, args.dtype)
@@ -442,7 +453,7 @@ def run_in_subprocess(name: str, argv: Sequence[str]) -> Result:
         raise RuntimeError(f"{name}: benchmark subprocess failed with code {completed.returncode}")
     for line in reversed(completed.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
-            return Result(**json.loads(line[len(RESULT_PREFIX):]))
+            return Result(**json.loads(line[len(RESULT_PREFIX) :]))
     raise RuntimeError(f"{name}: benchmark subprocess printed no result")
 
 
@@ -475,15 +486,15 @@ def format_targets(results: List[Result]) -> List[str]:
     by_name = {r.name: r for r in results}
     ils = by_name.get("ils")
     lines = []
-    for reference, target in (("espnet_hubert", TARGET_VS_ESPNET), ("torchaudio_hubert",
-                                                                    TARGET_VS_TORCHAUDIO)):
+    for reference, target in (
+        ("espnet_hubert", TARGET_VS_ESPNET),
+        ("torchaudio_hubert", TARGET_VS_TORCHAUDIO),
+    ):
         if ils is None or reference not in by_name:
             continue
         value = ils.median_s / by_name[reference].median_s
         verdict = "met" if value <= target else "NOT met"
-        lines.append(
-            f"ILS / {LABELS[reference]} = {value:.3f} (target <= {target:.2f}): {verdict}"
-        )
+        lines.append(f"ILS / {LABELS[reference]} = {value:.3f} (target <= {target:.2f}): {verdict}")
     return lines
 
 

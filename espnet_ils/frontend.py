@@ -116,8 +116,8 @@ class ILSCNNFrontend(CNNFrontend):
                 f"frontend_conf.feature_grad_mult={feature_grad_mult}: must be >= 0 "
                 "(0.1 in pretraining, 0 freezes the conv extractor)"
             )
-        shapes = [tuple(s) for s in (shapes or DEFAULT_CONV_SHAPES)]
-        for shape in shapes:
+        conv_shapes = [tuple(s) for s in (shapes or DEFAULT_CONV_SHAPES)]
+        for shape in conv_shapes:
             if len(shape) != 3:
                 raise ValueError(
                     f"frontend_conf.shapes entry {list(shape)}: expected [channels, kernel, stride]"
@@ -126,7 +126,7 @@ class ILSCNNFrontend(CNNFrontend):
             norm_mode=norm_mode,
             conv_mode=conv_mode,
             bias=bias,
-            shapes=shapes,
+            shapes=conv_shapes,
             fs=fs,
             normalize_audio=normalize_audio,
         )

@@ -1,0 +1,142 @@
+import pytest
+import torch
+
+from conftest import tiny_encoder
+from espnet_ils.encoder import ILSTransformerEncoder, PostLNEncoderLayer, PreLNEncoderLayer
+
+
+def run_all(encoder, x, lengths=None):
+    lengths = torch.full((x.size(0),), x.size(1)) if lengths is None else lengths
+    (out, hidden), olens, _ = encoder(x, lengths, return_all_hs=True)
+    return out, hidden, olens
+
+
+@pytest.mark.parametrize("normalize_before", [False, True])
+def test_forward_backward_shapes(normalize_before):
+    encoder = tiny_encoder(normalize_before=normalize_before)
+    layer_class = PreLNEncoderLayer if normalize_before else PostLNEncoderLayer
+    assert all(isinstance(layer, layer_class) for layer in encoder.encoders)
+    assert (encoder.layer_norm is None) == normalize_before  # pre-LN: no encoder LayerNorm at all
+    x = torch.randn(2, 20, 32, requires_grad=True)
+    out, hidden, olens = run_all(encoder, x, torch.tensor([20, 13]))
+    assert out.shape == (2, 20, 32) and len(hidden) == 4
+    assert hidden[-1] is out  # no final norm: top block output == encoder output
+    assert olens.tolist() == [20, 13]
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_bias_table_is_computed_once_and_shared_by_every_layer():
+    encoder = tiny_encoder()
+    calls, masks = [], []
+    encoder.relative_bias.register_forward_hook(lambda *a: calls.append(1))
+    for layer in encoder.encoders:
+        layer.self_attn.register_forward_pre_hook(lambda m, args: masks.append(args[1]))
+    run_all(encoder, torch.randn(2, 16, 32), torch.tensor([16, 9]))
+    assert len(calls) == 1
+    assert len(masks) == 4 and all(m is masks[0] for m in masks)  # one tensor, no per-layer copy
+    assert masks[0].shape == (2, 4, 16, 16)
+    assert torch.isinf(masks[0][1, :, :, 9:]).all()  # padded keys of the short utterance
+
+
+def test_bias_changes_the_output_of_every_layer():
+    encoder = tiny_encoder().eval()
+    x = torch.randn(1, 30, 32)
+    _, before, _ = run_all(encoder, x)
+    with torch.no_grad():
+        encoder.relative_bias.embedding.weight.normal_(0, 1.0)
+    _, after, _ = run_all(encoder, x)
+    for k, (b, a) in enumerate(zip(before, after), start=1):
+        assert (b - a).abs().max() > 1e-3, f"block {k} ignores the relative bias"
+
+
+def test_bias_flag_off_gives_no_table_and_no_mask_without_padding():
+    encoder = tiny_encoder(relative_position_bias=False)
+    assert encoder.relative_bias is None
+    assert encoder.attention_mask(torch.zeros(2, 5, dtype=torch.bool), torch.float32) is None
+    key_mask = encoder.attention_mask(torch.tensor([[False] * 5, [False] * 3 + [True] * 2]), torch.float32)
+    assert key_mask.dtype == torch.bool and key_mask.shape == (2, 1, 1, 5)
+
+
+def test_bias_gets_gradient_from_every_layer():
+    encoder = tiny_encoder()
+    x = torch.randn(1, 12, 32)
+    _, hidden, _ = run_all(encoder, x)
+    hidden[-1].pow(2).sum().backward()
+    assert encoder.relative_bias.embedding.weight.grad.abs().sum() > 0
+
+
+def test_layerdrop_skips_blocks_but_keeps_the_bias(monkeypatch):
+    encoder = tiny_encoder(layer_drop_rate=0.5).train()
+    draws = iter([0.1, 0.9, 0.9, 0.9])  # drop block 1 only
+    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.tensor(next(draws)))
+    calls = []
+    encoder.relative_bias.register_forward_hook(lambda *a: calls.append(1))
+    seen = []
+    for layer in encoder.encoders:
+        layer.self_attn.register_forward_pre_hook(lambda m, args: seen.append(args[1]))
+    x = torch.randn(1, 10, 32)
+    _, hidden, _ = run_all(encoder, x)
+    assert len(calls) == 1 and len(seen) == 3  # block 1 dropped, blocks 2-4 ran with the bias
+    assert all(mask is not None and mask.dtype == torch.float32 for mask in seen)
+    monkeypatch.undo()
+    # the dropped block passes its input through: h_1 is the block-1 input
+    encoder.eval()
+    embedded = encoder.dropout(encoder.layer_norm(x + encoder.pos_conv(x)))
+    torch.testing.assert_close(hidden[0], embedded)
+
+
+def test_layerdrop_and_dropout_act_only_in_training():
+    encoder = tiny_encoder(dropout_rate=0.3, attention_dropout_rate=0.3, layer_drop_rate=0.3)
+    x = torch.randn(1, 10, 32)
+    encoder.train()
+    assert not torch.equal(run_all(encoder, x)[0], run_all(encoder, x)[0])
+    encoder.eval()
+    torch.testing.assert_close(run_all(encoder, x)[0], run_all(encoder, x)[0])
+
+
+def test_activation_dropout_acts():
+    encoder = tiny_encoder(activation_dropout_rate=0.5).train()
+    x = torch.randn(1, 10, 32)
+    assert not torch.equal(run_all(encoder, x)[0], run_all(encoder, x)[0])
+
+
+def test_padding_does_not_change_an_utterance():
+    encoder = tiny_encoder().eval()
+    short = torch.randn(1, 9, 32)
+    batch = torch.cat([short, torch.zeros(1, 7, 32)], dim=1)
+    batch = torch.cat([batch, torch.randn(1, 16, 32)])
+    alone, _, _ = run_all(encoder, short)
+    batched, _, _ = run_all(encoder, batch, torch.tensor([9, 16]))
+    torch.testing.assert_close(batched[0, :9], alone[0], atol=1e-5, rtol=1e-5)
+
+
+def test_intermediate_ctc_outputs_and_conditioning():
+    encoder = tiny_encoder(interctc_layer_idx=[2], interctc_use_conditioning=True)
+    encoder.conditioning_layer = torch.nn.Linear(5, 32)  # ESPnet's ASR model attaches it
+
+    class SoftmaxCTC(torch.nn.Module):
+        def softmax(self, h):
+            return torch.softmax(h[..., :5], dim=-1)
+
+    (out, inter), olens, _ = encoder(torch.randn(2, 10, 32), torch.tensor([10, 8]), ctc=SoftmaxCTC())
+    assert [idx for idx, _ in inter] == [2]
+    assert inter[0][1].shape == (2, 10, 32) and olens.tolist() == [10, 8]
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        (dict(input_size=512), "feature_projection"),
+        (dict(layer_drop_rate=1.0), "layer_drop_rate"),
+        (dict(interctc_layer_idx=[4]), "interctc_layer_idx"),
+        (dict(attention_heads=5), "attention_heads=5"),
+        (dict(conv_pos_groups=5), "conv_pos_groups=5"),
+    ],
+)
+def test_bad_options_raise(overrides, match):
+    conf = dict(output_size=32, attention_heads=4, linear_units=64, num_blocks=4, conv_pos_kernel=8, conv_pos_groups=4)
+    input_size = overrides.pop("input_size", 32)
+    conf.update(overrides)
+    with pytest.raises(ValueError, match=match):
+        ILSTransformerEncoder(input_size, **conf)

@@ -1,0 +1,101 @@
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+
+import espnet_ils
+from conftest import tiny_encoder
+from espnet2.tasks import asr, ssl
+from espnet_ils import registration
+from espnet_ils.bin.count_params import build_from_config, count_parameters
+from espnet_ils.encoder import ILSTransformerEncoder
+from espnet_ils.loss import ILSLoss
+from espnet_ils.strict_loading import StateDictKeyError
+from espnet_ils.tasks import ILSSSLTask
+
+CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
+
+
+def test_registration_is_idempotent_and_complete():
+    importlib.reload(espnet_ils)
+    registration.register()
+    for task in (ssl, asr):
+        assert task.encoder_choices.get_class("ils_transformer") is ILSTransformerEncoder
+        assert "ils_cnn" in task.frontend_choices.choices()
+        assert "feature_projection" in task.preencoder_choices.choices()
+    assert ssl.loss_choices.get_class("ils") is ILSLoss
+    assert "linear" in asr.encoder_choices.choices()
+
+
+def test_registration_never_overwrites_another_class():
+    with pytest.raises(RuntimeError, match="'transformer' is already taken"):
+        registration._add(ssl.encoder_choices, "transformer", ILSTransformerEncoder)
+
+
+def test_loading_refuses_missing_and_unexpected_keys_even_when_not_strict():
+    encoder = tiny_encoder()
+    state = encoder.state_dict()
+    missing = {k: v for k, v in state.items() if "relative_bias" not in k}
+    with pytest.raises(StateDictKeyError, match="missing keys.*relative_bias.embedding.weight"):
+        encoder.load_state_dict(missing, strict=False)
+    extra = dict(state, **{"encoders.0.self_attn.rotary.weight": torch.zeros(1)})
+    with pytest.raises(StateDictKeyError, match="unexpected keys.*rotary"):
+        encoder.load_state_dict(extra, strict=False)
+    encoder.load_state_dict(state)  # the exact set loads
+
+
+def test_loading_checks_keys_under_a_parent_prefix():
+    parent = torch.nn.ModuleDict({"encoder": tiny_encoder()})
+    state = {k: v for k, v in parent.state_dict().items() if not k.endswith("fc1.bias")}
+    with pytest.raises(StateDictKeyError, match="at 'encoder.'"):
+        parent.load_state_dict(state, strict=False)
+
+
+@pytest.mark.parametrize(
+    "name", ["train_ssl_hubert_base_it1", "train_ssl_ils_base_it2", "train_ssl_ils_mini"]
+)
+def test_ssl_configs_build(name):
+    model = build_from_config(str(CONF / f"{name}.yaml"))
+    assert isinstance(model.encoder, ILSTransformerEncoder)
+    assert [type(loss) for loss in model.losses] == [ILSLoss]
+
+
+def test_base_parameter_count_matches_the_paper():
+    counts = count_parameters(build_from_config(str(CONF / "train_ssl_ils_base_it2.yaml")))
+    assert counts["without_heads"] == pytest.approx(94.68e6, rel=0.005)  # paper table 2
+    assert counts["heads"] == 2 * (768 * 256 + 256 + 500 * 256)  # two separate heads
+
+
+def test_large_config_is_pre_ln_with_normalised_heads():
+    args = ILSSSLTask.get_parser().parse_args(["--config", str(CONF / "train_ssl_ils_large.yaml")])
+    assert args.encoder_conf["normalize_before"] is True
+    assert args.loss[0]["conf"]["layers"] == [9, 24]
+    assert args.loss[0]["conf"]["layer_norm_inputs"] is True
+    assert args.frontend_conf["norm_mode"] == "layer_norm"
+
+
+@pytest.mark.parametrize("hours", ["1h", "10h", "100h"])
+def test_finetune_configs_parse(hours):
+    args = asr.ASRTask.get_parser().parse_args(["--config", str(CONF / f"train_asr_ctc_base_{hours}.yaml")])
+    assert args.frontend == "espnet_ssl" and args.model_conf["ctc_weight"] == 1.0
+    assert args.freeze_param == ["frontend.upstream.frontend"]
+    assert args.scheduler == "tristagelr"
+
+
+def mini_args(**loss_conf):
+    args = ILSSSLTask.get_parser().parse_args(["--config", str(CONF / "train_ssl_ils_mini.yaml")])
+    args.loss[0]["conf"].update(loss_conf)
+    args.token_list = [str(i) for i in range(100)] + ["<unk>"]
+    return args
+
+
+def test_token_list_must_fit_num_classes():
+    args = mini_args(num_classes=50)
+    with pytest.raises(ValueError, match="token_list has 101 entries .* num_classes=50"):
+        ILSSSLTask.build_model(args)
+
+
+def test_supervised_layer_beyond_the_encoder_raises():
+    with pytest.raises(ValueError, match="block 5 does not exist, the encoder has num_blocks=4"):
+        ILSSSLTask.build_model(mini_args(layers=[2, 5]))
