@@ -12,12 +12,12 @@ import math
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
+from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import nn
 from torch.nn import functional as F
 from typeguard import typechecked
 
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
-from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet_ils.relative_bias import BucketRelativePositionBias
 from espnet_ils.strict_loading import require_exact_keys
 
@@ -38,10 +38,10 @@ class ConvPositionalEmbedding(nn.Module):
             raise ValueError(
                 f"encoder_conf.conv_pos_groups={groups} must divide output_size={embed_dim}"
             )
-        conv = nn.Conv1d(
-            embed_dim, embed_dim, kernel_size, padding=kernel_size // 2, groups=groups
+        conv = nn.Conv1d(embed_dim, embed_dim, kernel_size, padding=kernel_size // 2, groups=groups)
+        nn.init.normal_(
+            conv.weight, 0.0, math.sqrt(4 * (1.0 - dropout_rate) / (kernel_size * embed_dim))
         )
-        nn.init.normal_(conv.weight, 0.0, math.sqrt(4 * (1.0 - dropout_rate) / (kernel_size * embed_dim)))
         nn.init.zeros_(conv.bias)
         self.conv = nn.utils.parametrizations.weight_norm(conv, name="weight", dim=2)
         self.num_remove = 1 if kernel_size % 2 == 0 else 0
@@ -91,7 +91,9 @@ class SelfAttention(nn.Module):
         batch, frames, dim = x.shape
 
         def split_heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, frames, self.heads, dim // self.heads).transpose(1, 2)  # (B, H, T, D/H)
+            return t.view(batch, frames, self.heads, dim // self.heads).transpose(
+                1, 2
+            )  # (B, H, T, D/H)
 
         out = F.scaled_dot_product_attention(
             split_heads(self.q_proj(x)),
@@ -100,7 +102,9 @@ class SelfAttention(nn.Module):
             attn_mask=attn_mask,
             dropout_p=self.dropout_rate if self.training else 0.0,
         )
-        return self.out_proj(out.transpose(1, 2).reshape(batch, frames, dim))  # (B, H, T, D/H) -> (B, T, D)
+        return self.out_proj(
+            out.transpose(1, 2).reshape(batch, frames, dim)
+        )  # (B, H, T, D/H) -> (B, T, D)
 
 
 class EncoderLayer(nn.Module):
@@ -262,9 +266,7 @@ class ILSTransformerEncoder(AbsEncoder):
     def output_size(self) -> int:
         return self._output_size
 
-    def attention_mask(
-        self, pad_mask: torch.Tensor, dtype: torch.dtype
-    ) -> Optional[torch.Tensor]:
+    def attention_mask(self, pad_mask: torch.Tensor, dtype: torch.dtype) -> Optional[torch.Tensor]:
         """The one attention mask shared by all blocks.
 
         Args:
@@ -311,7 +313,11 @@ class ILSTransformerEncoder(AbsEncoder):
             ``(out, [h_1, ..., h_N])`` (block outputs, 1-based block k at index k-1, h_N == out);
             with intermediate CTC it is ``(out, [(k, h_k), ...])``.
         """
-        pad_mask = make_pad_mask(ilens, maxlen=xs_pad.size(1)).to(xs_pad.device) if masks is None else masks
+        pad_mask = (
+            make_pad_mask(ilens, maxlen=xs_pad.size(1)).to(xs_pad.device)
+            if masks is None
+            else masks
+        )
         x = xs_pad.masked_fill(pad_mask.unsqueeze(-1), 0.0)
         x = x + self.pos_conv(x)
         if self.layer_norm is not None:

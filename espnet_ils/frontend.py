@@ -16,10 +16,10 @@ Two things ESPnet's ``CNNFrontend`` does not do, and ILS-SSL needs:
 from typing import List, Optional, Tuple, Union
 
 import torch
+from espnet2.asr.frontend.cnn import CNNFrontend
 from torch import nn
 from typeguard import typechecked
 
-from espnet2.asr.frontend.cnn import CNNFrontend
 from espnet_ils.strict_loading import require_exact_keys
 
 # wav2vec 2.0 / HuBERT / ILS-SSL: 7 blocks, total stride 320 samples (20 ms), receptive field 400.
@@ -147,7 +147,9 @@ class ILSCNNFrontend(CNNFrontend):
             (``floor((N - 400) / 320) + 1``).
         """
         if x.ndim != 2:
-            raise ValueError(f"ILSCNNFrontend expects waveforms (batch, samples); got {list(x.shape)}")
+            raise ValueError(
+                f"ILSCNNFrontend expects waveforms (batch, samples); got {list(x.shape)}"
+            )
         if length is None:
             length = torch.full((x.size(0),), x.size(1), dtype=torch.long, device=x.device)
         if self.feature_grad_mult == 0:
@@ -158,9 +160,7 @@ class ILSCNNFrontend(CNNFrontend):
             feats = GradMultiply.apply(feats, self.feature_grad_mult)
         return feats, feats_lengths
 
-    def _extract(
-        self, x: torch.Tensor, length: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _extract(self, x: torch.Tensor, length: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         if self.normalize_audio:
             x = normalize_waveform(x, length)
         x = x.unsqueeze(1)  # (B, 1, N)

@@ -22,11 +22,11 @@ before its head, in both cases.
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from espnet2.ssl.loss.abs_loss import AbsSSLLoss
 from torch import nn
 from torch.nn import functional as F
 from typeguard import typechecked
 
-from espnet2.ssl.loss.abs_loss import AbsSSLLoss
 from espnet_ils.strict_loading import require_exact_keys
 
 
@@ -101,7 +101,9 @@ class ILSLoss(AbsSSLLoss):
                 "weights must be >= 0 and not both 0"
             )
         if label_length_tolerance < 0:
-            raise ValueError(f"loss conf label_length_tolerance={label_length_tolerance}: must be >= 0")
+            raise ValueError(
+                f"loss conf label_length_tolerance={label_length_tolerance}: must be >= 0"
+            )
         self.num_classes = num_classes
         self.masked_weight = masked_weight
         self.unmasked_weight = unmasked_weight
@@ -172,7 +174,9 @@ class ILSLoss(AbsSSLLoss):
             raise ValueError(
                 f"loss conf layers={list(self.layers)}: the encoder has only {num_blocks} blocks"
             )
-        targets = self._aligned_targets(text, text_lengths, encoder_output_lengths, encoder_output[0].size(1))
+        targets = self._aligned_targets(
+            text, text_lengths, encoder_output_lengths, encoder_output[0].size(1)
+        )
         valid = targets >= 0  # (B, T)
         mask_m = mask_info.get("mask_m")
         if mask_m is None:

@@ -3,10 +3,10 @@
 from typing import Tuple
 
 import torch
+from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 from torch import nn
 from typeguard import typechecked
 
-from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 from espnet_ils.strict_loading import require_exact_keys
 
 

@@ -9,6 +9,7 @@ Only additions: a name already taken by another class is an error, never overwri
 from espnet2.asr.encoder.linear_encoder import LinearEncoder
 from espnet2.tasks import asr, ssl
 from espnet2.train.class_choices import ClassChoices
+
 from espnet_ils.encoder import ILSTransformerEncoder
 from espnet_ils.frontend import ILSCNNFrontend
 from espnet_ils.loss import ILSLoss

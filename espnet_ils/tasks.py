@@ -9,6 +9,7 @@ from typing import List
 
 from espnet2.ssl.espnet_model import ESPnetSSLModel
 from espnet2.tasks.ssl import SSLTask
+
 from espnet_ils.loss import ILSLoss
 
 UNK = "<unk>"

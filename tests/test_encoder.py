@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import tiny_encoder
+
 from espnet_ils.encoder import ILSTransformerEncoder, PostLNEncoderLayer, PreLNEncoderLayer
 
 
@@ -54,7 +54,9 @@ def test_bias_flag_off_gives_no_table_and_no_mask_without_padding():
     encoder = tiny_encoder(relative_position_bias=False)
     assert encoder.relative_bias is None
     assert encoder.attention_mask(torch.zeros(2, 5, dtype=torch.bool), torch.float32) is None
-    key_mask = encoder.attention_mask(torch.tensor([[False] * 5, [False] * 3 + [True] * 2]), torch.float32)
+    key_mask = encoder.attention_mask(
+        torch.tensor([[False] * 5, [False] * 3 + [True] * 2]), torch.float32
+    )
     assert key_mask.dtype == torch.bool and key_mask.shape == (2, 1, 1, 5)
 
 
@@ -119,7 +121,9 @@ def test_intermediate_ctc_outputs_and_conditioning():
         def softmax(self, h):
             return torch.softmax(h[..., :5], dim=-1)
 
-    (out, inter), olens, _ = encoder(torch.randn(2, 10, 32), torch.tensor([10, 8]), ctc=SoftmaxCTC())
+    (out, inter), olens, _ = encoder(
+        torch.randn(2, 10, 32), torch.tensor([10, 8]), ctc=SoftmaxCTC()
+    )
     assert [idx for idx, _ in inter] == [2]
     assert inter[0][1].shape == (2, 10, 32) and olens.tolist() == [10, 8]
 
@@ -135,7 +139,14 @@ def test_intermediate_ctc_outputs_and_conditioning():
     ],
 )
 def test_bad_options_raise(overrides, match):
-    conf = dict(output_size=32, attention_heads=4, linear_units=64, num_blocks=4, conv_pos_kernel=8, conv_pos_groups=4)
+    conf = dict(
+        output_size=32,
+        attention_heads=4,
+        linear_units=64,
+        num_blocks=4,
+        conv_pos_kernel=8,
+        conv_pos_groups=4,
+    )
     input_size = overrides.pop("input_size", 32)
     conf.update(overrides)
     with pytest.raises(ValueError, match=match):

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from espnet2.asr.frontend.cnn import CNNFrontend
 from torch import nn
 
-from espnet2.asr.frontend.cnn import CNNFrontend
 from espnet_ils.frontend import ILSCNNFrontend
 from espnet_ils.preencoder import FeatureProjection
 
@@ -60,7 +60,9 @@ def test_espnet_cnn_frontend_is_not_padding_invariant():
 def test_normalize_audio_is_per_utterance():
     module = frontend(normalize_audio=True).eval()
     wav = torch.randn(1, 6000)
-    torch.testing.assert_close(module(wav * 7.0 + 3.0, None)[0], module(wav, None)[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        module(wav * 7.0 + 3.0, None)[0], module(wav, None)[0], atol=1e-4, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("mult", [0.1, 0.5])
@@ -95,6 +97,8 @@ def test_feature_projection():
     projection = FeatureProjection(16, 24, dropout_rate=0.0)
     x = torch.randn(2, 7, 16)
     out, lengths = projection(x, torch.tensor([7, 5]))
-    expected = projection.linear(nn.functional.layer_norm(x, (16,), projection.layer_norm.weight, projection.layer_norm.bias))
+    expected = projection.linear(
+        nn.functional.layer_norm(x, (16,), projection.layer_norm.weight, projection.layer_norm.bias)
+    )
     torch.testing.assert_close(out, expected)
     assert projection.output_size() == 24 and lengths.tolist() == [7, 5]

@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_encoder
+
 from espnet_ils.loss import ILSLoss
 
 B, T, D, C = 2, 6, 8, 5
@@ -33,7 +33,9 @@ def hand_loss(loss, hidden, text, mask_m, lengths, unmasked_weight=0.0):
             for b, t in frames:
                 h = loss.input_norms[index](hidden[layer - 1][b, t])
                 z = head.proj(h)
-                scores = [float(torch.dot(z, e) / (z.norm() * e.norm())) / 0.1 for e in head.codewords]
+                scores = [
+                    float(torch.dot(z, e) / (z.norm() * e.norm())) / 0.1 for e in head.codewords
+                ]
                 log_norm = math.log(sum(math.exp(s) for s in scores))
                 total += weight * (log_norm - scores[int(text[b, t])])
     return total / len(masked_frames)
@@ -42,8 +44,16 @@ def hand_loss(loss, hidden, text, mask_m, lengths, unmasked_weight=0.0):
 @pytest.mark.parametrize("share_heads", [False, True])
 @pytest.mark.parametrize("layer_norm_inputs", [False, True])
 def test_loss_equals_equation_1_and_2(share_heads, layer_norm_inputs):
-    loss = ILSLoss(D, C, layers=[1, 3], final_dim=4, share_heads=share_heads,
-                   layer_norm_inputs=layer_norm_inputs, feature_penalty_weight=0.0, unmasked_weight=0.5)
+    loss = ILSLoss(
+        D,
+        C,
+        layers=[1, 3],
+        final_dim=4,
+        share_heads=share_heads,
+        layer_norm_inputs=layer_norm_inputs,
+        feature_penalty_weight=0.0,
+        unmasked_weight=0.5,
+    )
     assert len(loss.heads) == (1 if share_heads else 2)
     assert len(loss.input_norms) == 2
     if layer_norm_inputs:

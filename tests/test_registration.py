@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-import espnet_ils
 from conftest import tiny_encoder
 from espnet2.tasks import asr, ssl
+
+import espnet_ils
 from espnet_ils import registration
 from espnet_ils.bin.count_params import build_from_config, count_parameters
 from espnet_ils.encoder import ILSTransformerEncoder
@@ -77,7 +77,9 @@ def test_large_config_is_pre_ln_with_normalised_heads():
 
 @pytest.mark.parametrize("hours", ["1h", "10h", "100h"])
 def test_finetune_configs_parse(hours):
-    args = asr.ASRTask.get_parser().parse_args(["--config", str(CONF / f"train_asr_ctc_base_{hours}.yaml")])
+    args = asr.ASRTask.get_parser().parse_args(
+        ["--config", str(CONF / f"train_asr_ctc_base_{hours}.yaml")]
+    )
     assert args.frontend == "espnet_ssl" and args.model_conf["ctc_weight"] == 1.0
     assert args.freeze_param == ["frontend.upstream.frontend"]
     assert args.scheduler == "tristagelr"

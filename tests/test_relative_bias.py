@@ -16,7 +16,9 @@ def reference_bucket(offset: int, num_buckets: int = 320, max_distance: int = 80
     distance = abs(offset)
     if distance < exact:
         return side + distance
-    log_bucket = exact + int(math.log(distance / exact) / math.log(max_distance / exact) * (half - exact))
+    log_bucket = exact + int(
+        math.log(distance / exact) / math.log(max_distance / exact) * (half - exact)
+    )
     return side + min(log_bucket, half - 1)
 
 

@@ -13,7 +13,6 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-
 from espnet2.tasks.ssl import SSLTask
 
 NUM_CLASSES = 6
@@ -50,7 +49,9 @@ SSL_CONFIG = {
         "conv_pos_groups": 4,
     },
     "normalize": None,
-    "loss": [{"name": "ils", "conf": {"num_classes": NUM_CLASSES, "layers": [2, 4], "final_dim": 16}}],
+    "loss": [
+        {"name": "ils", "conf": {"num_classes": NUM_CLASSES, "layers": [2, 4], "final_dim": 16}}
+    ],
     "util": [{"name": "mask", "conf": {"mask_prob": 0.5, "mask_length": 3}}],
     "optim": "adam",
     "optim_conf": {"lr": 0.003},
@@ -68,12 +69,22 @@ ASR_CONFIG = {
     "frontend_conf": {
         "layer": -1,
         "freeze_encoder_steps": 1,
-        "masking_conf": {"mask_prob": 0.3, "mask_length": 2, "mask_channel_prob": 0.2, "mask_channel_length": 4},
+        "masking_conf": {
+            "mask_prob": 0.3,
+            "mask_length": 2,
+            "mask_channel_prob": 0.2,
+            "mask_channel_length": 4,
+        },
     },
     "normalize": None,
     "specaug": None,
     "encoder": "linear",
-    "encoder_conf": {"output_size": 64, "input_layer": None, "normalize_before": False, "dropout_rate": 0.0},
+    "encoder_conf": {
+        "output_size": 64,
+        "input_layer": None,
+        "normalize_before": False,
+        "dropout_rate": 0.0,
+    },
     "decoder": None,
     "model_conf": {"ctc_weight": 1.0, "extract_feats_in_collect_stats": False},
     "optim": "adam",
@@ -89,20 +100,33 @@ def write_corpus(root: Path) -> None:
     for index in range(8):
         samples = 16000 + 4000 * index
         frames = (samples - 400) // 320 + 1
-        label = rng.integers(0, NUM_CLASSES, size=frames // FRAMES_PER_SEGMENT + 1).repeat(FRAMES_PER_SEGMENT)[:frames]
+        label = rng.integers(0, NUM_CLASSES, size=frames // FRAMES_PER_SEGMENT + 1).repeat(
+            FRAMES_PER_SEGMENT
+        )[:frames]
         pitch = 150.0 * 1.4 ** label.repeat(320)  # one tone per 20 ms frame, pitch from the label
         pitch = np.pad(pitch, (0, samples - pitch.size), mode="edge")
-        wave = 0.3 * np.sin(2 * np.pi * np.cumsum(pitch) / 16000) + 0.01 * rng.standard_normal(samples)
+        wave = 0.3 * np.sin(2 * np.pi * np.cumsum(pitch) / 16000) + 0.01 * rng.standard_normal(
+            samples
+        )
         name = f"utt{index}"
         sf.write(root / "wav" / f"{name}.flac", wave.astype(np.float32), 16000)
         scp.append(f"{name} {root / 'wav' / name}.flac")
         labels.append(f"{name} " + " ".join(map(str, label)))
         chars.append(f"{name} " + "".join(LETTERS[c] for c in label[::FRAMES_PER_SEGMENT][:6]))
         shapes.append(f"{name} {samples}")
-    for filename, lines in [("wav.scp", scp), ("labels", labels), ("text", chars), ("speech_shape", shapes)]:
+    for filename, lines in [
+        ("wav.scp", scp),
+        ("labels", labels),
+        ("text", chars),
+        ("speech_shape", shapes),
+    ]:
         (root / filename).write_text("\n".join(lines) + "\n")
-    (root / "km_tokens.txt").write_text("\n".join([str(i) for i in range(NUM_CLASSES)] + ["<unk>"]) + "\n")
-    (root / "char_tokens.txt").write_text("\n".join(["<blank>", "<unk>", *LETTERS, "<sos/eos>"]) + "\n")
+    (root / "km_tokens.txt").write_text(
+        "\n".join([str(i) for i in range(NUM_CLASSES)] + ["<unk>"]) + "\n"
+    )
+    (root / "char_tokens.txt").write_text(
+        "\n".join(["<blank>", "<unk>", *LETTERS, "<sos/eos>"]) + "\n"
+    )
 
 
 def run_module(module: str, args: list, cwd: Path) -> subprocess.CompletedProcess:
@@ -138,8 +162,19 @@ def ssl_exp(workdir) -> Path:
     exp = workdir / "exp" / "ssl"
     run_module(
         "espnet_ils.bin.ssl_train",
-        ["--config", workdir / "ssl.yaml", "--output_dir", exp, "--ngpu", 0, "--token_list",
-         workdir / "km_tokens.txt", "--token_type", "word", *data_args(workdir, "labels")],
+        [
+            "--config",
+            workdir / "ssl.yaml",
+            "--output_dir",
+            exp,
+            "--ngpu",
+            0,
+            "--token_list",
+            workdir / "km_tokens.txt",
+            "--token_type",
+            "word",
+            *data_args(workdir, "labels"),
+        ],
         workdir,
     )
     return exp
@@ -177,10 +212,21 @@ def asr_exp(ssl_exp, workdir) -> Path:
     exp = workdir / "exp" / "asr"
     run_module(
         "espnet_ils.bin.asr_train",
-        ["--config", workdir / "asr.yaml", "--output_dir", exp, "--ngpu", 0, "--token_list",
-         workdir / "char_tokens.txt", "--token_type", "char",
-         "--frontend_conf", f"frontend_conf.path_or_url={ssl_exp / 'valid.loss.best.pth'}",
-         *data_args(workdir, "text")],
+        [
+            "--config",
+            workdir / "asr.yaml",
+            "--output_dir",
+            exp,
+            "--ngpu",
+            0,
+            "--token_list",
+            workdir / "char_tokens.txt",
+            "--token_type",
+            "char",
+            "--frontend_conf",
+            f"frontend_conf.path_or_url={ssl_exp / 'valid.loss.best.pth'}",
+            *data_args(workdir, "text"),
+        ],
         workdir,
     )
     return exp
@@ -189,8 +235,12 @@ def asr_exp(ssl_exp, workdir) -> Path:
 def test_finetuned_model_holds_the_pretrained_ils_encoder(asr_exp, ssl_exp):
     from espnet2.tasks.asr import ASRTask
 
-    asr_model, _ = ASRTask.build_model_from_file(asr_exp / "config.yaml", asr_exp / "valid.loss.best.pth")
-    ssl_model, _ = SSLTask.build_model_from_file(ssl_exp / "config.yaml", ssl_exp / "valid.loss.best.pth")
+    asr_model, _ = ASRTask.build_model_from_file(
+        asr_exp / "config.yaml", asr_exp / "valid.loss.best.pth"
+    )
+    ssl_model, _ = SSLTask.build_model_from_file(
+        ssl_exp / "config.yaml", ssl_exp / "valid.loss.best.pth"
+    )
     upstream = asr_model.frontend.upstream
     assert type(upstream.encoder).__name__ == "ILSTransformerEncoder"
     # the conv front was frozen: it still holds the pretrained weights
@@ -202,9 +252,24 @@ def test_asr_inference_decodes_with_the_finetuned_model(asr_exp, workdir):
     out = workdir / "exp" / "decode"
     run_module(
         "espnet_ils.bin.asr_inference",
-        ["--ngpu", 0, "--data_path_and_name_and_type", f"{workdir / 'wav.scp'},speech,sound",
-         "--asr_train_config", asr_exp / "config.yaml", "--asr_model_file", asr_exp / "valid.loss.best.pth",
-         "--output_dir", out, "--ctc_weight", 1.0, "--lm_weight", 0.0, "--beam_size", 2],
+        [
+            "--ngpu",
+            0,
+            "--data_path_and_name_and_type",
+            f"{workdir / 'wav.scp'},speech,sound",
+            "--asr_train_config",
+            asr_exp / "config.yaml",
+            "--asr_model_file",
+            asr_exp / "valid.loss.best.pth",
+            "--output_dir",
+            out,
+            "--ctc_weight",
+            1.0,
+            "--lm_weight",
+            0.0,
+            "--beam_size",
+            2,
+        ],
         workdir,
     )
     hyps = (out / "1best_recog" / "text").read_text().splitlines()

@@ -3,8 +3,9 @@
 
 from typing import List, Optional
 
-import espnet_ils  # noqa: F401  (registers our classes)
 from espnet2.bin import asr_inference
+
+import espnet_ils  # noqa: F401  (registers our classes)
 
 
 def get_parser():

@@ -7,8 +7,9 @@ Fine-tune a model from ``espnet_ils.bin.ssl_train`` with ``frontend: espnet_ssl`
 
 from typing import List, Optional
 
-import espnet_ils  # noqa: F401  (registers our classes)
 from espnet2.tasks.asr import ASRTask
+
+import espnet_ils  # noqa: F401  (registers our classes)
 
 
 def get_parser():

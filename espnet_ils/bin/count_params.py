@@ -11,8 +11,9 @@ import argparse
 import logging
 from typing import Dict, List, Optional
 
-import espnet_ils  # noqa: F401  (registers our classes)
 from espnet2.ssl.espnet_model import ESPnetSSLModel
+
+import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.tasks import UNK, ILSSSLTask
 
 
