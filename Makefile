@@ -16,7 +16,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 test: install
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 lint: install
 	$(PYTHON) -m ruff check espnet_ils tests bench
