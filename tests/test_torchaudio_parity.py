@@ -11,6 +11,7 @@ from typing import Dict, List
 import pytest
 import torch
 import torchaudio
+from espnet2.ssl.utils.mask import Masking
 from torch import nn
 from torch.nn import functional as F
 
@@ -30,7 +31,6 @@ from espnet_ils.encoder import ILSTransformerEncoder
 from espnet_ils.frontend import ILSCNNFrontend
 from espnet_ils.loss import ILSLoss
 from espnet_ils.preencoder import FeatureProjection
-from espnet2.ssl.utils.mask import Masking
 
 TOLERANCE = 1e-4
 DURATIONS_S = (1.0, 1.7)
@@ -255,7 +255,9 @@ def test_build_from_torchaudio_reproduces_a_fine_tuned_model(extractor_mode, wav
     feats, feats_lengths = modules[FRONTEND](wav, None)
     x, _ = modules[PREENCODER](feats, feats_lengths)
     (out, blocks), _, _ = modules[ENCODER](x, feats_lengths, return_all_hs=True)
-    errors = {f"block_{k}": relative_error(b, r) for k, (b, r) in enumerate(zip(blocks, ref_blocks), 1)}
+    errors = {
+        f"block_{k}": relative_error(b, r) for k, (b, r) in enumerate(zip(blocks, ref_blocks), 1)
+    }
     errors["ctc_logits"] = relative_error(modules["ctc"].ctc_lo(out), ref_logits)
     assert_match(errors)
 
@@ -301,7 +303,10 @@ def _with_both_weight_norm_styles(state: dict) -> dict:
 @pytest.mark.parametrize(
     "corrupt, match",
     [
-        (_with_extra_key, r"(?s)Unknown torchaudio keys.*layers\.0\.attention\.rel_attn_embed\.weight"),
+        (
+            _with_extra_key,
+            r"(?s)Unknown torchaudio keys.*layers\.0\.attention\.rel_attn_embed\.weight",
+        ),
         (_with_missing_key, r"missing encoders\.3\.fc1\.bias"),
         (
             _with_wrong_shape,
@@ -317,10 +322,13 @@ def test_converter_refuses_bad_state_dicts(reference, ours, corrupt, match):
         load_torchaudio_hubert(state, ours)
 
 
-def test_converted_group_without_a_module_is_refused(reference, ours):
+def test_converted_group_without_a_module_is_refused_unless_skipped(reference, ours):
     without_loss = {group: module for group, module in ours.items() if group != LOSS}
-    with pytest.raises(ValueError, match=r"loss: 3 converted weights"):
+    with pytest.raises(ValueError, match=r"loss: 3 converted weights .* skip_groups=\('loss',\)"):
         load_torchaudio_hubert(reference.state_dict(), without_loss)
+    load_torchaudio_hubert(reference.state_dict(), without_loss, skip_groups=(LOSS,))
+    with pytest.raises(ValueError, match=r"skip_groups has 'heads'"):
+        load_torchaudio_hubert(reference.state_dict(), without_loss, skip_groups=("heads",))
 
 
 def test_pre_ln_models_are_refused():

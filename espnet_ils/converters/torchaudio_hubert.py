@@ -34,15 +34,15 @@ Example:
 """
 
 import re
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
+from espnet2.asr.ctc import CTC
+from espnet2.ssl.utils.mask import Masking
 from torch import nn
 from torchaudio.models import HuBERTPretrainModel, Wav2Vec2Model
 from torchaudio.models.wav2vec2 import components
 
-from espnet2.asr.ctc import CTC
-from espnet2.ssl.utils.mask import Masking
 from espnet_ils.encoder import ILSTransformerEncoder
 from espnet_ils.frontend import ILSCNNFrontend
 from espnet_ils.loss import ILSLoss
@@ -203,7 +203,6 @@ def check_converted(converted: StateDicts, modules: Mapping[str, nn.Module]) -> 
     Args:
         converted: Output of :func:`convert_torchaudio_hubert`.
         modules: Our module for every converted group, e.g. ``{"frontend": frontend, ...}``.
-            Weights the caller does not want must be removed from ``converted`` first.
 
     Raises:
         ValueError: Listing, per group, converted weights with no module, our keys no torchaudio
@@ -215,14 +214,16 @@ def check_converted(converted: StateDicts, modules: Mapping[str, nn.Module]) -> 
         if group not in modules:
             problems.append(
                 f"{group}: {len(offered)} converted weights ({sorted(offered)[0]}, ...) but no "
-                "module given; remove the group from the converted weights to skip it"
+                f"module given; pass skip_groups=('{group}',) to leave them out"
             )
             continue
         expected = modules[group].state_dict()
         for key in sorted(set(expected) - set(offered)):
             problems.append(f"{group}: missing {key} (no torchaudio key maps to it)")
         for key in sorted(set(offered) - set(expected)):
-            problems.append(f"{group}: unexpected {key} (our {type(modules[group]).__name__} has none)")
+            problems.append(
+                f"{group}: unexpected {key} (our {type(modules[group]).__name__} has none)"
+            )
         for key in sorted(set(offered) & set(expected)):
             if offered[key].shape != expected[key].shape:
                 problems.append(
@@ -237,21 +238,33 @@ def check_converted(converted: StateDicts, modules: Mapping[str, nn.Module]) -> 
 
 
 def load_torchaudio_hubert(
-    state_dict: Mapping[str, torch.Tensor], modules: Mapping[str, nn.Module]
+    state_dict: Mapping[str, torch.Tensor],
+    modules: Mapping[str, nn.Module],
+    skip_groups: Sequence[str] = (),
 ) -> None:
     """Convert a torchaudio state dict and load it strictly into our modules.
 
     Args:
         state_dict: ``Wav2Vec2Model.state_dict()`` or ``HuBERTPretrainModel.state_dict()``.
         modules: Our module for every group the state dict holds (see the module docstring).
+        skip_groups: Groups to leave out on purpose, e.g. ``("mask", "loss")`` to take only the
+            encoder of a pretraining model; any other converted group without a module is an error.
 
     Raises:
-        ValueError: From :func:`convert_torchaudio_hubert` or :func:`check_converted`.
+        ValueError: An unknown group in ``skip_groups``, or from :func:`convert_torchaudio_hubert`
+            or :func:`check_converted`.
     """
-    converted = convert_torchaudio_hubert(state_dict)
+    for group in skip_groups:
+        if group not in MODULE_CLASSES:
+            raise ValueError(f"skip_groups has {group!r}; groups are {sorted(MODULE_CLASSES)}")
+    converted = {
+        group: weights
+        for group, weights in convert_torchaudio_hubert(state_dict).items()
+        if group not in skip_groups
+    }
     check_converted(converted, modules)
     for group, module in modules.items():
-        module.load_state_dict(converted[group], strict=True)
+        module.load_state_dict(converted.get(group, {}), strict=True)
 
 
 def _frontend_conf(
@@ -264,7 +277,9 @@ def _frontend_conf(
     elif all(isinstance(norm, nn.LayerNorm) for norm in norms):
         norm_mode = "layer_norm"
     else:
-        raise ValueError(f"torchaudio conv extractor norms {norms}: neither group_norm nor layer_norm")
+        raise ValueError(
+            f"torchaudio conv extractor norms {norms}: neither group_norm nor layer_norm"
+        )
     return {
         "norm_mode": norm_mode,
         "conv_mode": "standard",
@@ -392,7 +407,8 @@ def build_from_torchaudio(model: Union[Wav2Vec2Model, HuBERTPretrainModel]) -> D
         (``return_all_hs=True``, index k - 1) equals layer k of torchaudio's ``extract_features``.
     """
     modules = {
-        group: MODULE_CLASSES[group](**conf) for group, conf in torchaudio_hubert_confs(model).items()
+        group: MODULE_CLASSES[group](**conf)
+        for group, conf in torchaudio_hubert_confs(model).items()
     }
     load_torchaudio_hubert(model.state_dict(), modules)
     return modules
