@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Assign k-means labels to one feature shard, at the encoder's 50 Hz, checked per utterance.
+
+    ${train_cmd} JOB=1:${nj} log/dump_labels.JOB.log \
+        python -m espnet_ils.bin.dump_labels --feats_dir dump/mfcc/train --feature_rate 100 \
+            --km_model exp/kmeans/mfcc_km100/km.joblib --outdir dump/labels/it1/train --nj ${nj} --job JOB
+
+Writes ``labels.JOB`` (``utt c1 c2 ...``). Each utterance's label count must equal the encoder's
+frame count for its length (``utt2num_samples.JOB`` of the feature shard); a mismatch names the
+utterance.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+from tqdm import tqdm
+
+from espnet_ils.audio import read_key_file
+from espnet_ils.kmeans import load_kmeans
+from espnet_ils.labels import check_frame_count, format_labels, to_encoder_rate
+from espnet_ils.shards import is_done, mark_done, read_features, write_text_atomic
+
+logger = logging.getLogger("espnet_ils.dump_labels")
+
+
+def dump_labels(
+    feats_dir: Path, feature_rate: int, km_model: Path, outdir: Path, job: int, nj: int
+) -> None:
+    options = {
+        "feats_dir": str(Path(feats_dir).resolve()),
+        "km_model": str(Path(km_model).resolve()),
+        "feature_rate": feature_rate,
+        "nj": nj,
+    }
+    if is_done(outdir, job, options):
+        logger.info("shard %d/%d already done in %s: skipped", job, nj, outdir)
+        return
+    scp = Path(feats_dir) / f"feats.{job}.scp"
+    lengths_file = Path(feats_dir) / f"utt2num_samples.{job}"
+    if not scp.is_file() or not lengths_file.is_file():
+        raise FileNotFoundError(
+            f"{scp} or {lengths_file} missing: dump features with the same --nj {nj} first"
+        )
+    num_samples = {utt: int(n) for utt, n in read_key_file(lengths_file).items()}
+    model = load_kmeans(km_model)
+    lines = []
+    for utt, features in tqdm(read_features(scp), desc=f"labels {job}/{nj}"):
+        labels = to_encoder_rate(model.predict(features.astype("float32")), feature_rate)
+        if utt not in num_samples:
+            raise ValueError(f"utterance {utt}: in {scp} but not in {lengths_file}")
+        check_frame_count(utt, labels, num_samples[utt])
+        lines.append(format_labels(utt, labels))
+    Path(outdir).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(outdir) / f"labels.{job}", sorted(lines))
+    mark_done(outdir, job, options)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--feats_dir", type=Path, required=True, help="Directory of feats.JOB.scp")
+    parser.add_argument(
+        "--feature_rate",
+        type=int,
+        choices=[50, 100],
+        required=True,
+        help="Frame rate of the features in Hz",
+    )
+    parser.add_argument("--km_model", type=Path, required=True, help="k-means model (joblib)")
+    parser.add_argument("--outdir", type=Path, required=True, help="Output label directory")
+    parser.add_argument("--nj", type=int, default=1, help="Number of shards")
+    parser.add_argument("--job", type=int, default=1, help="This shard, 1..nj (cmd.sh's JOB)")
+    return parser
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logger.info("arguments: %s", vars(args))
+    dump_labels(args.feats_dir, args.feature_rate, args.km_model, args.outdir, args.job, args.nj)
+
+
+if __name__ == "__main__":
+    main()

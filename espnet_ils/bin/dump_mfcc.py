@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Dump MFCC features (39 dims, 100 Hz) of one shard of a wav.scp as kaldiio ark/scp.
+
+    ${train_cmd} JOB=1:${nj} log/dump_mfcc.JOB.log \
+        python -m espnet_ils.bin.dump_mfcc --wav_scp data/train/wav.scp --outdir dump/mfcc/train \
+            --nj ${nj} --job JOB
+
+Writes ``feats.JOB.{ark,scp}`` and ``utt2num_samples.JOB``; a finished shard is not recomputed.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+from tqdm import tqdm
+
+from espnet_ils.audio import load_waveform, read_key_file
+from espnet_ils.mfcc import compute_mfcc
+from espnet_ils.shards import feature_shard_writer, is_done, mark_done, shard, write_text_atomic
+
+logger = logging.getLogger("espnet_ils.dump_mfcc")
+
+
+def dump_mfcc(wav_scp: Path, outdir: Path, job: int, nj: int) -> None:
+    """Compute and write the MFCC of shard ``job`` of ``nj``; skip a shard already done."""
+    options = {"kind": "mfcc", "wav_scp": str(Path(wav_scp).resolve()), "nj": nj}
+    if is_done(outdir, job, options):
+        logger.info("shard %d/%d already done in %s: skipped", job, nj, outdir)
+        return
+    entries = list(read_key_file(wav_scp).items())
+    num_samples = []
+    with feature_shard_writer(outdir, job) as writer:
+        for utt, path in tqdm(shard(entries, job, nj), desc=f"mfcc {job}/{nj}"):
+            wave = load_waveform(path, utt)
+            writer[utt] = compute_mfcc(wave)
+            num_samples.append(f"{utt} {wave.shape[0]}")
+    write_text_atomic(Path(outdir) / f"utt2num_samples.{job}", num_samples)
+    mark_done(outdir, job, options)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--wav_scp", type=Path, required=True, help="Kaldi wav.scp (16 kHz mono)")
+    parser.add_argument("--outdir", type=Path, required=True, help="Output feature directory")
+    parser.add_argument("--nj", type=int, default=1, help="Number of shards")
+    parser.add_argument("--job", type=int, default=1, help="This shard, 1..nj (cmd.sh's JOB)")
+    return parser
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logger.info("arguments: %s", vars(args))
+    dump_mfcc(args.wav_scp, args.outdir, args.job, args.nj)
+
+
+if __name__ == "__main__":
+    main()

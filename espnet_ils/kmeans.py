@@ -1,0 +1,89 @@
+"""k-means on frame features, with the HuBERT reference settings and a fixed seed.
+
+The reference (fairseq's ``learn_kmeans.py``) uses scikit-learn's MiniBatchKMeans with k-means++
+init, batch 10000, max_iter 100, n_init 20, tol 0, max_no_improvement 100, reassignment_ratio 0,
+fitted on about 10% of the training utterances, and sets no random_state. We fix the seed.
+"""
+
+import logging
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Sequence, Tuple
+
+import joblib
+import numpy as np
+from sklearn.cluster import MiniBatchKMeans
+
+logger = logging.getLogger(__name__)
+
+REFERENCE_SETTINGS = dict(
+    init="k-means++",
+    batch_size=10000,
+    max_iter=100,
+    n_init=20,
+    tol=0.0,
+    max_no_improvement=100,
+    reassignment_ratio=0.0,
+    compute_labels=False,
+)
+
+
+def choose_utterances(utts: Sequence[str], portion: float, seed: int) -> Sequence[str]:
+    """A seeded random ``portion`` (0, 1] of ``utts`` (at least one), in sorted order."""
+    if not 0 < portion <= 1:
+        raise ValueError(f"--portion {portion}: must be in (0, 1]")
+    count = max(1, round(len(utts) * portion))
+    chosen = np.random.default_rng(seed).choice(len(utts), size=count, replace=False)
+    return sorted(utts[i] for i in chosen)
+
+
+def fit_kmeans(
+    features: np.ndarray, n_clusters: int, seed: int, overrides: Optional[Dict] = None
+) -> MiniBatchKMeans:
+    """Fit MiniBatchKMeans with the reference settings (``overrides`` replace some of them).
+
+    Args:
+        features: ``(N, D)`` float frames.
+        n_clusters: k (100 for MFCC, 500 for layer features).
+        seed: random_state.
+        overrides: Settings to change, e.g. ``{"n_init": 3}`` (see ``REFERENCE_SETTINGS``).
+
+    Returns:
+        The fitted model; ``model.inertia_`` is its sum of squared distances on ``features``.
+    """
+    if features.ndim != 2 or features.shape[0] < n_clusters:
+        raise ValueError(
+            f"k-means needs at least n_clusters={n_clusters} frames of 2-D features; "
+            f"got shape {features.shape}: use a larger --portion or fewer clusters"
+        )
+    settings = {**REFERENCE_SETTINGS, **(overrides or {})}
+    unknown = set(settings) - set(REFERENCE_SETTINGS)
+    if unknown:
+        raise ValueError(
+            f"unknown k-means settings {sorted(unknown)}; known: {sorted(REFERENCE_SETTINGS)}"
+        )
+    model = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, **settings)
+    model.fit(features)
+    model.inertia_ = float(-model.score(features))  # on all fitted frames, comparable across runs
+    logger.info("k-means %d: inertia %.6g per frame", n_clusters, model.inertia_ / len(features))
+    return model
+
+
+def save_kmeans(model: MiniBatchKMeans, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    joblib.dump(model, tmp)
+    tmp.replace(path)
+
+
+def load_kmeans(path: Path) -> MiniBatchKMeans:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no k-means model; run the k-means stage first")
+    return joblib.load(path)
+
+
+def stack_features(pairs: Iterable[Tuple[str, np.ndarray]]) -> np.ndarray:
+    """Concatenate per-utterance ``(T, D)`` arrays into one ``(sum T, D)`` float32 array."""
+    arrays = [array.astype(np.float32, copy=False) for _, array in pairs]
+    if not arrays:
+        raise ValueError("no features to fit k-means on")
+    return np.concatenate(arrays)
