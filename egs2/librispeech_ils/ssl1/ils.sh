@@ -1,0 +1,377 @@
+#!/usr/bin/env bash
+# ILS-SSL pipeline: data -> k-means targets -> HuBERT it1 -> ILS it2 (+ HuBERT baseline) -> cluster
+# quality -> CTC fine-tuning -> decoding -> scoring -> packing -> upload. In the manner of ESPnet's
+# egs2/TEMPLATE/asr1/asr.sh: numbered stages that never change, options checked before stage 1.
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
+}
+SECONDS=0
+
+# General options
+stage=1                # First stage to run.
+stop_stage=12          # Last stage to run.
+ngpu=1                 # GPUs per node for training (0: CPU).
+num_nodes=1            # Nodes for distributed training (through ESPnet's launcher).
+nj=32                  # Shards for feature, label and data jobs.
+inference_nj=32        # Shards for decoding.
+python=python          # Python of the project's .venv (path.sh activates it).
+expdir=exp             # Experiments.
+dumpdir=dump           # Features, labels and formatted data.
+datadir=data           # Kaldi-style data directories.
+seed=0                 # Seed for k-means portions, k-means and training.
+
+# Data options
+corpus=librispeech     # librispeech or mini (the embedded TTS corpus).
+mini_hours=1.5         # Size of the mini corpus in hours (corpus=mini).
+train_set=train_960    # Pretraining set.
+valid_set=dev_clean    # Validation set for pretraining and fine-tuning.
+finetune_set=finetune_10h  # Labelled fine-tuning set (finetune_1h, finetune_10h, train_clean_100).
+test_sets="test_clean test_other"  # Sets to decode and score.
+min_wav_duration=2.0   # Pretraining utterances shorter than this (s) are dropped (paper: 2 s).
+max_wav_duration=30.0  # Utterances longer than this (s) are dropped from training sets.
+
+# Iteration 1 (HuBERT on MFCC targets)
+it1_n_clusters=100     # k-means clusters on MFCC (paper: 100).
+it1_config=conf/tuning/train_ssl_hubert_base_it1.yaml  # Pretraining config of iteration 1.
+kmeans_portion=0.1     # Share of the training utterances k-means is fitted on.
+kmeans_n_init=20       # k-means++ restarts (HuBERT reference: 20).
+
+# Iteration 2 (ILS on labels from a block of the iteration-1 model)
+it2_layer=6            # 1-based block of the iteration-1 model the targets come from (paper: 6).
+it2_n_clusters=500     # k-means clusters on that block (paper: 500).
+it2_config=conf/tuning/train_ssl_ils_base_it2.yaml  # ILS pretraining config of iteration 2.
+baseline=false         # Also train the HuBERT baseline (the it2 config, top block supervised only).
+pretrain_args=         # Extra arguments for ssl_train (e.g. "--max_epoch 1").
+
+# Fine-tuning, decoding, packing
+asr_config=conf/tuning/train_asr_ctc_base_10h.yaml  # CTC fine-tuning config.
+asr_args=              # Extra arguments for asr_train.
+decode_modes="greedy beam"  # greedy: CTC best path; beam: CTC prefix beam search.
+beam_size=20           # Beam of the beam mode.
+lm_config=             # External LM: its train config (with lm_model); empty for none.
+lm_model=              # External LM: its model file.
+lm_weight=0.5          # External LM weight in beam search.
+inference_model=valid.loss.best.pth  # Checkpoint of the fine-tuned model to decode and pack.
+hf_repo=               # Hugging Face repository for stage 12; empty skips the upload.
+
+help_message=$(cat << EOF
+Usage: $0 [options]
+
+Stages:
+  1: data preparation (corpus=${corpus}: local/data.sh)
+  2: format data directories into ${dumpdir}/raw (duration filters, shape files)
+  3: iteration-1 targets: MFCC features, k-means (${it1_n_clusters}), labels
+  4: iteration-1 HuBERT pretraining
+  5: iteration-2 targets: block-${it2_layer} features of the iteration-1 model, k-means (${it2_n_clusters}), labels
+  6: iteration-2 ILS pretraining (and the HuBERT baseline with --baseline true)
+  7: cluster quality (phone purity, cluster purity, PNMI) per block, where phone alignments exist
+  8: CTC fine-tuning through ESPnet's ASR task
+  9: decoding (${decode_modes})
+ 10: scoring (WER, CER) into RESULTS.md
+ 11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
+ 12: upload to Hugging Face (skipped unless --hf_repo is set)
+
+Options (defaults in brackets):
+$(grep -E '^[a-z_0-9]+=.*#' "$0" | sed -E 's/^([a-z_0-9]+)=([^ ]*) *# */  --\1 [\2] /')
+EOF
+)
+
+# Parse --name value options.
+while [ $# -gt 0 ]; do
+    case $1 in
+        --help | -h) echo "${help_message}"; exit 0 ;;
+        --*)
+            name=${1#--}
+            if ! grep -qE "^${name}=" "$0"; then
+                log "Unknown option $1. See $0 --help."; exit 1
+            fi
+            [ $# -ge 2 ] || { log "Option $1 needs a value."; exit 1; }
+            printf -v "${name}" '%s' "$2"
+            shift 2 ;;
+        *) log "Unexpected argument '$1'. See $0 --help."; exit 1 ;;
+    esac
+done
+
+. ./path.sh
+. ./cmd.sh
+
+# ---------------------------------------------------------------------------------------------
+# Check every option before any work starts.
+die() { log "Error: $*"; exit 1; }
+is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
+for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_clusters it2_layer \
+        it2_n_clusters kmeans_n_init beam_size; do
+    is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
+done
+if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 12 ]; then die "--stage ${stage}: stages are 1..12 (see --help)"; fi
+if [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 12 ]; then die "--stop_stage ${stop_stage}: stages are 1..12"; fi
+if [ "${stage}" -gt "${stop_stage}" ]; then die "--stage ${stage} is after --stop_stage ${stop_stage}"; fi
+if [ "${nj}" -lt 1 ] || [ "${inference_nj}" -lt 1 ]; then die "--nj and --inference_nj must be >= 1"; fi
+case ${corpus} in librispeech | mini) ;; *) die "--corpus ${corpus}: librispeech or mini" ;; esac
+case ${baseline} in true | false) ;; *) die "--baseline ${baseline}: true or false" ;; esac
+for config in it1_config it2_config asr_config; do
+    [ -f "${!config}" ] || die "--${config} ${!config}: no such file"
+done
+for mode in ${decode_modes}; do
+    case ${mode} in greedy | beam) ;; *) die "--decode_modes: unknown mode '${mode}' (greedy, beam)" ;; esac
+done
+if [ -n "${lm_config}" ] || [ -n "${lm_model}" ]; then
+    if [ ! -f "${lm_config}" ] || [ ! -f "${lm_model}" ]; then
+        die "--lm_config and --lm_model must both name existing files"
+    fi
+fi
+# A stage that needs the outputs of an earlier stage which is not run now checks them itself.
+require_dir() { [ -d "$1" ] || die "$1 does not exist: run the stage that makes it ($2) first"; }
+
+it1_tag=it1_mfcc_km${it1_n_clusters}
+it2_tag=it2_L${it2_layer}_km${it2_n_clusters}
+it1_exp=${expdir}/ssl_${it1_tag}_hubert
+arms="ils"; [ "${baseline}" = true ] && arms="ils hubert"
+ssl_sets="${train_set} ${valid_set}"
+all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets}" | tr ' ' '\n' | sort -u | tr '\n' ' ')
+
+# Mark a step complete (written last) and test for it; the marker holds what produced it.
+mark_done() { mkdir -p "$1"; echo "$2" > "$1/.done"; }
+is_done() { [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]; }
+
+run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
+
+# Start a training through ESPnet's launcher (DDP, multi-node); resumes from its checkpoint.
+launch_training() {
+    local exp=$1 module=$2; shift 2
+    mkdir -p "${exp}"
+    ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" \
+        --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        ${python} -m "${module}" --resume true --output_dir "${exp}" --seed "${seed}" "$@"
+}
+
+# Sharded k-means labels for one iteration: feature dir per set -> labels per set.
+#   make_labels <tag> <feature root> <feature rate Hz> <n_clusters>
+make_labels() {
+    local tag=$1 feats_root=$2 rate=$3 n_clusters=$4
+    local km_dir=${expdir}/kmeans/${tag} labels_root=${dumpdir}/labels/${tag}
+    local key="n_clusters=${n_clusters} portion=${kmeans_portion} n_init=${kmeans_n_init} seed=${seed}"
+    if is_done "${km_dir}" "${key}"; then
+        log "k-means ${km_dir} already fitted (${key}): skipped"
+    else
+        ${train_cmd} "${km_dir}/log/fit_kmeans.log" ${python} -m espnet_ils.bin.fit_kmeans \
+            --feats_dir "${feats_root}/${train_set}" --n_clusters "${n_clusters}" \
+            --portion "${kmeans_portion}" --n_init "${kmeans_n_init}" --seed "${seed}" \
+            --model "${km_dir}/km.joblib"
+        mark_done "${km_dir}" "${key}"
+    fi
+    for dset in ${ssl_sets}; do
+        log "labels ${tag}: ${feats_root}/${dset} -> ${labels_root}/${dset}/text"
+        ${train_cmd} JOB=1:"${nj}" "${labels_root}/${dset}/log/dump_labels.JOB.log" \
+            ${python} -m espnet_ils.bin.dump_labels --feats_dir "${feats_root}/${dset}" \
+                --feature_rate "${rate}" --km_model "${km_dir}/km.joblib" \
+                --outdir "${labels_root}/${dset}" --nj "${nj}" --job JOB
+        ${python} -m espnet_ils.bin.merge_labels --wav_scp "${dumpdir}/raw/${dset}/wav.scp" \
+            --label_dir "${labels_root}/${dset}" --nj "${nj}" --output "${labels_root}/${dset}/text"
+    done
+    ${python} -m espnet_ils.bin.write_token_list --num_classes "${n_clusters}" \
+        --output "${labels_root}/tokens.txt"
+}
+
+# SSL pretraining on a label set: ssl_pretrain <exp> <config> <labels tag>
+ssl_pretrain() {
+    local exp=$1 config=$2 tag=$3 labels_root=${dumpdir}/labels/$3
+    log "pretraining ${exp} (config ${config}, labels ${labels_root}); log: ${exp}/train.log"
+    # shellcheck disable=SC2086
+    launch_training "${exp}" espnet_ils.bin.ssl_train --config "${config}" \
+        --token_list "${labels_root}/tokens.txt" --token_type word \
+        --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/wav.scp,speech,sound" \
+        --train_data_path_and_name_and_type "${labels_root}/${train_set}/text,text,text" \
+        --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
+        --valid_data_path_and_name_and_type "${labels_root}/${valid_set}/text,text,text" \
+        --train_shape_file "${dumpdir}/raw/${train_set}/speech_shape" \
+        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" ${pretrain_args}
+    [ -f "${exp}/valid.loss.best.pth" ] || die "${exp}: training ended without valid.loss.best.pth"
+}
+
+ssl_exp_of() { echo "${expdir}/ssl_${it2_tag}_$1"; }
+asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yaml)"; }
+
+log "$0 $*"
+
+# ---------------------------------------------------------------------------------------------
+if run_stage 1; then
+    log "Stage 1: data preparation (corpus=${corpus}) -> ${datadir}/"
+    local/data.sh --corpus "${corpus}" --datadir "${datadir}" --mini_hours "${mini_hours}" \
+        --seed "${seed}" --nj "${nj}"
+fi
+
+if run_stage 2; then
+    log "Stage 2: format ${datadir}/{${all_sets// /,}} -> ${dumpdir}/raw/"
+    for dset in ${all_sets}; do
+        require_dir "${datadir}/${dset}" "stage 1"
+        min=0; max=${max_wav_duration}
+        [ "${dset}" = "${train_set}" ] && min=${min_wav_duration}
+        [[ " ${test_sets} ${valid_set} " == *" ${dset} "* ]] && max=100000
+        ${python} -m espnet_ils.bin.format_data_dir --src "${datadir}/${dset}" \
+            --dst "${dumpdir}/raw/${dset}" --min_duration "${min}" --max_duration "${max}"
+    done
+fi
+
+if run_stage 3; then
+    log "Stage 3: iteration-1 targets: MFCC of {${ssl_sets// /,}} -> ${dumpdir}/mfcc, k-means ${it1_n_clusters}"
+    for dset in ${ssl_sets}; do
+        require_dir "${dumpdir}/raw/${dset}" "stage 2"
+        ${train_cmd} JOB=1:"${nj}" "${dumpdir}/mfcc/${dset}/log/dump_mfcc.JOB.log" \
+            ${python} -m espnet_ils.bin.dump_mfcc --wav_scp "${dumpdir}/raw/${dset}/wav.scp" \
+                --outdir "${dumpdir}/mfcc/${dset}" --nj "${nj}" --job JOB
+    done
+    make_labels "${it1_tag}" "${dumpdir}/mfcc" 100 "${it1_n_clusters}"
+fi
+
+if run_stage 4; then
+    log "Stage 4: iteration-1 HuBERT pretraining -> ${it1_exp}"
+    require_dir "${dumpdir}/labels/${it1_tag}" "stage 3"
+    ssl_pretrain "${it1_exp}" "${it1_config}" "${it1_tag}"
+fi
+
+if run_stage 5; then
+    log "Stage 5: iteration-2 targets: block ${it2_layer} of ${it1_exp} -> ${dumpdir}/feats_${it2_tag}, k-means ${it2_n_clusters}"
+    [ -f "${it1_exp}/valid.loss.best.pth" ] || die "${it1_exp}/valid.loss.best.pth missing: run stage 4 first"
+    for dset in ${ssl_sets}; do
+        ${cuda_cmd} JOB=1:"${nj}" "${dumpdir}/feats_${it2_tag}/${dset}/log/extract.JOB.log" \
+            ${python} -m espnet_ils.bin.extract_layer_features \
+                --model_dir "${it1_exp}" --checkpoint valid.loss.best.pth --layer "${it2_layer}" \
+                --wav_scp "${dumpdir}/raw/${dset}/wav.scp" --outdir "${dumpdir}/feats_${it2_tag}/${dset}" \
+                --nj "${nj}" --job JOB --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
+    done
+    make_labels "${it2_tag}" "${dumpdir}/feats_${it2_tag}" 50 "${it2_n_clusters}"
+fi
+
+if run_stage 6; then
+    require_dir "${dumpdir}/labels/${it2_tag}" "stage 5"
+    for arm in ${arms}; do
+        config=${it2_config}
+        if [ "${arm}" = hubert ]; then
+            config=$(ssl_exp_of hubert)/derived_config.yaml
+            mkdir -p "$(dirname "${config}")"
+            ${python} -m espnet_ils.bin.derive_baseline_config --config "${it2_config}" --output "${config}"
+        fi
+        log "Stage 6: iteration-2 ${arm} pretraining -> $(ssl_exp_of "${arm}")"
+        ssl_pretrain "$(ssl_exp_of "${arm}")" "${config}" "${it2_tag}"
+    done
+fi
+
+if run_stage 7; then
+    alignments=${datadir}/${valid_set}/phone_alignment
+    if [ -f "${alignments}" ]; then
+        out=${expdir}/cluster_quality_${it2_tag}
+        log "Stage 7: cluster quality per block on ${valid_set} -> ${out}/{pnmi.tsv,pnmi.png}"
+        models=()
+        for arm in ${arms}; do models+=(--model "${arm}=$(ssl_exp_of "${arm}")"); done
+        ${train_cmd} "${out}/log/cluster_quality.log" ${python} -m espnet_ils.bin.cluster_quality layers \
+            "${models[@]}" --checkpoint valid.loss.best.pth --wav_scp "${dumpdir}/raw/${valid_set}/wav.scp" \
+            --alignments "${alignments}" --n_clusters "${it1_n_clusters}" --seed "${seed}" --outdir "${out}"
+    else
+        log "Stage 7: skipped: ${alignments} does not exist (the corpus has no phone alignments)"
+    fi
+fi
+
+if run_stage 8; then
+    token_dir=${dumpdir}/token_list/char
+    if ! is_done "${token_dir}" "${finetune_set}"; then
+        log "Stage 8: letter token list from ${dumpdir}/raw/${finetune_set}/text -> ${token_dir}/tokens.txt"
+        ${python} -m espnet2.bin.tokenize_text --token_type char --field 2- \
+            --input "${dumpdir}/raw/${finetune_set}/text" --output "${token_dir}/tokens.txt.tmp" \
+            --write_vocabulary true --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1"
+        mv "${token_dir}/tokens.txt.tmp" "${token_dir}/tokens.txt"
+        mark_done "${token_dir}" "${finetune_set}"
+    fi
+    for arm in ${arms}; do
+        ssl_exp=$(ssl_exp_of "${arm}") asr_exp=$(asr_exp_of "${arm}")
+        [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
+        log "Stage 8: CTC fine-tuning of ${ssl_exp} on ${finetune_set} -> ${asr_exp}; log: ${asr_exp}/train.log"
+        # shellcheck disable=SC2086
+        launch_training "${asr_exp}" espnet_ils.bin.asr_train --config "${asr_config}" \
+            --frontend_conf "frontend_conf.path_or_url=${ssl_exp}/valid.loss.best.pth" \
+            --token_list "${token_dir}/tokens.txt" --token_type char --use_preprocessor true \
+            --train_data_path_and_name_and_type "${dumpdir}/raw/${finetune_set}/wav.scp,speech,sound" \
+            --train_data_path_and_name_and_type "${dumpdir}/raw/${finetune_set}/text,text,text" \
+            --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
+            --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text" \
+            --train_shape_file "${dumpdir}/raw/${finetune_set}/speech_shape" \
+            --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" ${asr_args}
+        [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}: training ended without ${inference_model}"
+    done
+fi
+
+if run_stage 9; then
+    for arm in ${arms}; do
+        asr_exp=$(asr_exp_of "${arm}")
+        [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}/${inference_model} missing: run stage 8 first"
+        for mode in ${decode_modes}; do
+            for dset in ${test_sets}; do
+                dir=${asr_exp}/decode_${mode}/${dset}
+                key="${inference_model} ${mode} beam=${beam_size} lm=${lm_model}:${lm_weight}"
+                if is_done "${dir}" "${key}"; then log "Stage 9: ${dir} already decoded: skipped"; continue; fi
+                log "Stage 9: decoding ${dumpdir}/raw/${dset} with ${asr_exp} (${mode}) -> ${dir}"
+                rm -rf "${dir}"; mkdir -p "${dir}/split"
+                ${python} -m espnet2.bin.split_scps --scps "${dumpdir}/raw/${dset}/wav.scp" \
+                    --num_splits "${inference_nj}" --output_dir "${dir}/split"
+                opts=(--beam_size "$([ "${mode}" = greedy ] && echo 1 || echo "${beam_size}")")
+                [ -n "${lm_model}" ] && [ "${mode}" = beam ] && opts+=(--lm_train_config "${lm_config}" --lm_file "${lm_model}" --lm_weight "${lm_weight}")
+                ${decode_cmd} JOB=1:"${inference_nj}" "${dir}/log/decode.JOB.log" \
+                    ${python} -m espnet_ils.bin.asr_inference --ngpu 0 --batch_size 1 \
+                        --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
+                        --key_file "${dir}/split/wav.scp.JOB" \
+                        --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
+                        --output_dir "${dir}/output.JOB" --ctc_weight 1.0 --lm_weight 0.0 "${opts[@]}"
+                ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${inference_nj}" \
+                    --output "${dir}/text"
+                mark_done "${dir}" "${key}"
+            done
+        done
+    done
+fi
+
+if run_stage 10; then
+    log "Stage 10: scoring -> RESULTS.md"
+    decode_dirs=()
+    for arm in ${arms}; do
+        for mode in ${decode_modes}; do
+            for dset in ${test_sets}; do
+                dir=$(asr_exp_of "${arm}")/decode_${mode}/${dset}
+                [ -f "${dir}/.done" ] || die "${dir} is not decoded: run stage 9 first"
+                decode_dirs+=("${dir}")
+            done
+        done
+    done
+    ${python} -m espnet_ils.bin.score --ref_dir "${dumpdir}/raw" --results RESULTS.md "${decode_dirs[@]}"
+fi
+
+if run_stage 11; then
+    for arm in ${arms}; do
+        asr_exp=$(asr_exp_of "${arm}") ssl_exp=$(ssl_exp_of "${arm}")
+        zip=${asr_exp}/packed/$(basename "${asr_exp}").zip
+        log "Stage 11: packing ${asr_exp} with ${ssl_exp} -> ${zip}"
+        # Relative paths: ESPnet's unpack rewrites the SSL model path inside the ASR config.
+        ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
+            --asr_model_file "${asr_exp}/${inference_model}" \
+            --option "${ssl_exp}/config.yaml" --option "${ssl_exp}/valid.loss.best.pth" \
+            --option RESULTS.md --outpath "${zip}.tmp" >&2
+        mv "${zip}.tmp" "${zip}"
+    done
+fi
+
+if run_stage 12; then
+    if [ -z "${hf_repo}" ]; then
+        log "Stage 12: skipped: no --hf_repo given"
+    else
+        for arm in ${arms}; do
+            zip=$(asr_exp_of "${arm}")/packed/$(basename "$(asr_exp_of "${arm}")").zip
+            log "Stage 12: uploading ${zip} to ${hf_repo}"
+            ${python} -m espnet_ils.bin.upload_model --zip "${zip}" --repo "${hf_repo}"
+        done
+    fi
+fi
+
+log "Successfully finished. [elapsed=${SECONDS}s]"

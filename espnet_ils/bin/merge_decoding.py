@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""Merge the 1-best hypotheses of decoding shards and check that every utterance was decoded."""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_ils.audio import read_key_file
+from espnet_ils.shards import write_text_atomic
+
+logger = logging.getLogger("espnet_ils.merge_decoding")
+
+
+def merge_decoding(decode_dir: Path, nj: int, output: Path) -> None:
+    """Join ``output.JOB/1best_recog/text`` for JOB in 1..nj; keys must equal ``split/wav.scp.*``."""
+    hyps, expected = {}, set()
+    for job in range(1, nj + 1):
+        split = decode_dir / "split" / f"wav.scp.{job}"
+        if split.is_file():
+            expected.update(read_key_file(split))
+        text = decode_dir / f"output.{job}" / "1best_recog" / "text"
+        if text.is_file():
+            # Empty hypotheses have no value field: read the lines ourselves.
+            for line in text.read_text(encoding="utf-8").splitlines():
+                utt, _, hyp = line.partition(" ")
+                hyps[utt] = hyp.strip()
+    missing = sorted(expected - set(hyps))
+    if missing:
+        raise ValueError(f"{decode_dir}: no hypothesis for {missing[:5]} ({len(missing)}); see {decode_dir}/log")
+    write_text_atomic(output, [f"{utt} {hyps[utt]}".rstrip() for utt in sorted(hyps)])
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--decode_dir", type=Path, required=True)
+    parser.add_argument("--nj", type=int, required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    return parser
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    merge_decoding(args.decode_dir, args.nj, args.output)
+
+
+if __name__ == "__main__":
+    main()
