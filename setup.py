@@ -18,6 +18,8 @@ setup(
         "scikit-learn",
         "soundfile",
         "kaldiio",
+        "jiwer",  # WER/CER alignment counts for RESULTS.md
+        "huggingface_hub",  # optional upload of packed models (stage 12)
         "tqdm",
         "PyYAML",
         "matplotlib",  # ESPnet's attention plots and our cluster-quality plots
