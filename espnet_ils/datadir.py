@@ -27,7 +27,9 @@ def num_samples_of(datadir: Path) -> Dict[str, int]:
         except (sf.LibsndfileError, RuntimeError) as error:
             raise ValueError(f"utterance {utt}: cannot read audio file {path}: {error}") from error
         if info.samplerate != SAMPLE_RATE:
-            raise ValueError(f"utterance {utt}: {path} is sampled at {info.samplerate} Hz; expected {SAMPLE_RATE}")
+            raise ValueError(
+                f"utterance {utt}: {path} is sampled at {info.samplerate} Hz; expected {SAMPLE_RATE}"
+            )
         counts[utt] = info.frames
     return counts
 
@@ -57,13 +59,17 @@ def format_data_dir(src: Path, dst: Path, min_duration: float, max_duration: flo
         entries = read_key_file(src / name)
         missing = [u for u in keep if u not in entries]
         if missing:
-            raise ValueError(f"{src / name}: no entry for utterance {missing[0]} ({len(missing)} missing)")
+            raise ValueError(
+                f"{src / name}: no entry for utterance {missing[0]} ({len(missing)} missing)"
+            )
         write_text_atomic(dst / name, [f"{u} {entries[u]}" for u in keep])
     if (dst / "utt2spk").is_file():
         speakers: Dict[str, list] = {}
         for utt, spk in read_key_file(dst / "utt2spk").items():
             speakers.setdefault(spk, []).append(utt)
-        write_text_atomic(dst / "spk2utt", [f"{s} {' '.join(us)}" for s, us in sorted(speakers.items())])
+        write_text_atomic(
+            dst / "spk2utt", [f"{s} {' '.join(us)}" for s, us in sorted(speakers.items())]
+        )
     write_text_atomic(dst / "utt2num_samples", [f"{u} {lengths[u]}" for u in keep])
     write_text_atomic(dst / "speech_shape", [f"{u} {lengths[u]}" for u in keep])
     write_text_atomic(dst / ".done", [f"{src} {min_duration} {max_duration}"])

@@ -54,7 +54,9 @@ def count_errors(refs: Dict[str, str], hyps: Dict[str, str], unit: str) -> Error
     if extra:
         raise ValueError(f"hypotheses for utterances without reference: {extra[:5]}")
     split = {"word": _words, "char": _chars}[unit]
-    totals = dict(tokens=0, correct=0, substitutions=0, deletions=0, insertions=0, sentence_errors=0)
+    totals = dict(
+        tokens=0, correct=0, substitutions=0, deletions=0, insertions=0, sentence_errors=0
+    )
     for utt, ref in refs.items():
         ref_tokens, hyp_tokens = split(ref), split(hyps.get(utt, ""))
         if not ref_tokens:

@@ -23,7 +23,9 @@ def write_wavs(root: Path, count: int = 6) -> Path:
     lines = []
     for index in range(count):
         samples = 8000 + 1931 * index
-        wave = 0.1 * np.sin(np.arange(samples) * (0.05 + 0.02 * index)) + 0.01 * rng.standard_normal(samples)
+        wave = 0.1 * np.sin(
+            np.arange(samples) * (0.05 + 0.02 * index)
+        ) + 0.01 * rng.standard_normal(samples)
         path = root / "wav" / f"u{index}.flac"
         sf.write(path, wave.astype(np.float32), 16000)
         lines.append(f"u{index} {path}")
@@ -31,7 +33,9 @@ def write_wavs(root: Path, count: int = 6) -> Path:
     return root / "wav.scp"
 
 
-@pytest.mark.parametrize("samples", [400, 401, 559, 560, 719, 720, 16000, 16159, 16160, 16319, 250000])
+@pytest.mark.parametrize(
+    "samples", [400, 401, 559, 560, 719, 720, 16000, 16159, 16160, 16319, 250000]
+)
 def test_mfcc_every_second_frame_matches_the_encoder_frames(samples):
     mfcc = compute_mfcc(np.zeros(samples, dtype=np.float32) + 0.01)
     assert mfcc.shape == ((samples - 400) // 160 + 1, 39)
@@ -44,7 +48,20 @@ def test_pipeline_writes_checked_labels_and_a_rerun_does_nothing(tmp_path):
     for job in (1, 2):
         dump_mfcc(wav_scp, feats, job, 2)
     model = tmp_path / "km" / "km.joblib"
-    fit_kmeans_main(["--feats_dir", str(feats), "--n_clusters", "8", "--portion", "1.0", "--n_init", "2", "--model", str(model)])
+    fit_kmeans_main(
+        [
+            "--feats_dir",
+            str(feats),
+            "--n_clusters",
+            "8",
+            "--portion",
+            "1.0",
+            "--n_init",
+            "2",
+            "--model",
+            str(model),
+        ]
+    )
     labels_dir = tmp_path / "labels"
     for job in (1, 2):
         dump_labels(feats, 100, model, labels_dir, job, 2)
@@ -69,7 +86,20 @@ def test_kmeans_is_reproducible_for_a_seed(tmp_path):
     centers = []
     for name in ("a", "b"):
         model = tmp_path / name / "km.joblib"
-        fit_kmeans_main(["--feats_dir", str(tmp_path / "mfcc"), "--n_clusters", "5", "--n_init", "2", "--portion", "0.5", "--model", str(model)])
+        fit_kmeans_main(
+            [
+                "--feats_dir",
+                str(tmp_path / "mfcc"),
+                "--n_clusters",
+                "5",
+                "--n_init",
+                "2",
+                "--portion",
+                "0.5",
+                "--model",
+                str(model),
+            ]
+        )
         centers.append(__import__("joblib").load(model).cluster_centers_)
     np.testing.assert_array_equal(centers[0], centers[1])
 
@@ -81,7 +111,9 @@ def test_kmeans_is_reproducible_for_a_seed(tmp_path):
         (b"not audio at all", "cannot read audio file"),
     ],
 )
-def test_unreadable_or_empty_audio_names_the_utterance_and_leaves_no_shard(tmp_path, content, match):
+def test_unreadable_or_empty_audio_names_the_utterance_and_leaves_no_shard(
+    tmp_path, content, match
+):
     wav_scp = write_wavs(tmp_path, count=3)
     (tmp_path / "wav" / "u1.flac").write_bytes(content)
     with pytest.raises(ValueError, match=f"utterance u1: .*({match})"):
@@ -106,7 +138,16 @@ def test_wrong_sample_rate_is_refused(tmp_path):
 
 def test_missing_directory_and_missing_labels_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no feats"):
-        fit_kmeans_main(["--feats_dir", str(tmp_path / "nope"), "--n_clusters", "2", "--model", str(tmp_path / "m")])
+        fit_kmeans_main(
+            [
+                "--feats_dir",
+                str(tmp_path / "nope"),
+                "--n_clusters",
+                "2",
+                "--model",
+                str(tmp_path / "m"),
+            ]
+        )
     with pytest.raises(FileNotFoundError, match="wav.scp: no such file"):
         dump_mfcc(tmp_path / "data" / "wav.scp", tmp_path / "mfcc", 1, 1)
     wav_scp = write_wavs(tmp_path, count=3)
@@ -123,7 +164,20 @@ def test_label_count_mismatch_names_the_utterance(tmp_path):
     wav_scp = write_wavs(tmp_path, count=2)
     feats = tmp_path / "mfcc"
     dump_mfcc(wav_scp, feats, 1, 1)
-    fit_kmeans_main(["--feats_dir", str(feats), "--n_clusters", "3", "--n_init", "1", "--portion", "1.0", "--model", str(tmp_path / "km.joblib")])
+    fit_kmeans_main(
+        [
+            "--feats_dir",
+            str(feats),
+            "--n_clusters",
+            "3",
+            "--n_init",
+            "1",
+            "--portion",
+            "1.0",
+            "--model",
+            str(tmp_path / "km.joblib"),
+        ]
+    )
     lengths = feats / "utt2num_samples.1"
     lengths.write_text(lengths.read_text().replace("u1 9931", "u1 19931"))
     with pytest.raises(ValueError, match="utterance u1: 30 labels but the encoder gives 62 frames"):
@@ -135,8 +189,12 @@ def test_cluster_quality_on_a_case_known_by_hand():
     # 4 frames: phones a a b b; clusters 0 0 0 1.
     counts = joint_counts(["a", "a", "b", "b"], [0, 0, 0, 1])
     quality = cluster_quality(counts)
-    assert quality["phone_purity"] == pytest.approx(3 / 4)  # cluster 0 -> a (2 of 3), cluster 1 -> b
-    assert quality["cluster_purity"] == pytest.approx(3 / 4)  # a -> 0 (2 of 2), b -> 0 or 1 (1 of 2)
+    assert quality["phone_purity"] == pytest.approx(
+        3 / 4
+    )  # cluster 0 -> a (2 of 3), cluster 1 -> b
+    assert quality["cluster_purity"] == pytest.approx(
+        3 / 4
+    )  # a -> 0 (2 of 2), b -> 0 or 1 (1 of 2)
     # I(p;c) = H(p) - H(p|c) = log 2 - 3/4 * H(2/3, 1/3)
     h_cond = -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))
     assert quality["pnmi"] == pytest.approx((math.log(2) - 0.75 * h_cond) / math.log(2))

@@ -45,7 +45,9 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     derived = baseline_config(yaml.safe_load(args.config.read_text()))
-    header = f"# Derived from {args.config} by espnet_ils.bin.derive_baseline_config: top block only."
+    header = (
+        f"# Derived from {args.config} by espnet_ils.bin.derive_baseline_config: top block only."
+    )
     write_text_atomic(args.output, [header, yaml.safe_dump(derived, sort_keys=False)])
 
 

@@ -27,7 +27,9 @@ def merge_decoding(decode_dir: Path, nj: int, output: Path) -> None:
                 hyps[utt] = hyp.strip()
     missing = sorted(expected - set(hyps))
     if missing:
-        raise ValueError(f"{decode_dir}: no hypothesis for {missing[:5]} ({len(missing)}); see {decode_dir}/log")
+        raise ValueError(
+            f"{decode_dir}: no hypothesis for {missing[:5]} ({len(missing)}); see {decode_dir}/log"
+        )
     write_text_atomic(output, [f"{utt} {hyps[utt]}".rstrip() for utt in sorted(hyps)])
 
 

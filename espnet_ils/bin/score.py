@@ -73,7 +73,9 @@ def results_markdown(tables: Dict[Path, Dict[str, List[str]]]) -> List[str]:
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ref_dir", type=Path, required=True, help="Parent of <set>/text references")
+    parser.add_argument(
+        "--ref_dir", type=Path, required=True, help="Parent of <set>/text references"
+    )
     parser.add_argument("--results", type=Path, required=True, help="RESULTS.md to write")
     parser.add_argument("decode_dirs", type=Path, nargs="+", help="<asr exp>/<decode tag>/<set>")
     return parser

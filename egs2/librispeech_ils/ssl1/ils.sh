@@ -9,6 +9,7 @@ log() {
     echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*" >&2
 }
 SECONDS=0
+cmdline="$0 $*"
 
 # General options
 stage=1                # First stage to run.
@@ -75,7 +76,7 @@ Stages:
  12: upload to Hugging Face (skipped unless --hf_repo is set)
 
 Options (defaults in brackets):
-$(grep -E '^[a-z_0-9]+=.*#' "$0" | sed -E 's/^([a-z_0-9]+)=([^ ]*) *# */  --\1 [\2] /')
+$(grep -E '^[a-z_0-9]+=.*#' "$0" | sed -E 's/^([a-z_0-9]+)=("[^"]*"|[^ ]*) *# */  --\1 [\2] /')
 EOF
 )
 
@@ -196,7 +197,7 @@ ssl_pretrain() {
 ssl_exp_of() { echo "${expdir}/ssl_${it2_tag}_$1"; }
 asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yaml)"; }
 
-log "$0 $*"
+log "${cmdline}"
 
 # ---------------------------------------------------------------------------------------------
 if run_stage 1; then
@@ -207,8 +208,8 @@ fi
 
 if run_stage 2; then
     log "Stage 2: format ${datadir}/{${all_sets// /,}} -> ${dumpdir}/raw/"
+    for dset in ${all_sets}; do require_dir "${datadir}/${dset}" "stage 1"; done
     for dset in ${all_sets}; do
-        require_dir "${datadir}/${dset}" "stage 1"
         min=0; max=${max_wav_duration}
         [ "${dset}" = "${train_set}" ] && min=${min_wav_duration}
         [[ " ${test_sets} ${valid_set} " == *" ${dset} "* ]] && max=100000

@@ -1,0 +1,200 @@
+"""Hidden states of an ILS-SSL encoder for waveforms: any block output, batched, no masking.
+
+Used for the k-means labels of the next iteration (the paper's BASE iteration 2 clusters block 6 of
+the iteration-1 model) and for layer-wise analysis. Works with the models of
+``espnet_ils.bin.ssl_train`` and the directories written by ``espnet_ils.bin.convert_unispeech``
+(pretrained or fine-tuned), i.e. any ESPnet model with the ``ils_cnn`` frontend, the
+``feature_projection`` preencoder and the ``ils_transformer`` encoder.
+
+Layers are numbered like the paper's supervised layers: layer k (1-based) is the output of
+Transformer block k, as it is fed to the ILS heads before their own LayerNorm; layer 0 is the input
+of block 1 (projected conv features plus the convolutional positional embedding, after the encoder
+LayerNorm of post-LN models). Only the blocks up to the highest requested layer are run.
+
+The frontend and the encoder are padding-invariant, so an utterance gives the same features alone or
+padded in a batch.
+"""
+
+import copy
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple, Union
+
+import humanfriendly
+import numpy as np
+import torch
+import yaml
+from espnet2.tasks.asr import ASRTask
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+
+from espnet_ils.encoder import ILSTransformerEncoder
+from espnet_ils.frontend import ILSCNNFrontend
+from espnet_ils.preencoder import FeatureProjection
+from espnet_ils.tasks import ILSSSLTask
+
+logger = logging.getLogger(__name__)
+
+Waveform = Union[torch.Tensor, np.ndarray]
+
+
+def truncated_encoder(encoder: ILSTransformerEncoder, num_blocks: int) -> ILSTransformerEncoder:
+    """A view of ``encoder`` that runs only its first ``num_blocks`` blocks.
+
+    The view shares every parameter with ``encoder`` (a shallow copy whose ``encoders`` list is
+    cut); the encoder computes its relative bias before the blocks, so the result of block k does
+    not depend on the blocks above it.
+
+    Args:
+        encoder: The full encoder.
+        num_blocks: Blocks to keep, ``1..len(encoder.encoders)``.
+
+    Returns:
+        ``encoder`` itself when nothing is cut, else the view.
+    """
+    if num_blocks == len(encoder.encoders):
+        return encoder
+    view = copy.copy(encoder)
+    view._modules = dict(encoder._modules)  # the copy must not share the submodule table
+    view._modules["encoders"] = encoder.encoders[:num_blocks]
+    return view
+
+
+class LayerFeatureExtractor:
+    """Block outputs of an ILS-SSL encoder, in eval mode and without masking.
+
+    Args:
+        frontend: The conv front end (``ils_cnn``).
+        preencoder: The feature projection (``feature_projection``).
+        encoder: The Transformer encoder (``ils_transformer``).
+        sample_rate: Sampling rate the model expects, in Hz (16000).
+        device: Where to run, e.g. ``"cpu"`` or ``"cuda:0"``.
+
+    Example:
+        >>> extractor = LayerFeatureExtractor.from_files(Path("exp/ssl_it1/valid.loss.best.pth"))
+        >>> feats = extractor.extract([wav1, wav2], layer=6)  # [(T1, D), (T2, D)]
+    """
+
+    def __init__(
+        self,
+        frontend: nn.Module,
+        preencoder: nn.Module,
+        encoder: nn.Module,
+        sample_rate: int = 16000,
+        device: str = "cpu",
+    ):
+        for name, module, cls in (
+            ("frontend", frontend, ILSCNNFrontend),
+            ("preencoder", preencoder, FeatureProjection),
+            ("encoder", encoder, ILSTransformerEncoder),
+        ):
+            if not isinstance(module, cls):
+                raise ValueError(
+                    f"{name} is {type(module).__name__}: layer features need an ILS-SSL model "
+                    "(frontend ils_cnn, preencoder feature_projection, encoder ils_transformer), "
+                    "as trained by espnet_ils.bin.ssl_train or written by convert_unispeech"
+                )
+        self.device = torch.device(device)
+        self.frontend = frontend.to(self.device).eval()
+        self.preencoder = preencoder.to(self.device).eval()
+        self.encoder = encoder.to(self.device).eval()
+        self.sample_rate = sample_rate
+
+    @classmethod
+    def from_files(
+        cls, model_file: Path, config: Optional[Path] = None, device: str = "cpu"
+    ) -> "LayerFeatureExtractor":
+        """Load an ESPnet SSL model (``ssl_train``) or a converted model directory.
+
+        Args:
+            model_file: Weights, e.g. ``exp/<ssl>/valid.loss.best.pth`` or ``<outdir>/model.pth``.
+            config: Its ``config.yaml``; default: next to ``model_file``.
+            device: Where to run.
+
+        Returns:
+            The extractor.
+        """
+        config = config or model_file.parent / "config.yaml"
+        with config.open(encoding="utf-8") as f:
+            conf = yaml.safe_load(f)
+        task = ILSSSLTask if "loss" in conf else ASRTask  # only SSL task configs have losses
+        model, _ = task.build_model_from_file(config, model_file, device)
+        fs = conf.get("frontend_conf", {}).get("fs", 16000)
+        sample_rate = humanfriendly.parse_size(fs) if isinstance(fs, str) else int(fs)
+        return cls(model.frontend, model.preencoder, model.encoder, sample_rate, device)
+
+    @property
+    def num_layers(self) -> int:
+        """Number of Transformer blocks N; valid layers are ``0..N``."""
+        return len(self.encoder.encoders)
+
+    def check_layers(self, layers: Sequence[int]) -> List[int]:
+        """Validate layer indices (0 = block-1 input, k = output of block k)."""
+        layers = list(layers)
+        if not layers or any(not 0 <= layer <= self.num_layers for layer in layers):
+            raise ValueError(
+                f"layers {layers}: valid layers are 0 (input of block 1) to {self.num_layers} "
+                "(block outputs are 1-based)"
+            )
+        return layers
+
+    @torch.inference_mode()
+    def forward(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor, layers: Sequence[int]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Hidden states of a padded batch.
+
+        Args:
+            speech: Waveforms ``(B, N)`` at ``sample_rate``, zero-padded.
+            speech_lengths: Valid samples ``(B,)``.
+            layers: Layers to return, ``0..num_layers``.
+
+        Returns:
+            ``(L, B, T, D)`` in the order of ``layers`` (frames at 50 Hz; padded frames hold
+            arbitrary values) and the valid frames ``(B,)``.
+        """
+        layers = self.check_layers(layers)
+        speech = speech.to(self.device)
+        speech_lengths = speech_lengths.to(self.device)
+        feats, lengths = self.frontend(speech, speech_lengths)
+        feats, lengths = self.preencoder(feats, lengths)
+        block_inputs = []
+        hook = self.encoder.encoders[0].register_forward_pre_hook(
+            lambda module, args: block_inputs.append(args[0])
+        )
+        try:
+            encoder = truncated_encoder(self.encoder, max(max(layers), 1))
+            (_, block_outputs), lengths, _ = encoder(feats, lengths, return_all_hs=True)
+        finally:
+            hook.remove()
+        states = block_inputs + list(block_outputs)  # index k = layer k
+        return torch.stack([states[layer] for layer in layers]), lengths
+
+    def extract_layers(
+        self, waveforms: Sequence[Waveform], layers: Optional[Sequence[int]] = None
+    ) -> List[torch.Tensor]:
+        """Hidden states of several utterances, run as one padded batch.
+
+        Args:
+            waveforms: 1-D waveforms ``(N_i,)`` at ``sample_rate``, float in [-1, 1].
+            layers: Layers to return; default all, ``0..num_layers``.
+
+        Returns:
+            Per utterance ``(L, T_i, D)`` on the CPU, float32, ``T_i = floor((N_i - 400) / 320) + 1``
+            for the usual conv stack.
+        """
+        if layers is None:
+            layers = range(self.num_layers + 1)
+        waves = [torch.as_tensor(wave, dtype=torch.float32) for wave in waveforms]
+        if any(wave.ndim != 1 for wave in waves):
+            raise ValueError(
+                f"waveforms must be 1-D (samples); got shapes {[list(w.shape) for w in waves]}"
+            )
+        lengths = torch.tensor([wave.numel() for wave in waves])
+        states, frames = self.forward(pad_sequence(waves, batch_first=True), lengths, layers)
+        states = states.float().cpu()
+        return [states[:, index, :count] for index, count in enumerate(frames.tolist())]
+
+    def extract(self, waveforms: Sequence[Waveform], layer: int) -> List[torch.Tensor]:
+        """One layer of several utterances: per utterance ``(T_i, D)``; see :meth:`extract_layers`."""
+        return [states[0] for states in self.extract_layers(waveforms, [layer])]

@@ -1,0 +1,190 @@
+"""The recipe's data preparation, formatting, scoring and option checking."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from espnet_ils.audio import read_key_file
+from espnet_ils.bin.derive_baseline_config import baseline_config
+from espnet_ils.bin.merge_decoding import merge_decoding
+from espnet_ils.bin.score import main as score_main
+from espnet_ils.datadir import format_data_dir
+from espnet_ils.scoring import count_errors
+
+RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
+SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/librispeech_sample"
+needs_sample = pytest.mark.skipif(
+    not SAMPLE.is_dir(), reason=f"{SAMPLE} (shared test data) is absent"
+)
+
+
+def prepare(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(RECIPE / "local/prepare_librispeech.py"), *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+@needs_sample
+def test_librispeech_preparation_on_real_files(tmp_path):
+    dst = tmp_path / "dev_clean"
+    result = prepare("--src", str(SAMPLE / "dev-clean"), "--dst", str(dst))
+    assert result.returncode == 0, result.stderr
+    wav = read_key_file(dst / "wav.scp")
+    text = read_key_file(dst / "text")
+    assert len(wav) == 10 and list(wav) == list(text) == sorted(wav)
+    assert text["1988-24833-0000"] == "THE TWO STRAY KITTENS GRADUALLY MAKE THEMSELVES AT HOME"
+    assert all(Path(p).is_file() and p.endswith(".flac") for p in wav.values())
+    assert read_key_file(dst / "utt2spk")["2412-153948-0002"] == "2412-153948"
+    spk2utt = read_key_file(dst / "spk2utt")
+    assert sorted(spk2utt) == ["1988-24833", "2412-153948", "3752-4944"]
+    assert int(read_key_file(dst / "utt2num_samples")["1988-24833-0000"]) == 53120
+    assert (dst / ".done").is_file()
+
+
+@needs_sample
+def test_librispeech_sets_merge_and_refuse_orphans(tmp_path):
+    merged = tmp_path / "merged"
+    assert (
+        prepare(
+            "--src",
+            str(SAMPLE / "dev-clean"),
+            "--src",
+            str(SAMPLE / "test-clean"),
+            "--dst",
+            str(merged),
+        ).returncode
+        == 0
+    )
+    assert len(read_key_file(merged / "wav.scp")) == 14
+
+    broken = tmp_path / "broken" / "1988" / "24833"
+    broken.mkdir(parents=True)
+    source = SAMPLE / "dev-clean" / "1988" / "24833"
+    (broken / "1988-24833.trans.txt").write_text((source / "1988-24833.trans.txt").read_text())
+    for flac in sorted(source.glob("*.flac"))[:-1]:  # the last transcript line has no audio
+        (broken / flac.name).symlink_to(flac)
+    result = prepare("--src", str(tmp_path / "broken"), "--dst", str(tmp_path / "out"))
+    assert result.returncode != 0
+    assert "utterance 1988-24833-0003 has no audio file" in result.stderr
+    assert not (tmp_path / "out" / ".done").exists()
+
+    missing = prepare("--src", str(tmp_path / "nowhere"), "--dst", str(tmp_path / "out2"))
+    assert missing.returncode != 0 and "nowhere: no such directory" in missing.stderr
+
+
+@needs_sample
+def test_format_data_dir_filters_by_duration(tmp_path):
+    src = tmp_path / "src"
+    assert prepare("--src", str(SAMPLE / "dev-clean"), "--dst", str(src)).returncode == 0
+    durations = {u: float(d) for u, d in read_key_file(src / "utt2dur").items()}
+    kept = format_data_dir(src, tmp_path / "dst", min_duration=5.0, max_duration=20.0)
+    shape = read_key_file(tmp_path / "dst" / "speech_shape")
+    assert kept == len(shape) == sum(5.0 <= d <= 20.0 for d in durations.values())
+    assert set(read_key_file(tmp_path / "dst" / "text")) == set(shape)
+    assert (tmp_path / "dst" / ".done").is_file()
+    with pytest.raises(ValueError, match="no utterance of 100.0-200.0 s"):
+        format_data_dir(src, tmp_path / "none", 100.0, 200.0)
+
+
+def test_format_data_dir_names_an_utterance_missing_from_a_keyed_file(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "wav.scp").write_text("a x.flac\nb y.flac\n")
+    (src / "utt2num_samples").write_text("a 16000\nb 16000\n")
+    (src / "text").write_text("a HELLO\n")
+    with pytest.raises(ValueError, match="no entry for utterance b"):
+        format_data_dir(src, tmp_path / "dst", 0.0, 100.0)
+    assert not (tmp_path / "dst" / ".done").exists()
+
+
+def test_baseline_config_differs_only_in_the_supervised_layers():
+    ils = yaml.safe_load((RECIPE / "conf/tuning/train_ssl_ils_base_it2.yaml").read_text())
+    hubert = baseline_config(ils)
+    assert hubert["loss"][0]["conf"]["layers"] == [12]
+    hubert["loss"][0]["conf"]["layers"] = ils["loss"][0]["conf"]["layers"]
+    assert hubert == ils
+
+
+def test_scoring_counts_and_results_md(tmp_path):
+    counts = count_errors({"a": "THE CAT SAT", "b": "HI"}, {"a": "THE BAT SAT ON"}, "word")
+    assert (counts.tokens, counts.substitutions, counts.deletions, counts.insertions) == (
+        4,
+        1,
+        1,
+        1,
+    )
+    assert counts.error_rate == pytest.approx(75.0)
+    assert count_errors({"a": "AB C"}, {"a": "AC C"}, "char").substitutions == 1
+
+    refs = tmp_path / "raw" / "test"
+    refs.mkdir(parents=True)
+    (refs / "text").write_text("u1 THE CAT\nu2 A DOG\n")
+    decode = tmp_path / "exp" / "asr_x" / "decode_greedy" / "test"
+    for job, line in ((1, "u1 THE CAT"), (2, "u2 A")):
+        (decode / f"output.{job}" / "1best_recog").mkdir(parents=True)
+        (decode / f"output.{job}" / "1best_recog" / "text").write_text(line + "\n")
+        (decode / "split").mkdir(exist_ok=True)
+        (decode / "split" / f"wav.scp.{job}").write_text(line.split()[0] + " x.flac\n")
+    merge_decoding(decode, 2, decode / "text")
+    score_main(
+        ["--ref_dir", str(tmp_path / "raw"), "--results", str(tmp_path / "RESULTS.md"), str(decode)]
+    )
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "|decode_greedy/test|2|4|75.0|0.0|25.0|0.0|25.0|50.0|" in results
+    assert (decode / "score_cer" / "result.txt").is_file()
+
+
+def test_merge_decoding_names_undecoded_utterances(tmp_path):
+    (tmp_path / "split").mkdir()
+    (tmp_path / "split" / "wav.scp.1").write_text("u1 x\nu2 y\n")
+    (tmp_path / "output.1" / "1best_recog").mkdir(parents=True)
+    (tmp_path / "output.1" / "1best_recog" / "text").write_text("u1 HI\n")
+    with pytest.raises(ValueError, match=r"no hypothesis for \['u2'\]"):
+        merge_decoding(tmp_path, 1, tmp_path / "text")
+
+
+def run_pipeline(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["./ils.sh", *args], cwd=RECIPE, capture_output=True, text=True)
+
+
+def test_help_lists_every_stage():
+    result = run_pipeline("--help")
+    assert result.returncode == 0
+    for stage in range(1, 13):
+        assert re.search(rf"^ *{stage}: \S", result.stdout, re.MULTILINE), (
+            f"stage {stage} not listed"
+        )
+    assert "--it2_layer [6]" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--stage", "13"], "--stage 13: stages are 1..12"),
+        (["--stage", "x"], "--stage must be a non-negative integer"),
+        (["--stage", "5", "--stop_stage", "4"], "--stage 5 is after --stop_stage 4"),
+        (
+            ["--it2_config", "conf/tuning/nope.yaml"],
+            "--it2_config conf/tuning/nope.yaml: no such file",
+        ),
+        (["--corpus", "timit"], "--corpus timit: librispeech or mini"),
+        (["--bogus", "1"], "Unknown option --bogus"),
+        (
+            ["--stage", "2", "--stop_stage", "2", "--datadir", "/nonexistent"],
+            "/nonexistent/dev_clean does not exist: run the stage that makes it (stage 1)",
+        ),
+    ],
+)
+def test_bad_options_stop_before_any_work(args, message, tmp_path):
+    result = run_pipeline(
+        "--expdir", str(tmp_path / "exp"), "--dumpdir", str(tmp_path / "dump"), *args
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert not (tmp_path / "dump").exists() and not (tmp_path / "exp").exists()
