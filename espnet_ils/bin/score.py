@@ -18,7 +18,6 @@ from typing import Dict, List, Optional
 import espnet
 import torch
 
-from espnet_ils.audio import read_key_file
 from espnet_ils.scoring import TABLE_HEADER, count_errors
 from espnet_ils.shards import write_text_atomic
 
