@@ -45,6 +45,7 @@ it2_layer=6            # 1-based block of the iteration-1 model the targets come
 it2_n_clusters=500     # k-means clusters on that block (paper: 500).
 it2_config=conf/tuning/train_ssl_ils_base_it2.yaml  # ILS pretraining config of iteration 2.
 baseline=false         # Also train the HuBERT baseline (the it2 config, top block supervised only).
+it2_seeds=0            # Seeds of iteration 2 and fine-tuning: one run per arm and seed (e.g. "0 1").
 pretrain_args=         # Extra arguments for ssl_train (e.g. "--max_epoch 1").
 
 # Fine-tuning, decoding, packing
@@ -103,6 +104,7 @@ done
 # Check every option before any work starts.
 die() { log "Error: $*"; exit 1; }
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
+for s in ${it2_seeds}; do is_int "${s}" || die "--it2_seeds: seeds are integers, got '${s}'"; done
 for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_clusters it2_layer \
         it2_n_clusters kmeans_n_init beam_size; do
     is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
@@ -131,6 +133,7 @@ it1_tag=it1_mfcc_km${it1_n_clusters}
 it2_tag=it2_L${it2_layer}_km${it2_n_clusters}
 it1_exp=${expdir}/ssl_${it1_tag}_hubert
 arms="ils"; [ "${baseline}" = true ] && arms="ils hubert"
+runs=$(for s in ${it2_seeds}; do for arm in ${arms}; do echo -n "${arm}_seed${s} "; done; done)
 ssl_sets="${train_set} ${valid_set}"
 all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets}" | tr ' ' '\n' | sort -u | tr '\n' ' ')
 
@@ -178,9 +181,9 @@ make_labels() {
         --output "${labels_root}/tokens.txt"
 }
 
-# SSL pretraining on a label set: ssl_pretrain <exp> <config> <labels tag>
+# SSL pretraining on a label set: ssl_pretrain <exp> <config> <labels tag> <seed>
 ssl_pretrain() {
-    local exp=$1 config=$2 tag=$3 labels_root=${dumpdir}/labels/$3
+    local exp=$1 config=$2 tag=$3 run_seed=$4 labels_root=${dumpdir}/labels/$3
     log "pretraining ${exp} (config ${config}, labels ${labels_root}); log: ${exp}/train.log"
     # shellcheck disable=SC2086
     launch_training "${exp}" espnet_ils.bin.ssl_train --config "${config}" \
@@ -190,10 +193,11 @@ ssl_pretrain() {
         --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
         --valid_data_path_and_name_and_type "${labels_root}/${valid_set}/text,text,text" \
         --train_shape_file "${dumpdir}/raw/${train_set}/speech_shape" \
-        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" ${pretrain_args}
+        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${run_seed}" ${pretrain_args}
     [ -f "${exp}/valid.loss.best.pth" ] || die "${exp}: training ended without valid.loss.best.pth"
 }
 
+# A run is <arm>_seed<seed>, e.g. ils_seed0; its experiments:
 ssl_exp_of() { echo "${expdir}/ssl_${it2_tag}_$1"; }
 asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yaml)"; }
 
@@ -232,7 +236,7 @@ fi
 if run_stage 4; then
     log "Stage 4: iteration-1 HuBERT pretraining -> ${it1_exp}"
     require_dir "${dumpdir}/labels/${it1_tag}" "stage 3"
-    ssl_pretrain "${it1_exp}" "${it1_config}" "${it1_tag}"
+    ssl_pretrain "${it1_exp}" "${it1_config}" "${it1_tag}" "${seed}"
 fi
 
 if run_stage 5; then
@@ -250,15 +254,15 @@ fi
 
 if run_stage 6; then
     require_dir "${dumpdir}/labels/${it2_tag}" "stage 5"
-    for arm in ${arms}; do
+    for run in ${runs}; do
         config=${it2_config}
-        if [ "${arm}" = hubert ]; then
-            config=$(ssl_exp_of hubert)/derived_config.yaml
+        if [ "${run%_seed*}" = hubert ]; then
+            config=$(ssl_exp_of "${run}")/derived_config.yaml
             mkdir -p "$(dirname "${config}")"
             ${python} -m espnet_ils.bin.derive_baseline_config --config "${it2_config}" --output "${config}"
         fi
-        log "Stage 6: iteration-2 ${arm} pretraining -> $(ssl_exp_of "${arm}")"
-        ssl_pretrain "$(ssl_exp_of "${arm}")" "${config}" "${it2_tag}"
+        log "Stage 6: iteration-2 ${run} pretraining -> $(ssl_exp_of "${run}")"
+        ssl_pretrain "$(ssl_exp_of "${run}")" "${config}" "${it2_tag}" "${run##*_seed}"
     done
 fi
 
@@ -266,9 +270,9 @@ if run_stage 7; then
     alignments=${datadir}/${valid_set}/phone_alignment
     if [ -f "${alignments}" ]; then
         out=${expdir}/cluster_quality_${it2_tag}
-        log "Stage 7: cluster quality per block on ${valid_set} -> ${out}/{pnmi.tsv,pnmi.png}"
+        log "Stage 7: cluster quality per block on ${valid_set} -> ${out}/cluster_quality.{tsv,png}"
         models=()
-        for arm in ${arms}; do models+=(--model "${arm}=$(ssl_exp_of "${arm}")"); done
+        for run in ${runs}; do models+=(--model "${run}=$(ssl_exp_of "${run}")"); done
         ${train_cmd} "${out}/log/cluster_quality.log" ${python} -m espnet_ils.bin.cluster_quality layers \
             "${models[@]}" --checkpoint valid.loss.best.pth --wav_scp "${dumpdir}/raw/${valid_set}/wav.scp" \
             --alignments "${alignments}" --n_clusters "${it1_n_clusters}" --seed "${seed}" --outdir "${out}"
@@ -287,8 +291,8 @@ if run_stage 8; then
         mv "${token_dir}/tokens.txt.tmp" "${token_dir}/tokens.txt"
         mark_done "${token_dir}" "${finetune_set}"
     fi
-    for arm in ${arms}; do
-        ssl_exp=$(ssl_exp_of "${arm}") asr_exp=$(asr_exp_of "${arm}")
+    for run in ${runs}; do
+        ssl_exp=$(ssl_exp_of "${run}") asr_exp=$(asr_exp_of "${run}")
         [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
         log "Stage 8: CTC fine-tuning of ${ssl_exp} on ${finetune_set} -> ${asr_exp}; log: ${asr_exp}/train.log"
         # shellcheck disable=SC2086
@@ -300,14 +304,14 @@ if run_stage 8; then
             --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
             --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text" \
             --train_shape_file "${dumpdir}/raw/${finetune_set}/speech_shape" \
-            --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" ${asr_args}
+            --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${run##*_seed}" ${asr_args}
         [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}: training ended without ${inference_model}"
     done
 fi
 
 if run_stage 9; then
-    for arm in ${arms}; do
-        asr_exp=$(asr_exp_of "${arm}")
+    for run in ${runs}; do
+        asr_exp=$(asr_exp_of "${run}")
         [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}/${inference_model} missing: run stage 8 first"
         for mode in ${decode_modes}; do
             for dset in ${test_sets}; do
@@ -337,10 +341,10 @@ fi
 if run_stage 10; then
     log "Stage 10: scoring -> RESULTS.md"
     decode_dirs=()
-    for arm in ${arms}; do
+    for run in ${runs}; do
         for mode in ${decode_modes}; do
             for dset in ${test_sets}; do
-                dir=$(asr_exp_of "${arm}")/decode_${mode}/${dset}
+                dir=$(asr_exp_of "${run}")/decode_${mode}/${dset}
                 [ -f "${dir}/.done" ] || die "${dir} is not decoded: run stage 9 first"
                 decode_dirs+=("${dir}")
             done
@@ -350,8 +354,8 @@ if run_stage 10; then
 fi
 
 if run_stage 11; then
-    for arm in ${arms}; do
-        asr_exp=$(asr_exp_of "${arm}") ssl_exp=$(ssl_exp_of "${arm}")
+    for run in ${runs}; do
+        asr_exp=$(asr_exp_of "${run}") ssl_exp=$(ssl_exp_of "${run}")
         zip=${asr_exp}/packed/$(basename "${asr_exp}").zip
         log "Stage 11: packing ${asr_exp} with ${ssl_exp} -> ${zip}"
         # Relative paths: ESPnet's unpack rewrites the SSL model path inside the ASR config.
@@ -367,8 +371,8 @@ if run_stage 12; then
     if [ -z "${hf_repo}" ]; then
         log "Stage 12: skipped: no --hf_repo given"
     else
-        for arm in ${arms}; do
-            zip=$(asr_exp_of "${arm}")/packed/$(basename "$(asr_exp_of "${arm}")").zip
+        for run in ${runs}; do
+            zip=$(asr_exp_of "${run}")/packed/$(basename "$(asr_exp_of "${run}")").zip
             log "Stage 12: uploading ${zip} to ${hf_repo}"
             ${python} -m espnet_ils.bin.upload_model --zip "${zip}" --repo "${hf_repo}"
         done
