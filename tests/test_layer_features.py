@@ -1,0 +1,216 @@
+"""Layer features: any block of an ILS-SSL model, batched == one by one, ark/scp shards."""
+
+from pathlib import Path
+from typing import Dict, List
+
+import kaldiio
+import pytest
+import soundfile
+import torch
+from espnet2.asr.frontend.cnn import CNNFrontend
+from espnet2.tasks.asr import ASRTask
+from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
+from torch import nn
+
+import espnet_ils  # noqa: F401  (registers our classes)
+from espnet_ils.bin import extract_layer_features
+from espnet_ils.bin.extract_layer_features import shard_keys
+from espnet_ils.converters.unispeech import convert_unispeech_checkpoint
+from espnet_ils.layer_features import LayerFeatureExtractor
+from espnet_ils.tasks import ILSSSLTask
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared/data/ils_reference"
+SHAPES = [[16, 10, 5]] + [[16, 3, 2]] * 4 + [[16, 2, 2]] * 2
+ENCODER = dict(output_size=32, attention_heads=4, linear_units=64, num_blocks=3, conv_pos_kernel=8)
+NUM_SAMPLES = (5000, 9000, 6400)
+
+
+def tiny_config(norm_mode: str, pre_ln: bool) -> Dict:
+    """A tiny SSL training config (what ``ssl_train`` reads)."""
+    return {
+        "frontend": "ils_cnn",
+        "frontend_conf": {"norm_mode": norm_mode, "shapes": SHAPES, "normalize_audio": pre_ln},
+        "preencoder": "feature_projection",
+        "preencoder_conf": {"output_size": 32},
+        "encoder": "ils_transformer",
+        "encoder_conf": dict(ENCODER, conv_pos_groups=4, normalize_before=pre_ln),
+        "normalize": None,
+        "loss": [{"name": "ils", "conf": {"num_classes": 5, "layers": [2, 3], "final_dim": 8}}],
+        "util": [{"name": "mask", "conf": {"mask_prob": 0.5}}],
+    }
+
+
+def tiny_asr_config() -> Dict:
+    """A tiny CTC config in the layout ``convert_unispeech`` writes for fine-tuned models."""
+    config = tiny_config("group_norm", pre_ln=False)
+    del config["loss"], config["util"]
+    config["preencoder_conf"]["input_size"] = 16
+    config.update(model_conf={"ctc_weight": 1.0}, token_type="char", specaug=None)
+    return config
+
+
+def write_model(task, config: Dict, tokens: List[str], outdir: Path) -> Path:
+    """Build ``config`` with random weights and save it as ESPnet training does; returns weights."""
+    outdir.mkdir(parents=True)
+    draft = outdir / "draft.yaml"
+    with draft.open("w") as f:
+        yaml_no_alias_safe_dump(config, f)
+    args = task.get_parser().parse_args(["--config", str(draft)])
+    args.token_list = tokens
+    model = task.build_model(args)
+    with torch.no_grad():  # move the norms off their defaults so that a mistake shows
+        for module in model.modules():
+            if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+                module.weight.normal_(1.0, 0.3)
+                module.bias.normal_(0.0, 0.3)
+    with (outdir / "config.yaml").open("w") as f:
+        yaml_no_alias_safe_dump(vars(args), f)
+    torch.save(model.state_dict(), outdir / "valid.loss.best.pth")
+    return outdir / "valid.loss.best.pth"
+
+
+@pytest.fixture(scope="module", params=[("group_norm", False), ("layer_norm", True)])
+def model_file(request, tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    config = tiny_config(*request.param)
+    outdir = tmp_path_factory.mktemp("ssl") / "exp"
+    return write_model(ILSSSLTask, config, [str(c) for c in range(5)] + ["<unk>"], outdir)
+
+
+@pytest.fixture(scope="module")
+def waveforms() -> List[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [0.1 * torch.randn(n, generator=generator) for n in NUM_SAMPLES]
+
+
+def test_batched_equals_one_by_one(model_file, waveforms):
+    extractor = LayerFeatureExtractor.from_files(model_file)
+    batched = extractor.extract_layers(waveforms)
+    for wave, states in zip(waveforms, batched):
+        alone = extractor.extract_layers([wave])[0]
+        assert states.shape == (4, (wave.numel() - 400) // 320 + 1, 32)  # layers 0..3
+        torch.testing.assert_close(states, alone, atol=1e-5, rtol=1e-4)
+
+
+@torch.no_grad()
+def test_layers_are_the_block_outputs_and_layer_0_the_block_1_input(model_file, waveforms):
+    extractor = LayerFeatureExtractor.from_files(model_file)
+    wave = waveforms[1][None]
+    feats, lengths = extractor.frontend(wave, None)
+    projected, _ = extractor.preencoder(feats, lengths)
+    (_, blocks), _, _ = extractor.encoder(projected, lengths, return_all_hs=True)
+    states = extractor.extract_layers([wave[0]])[0]
+    for k, block in enumerate(blocks, start=1):
+        torch.testing.assert_close(states[k], block[0])
+    encoder = extractor.encoder
+    block_1_input = projected + encoder.pos_conv(projected)
+    if encoder.layer_norm is not None:  # post-LN: the LayerNorm before block 1
+        block_1_input = encoder.layer_norm(block_1_input)
+    torch.testing.assert_close(states[0], block_1_input[0])
+
+
+def test_only_the_blocks_up_to_the_requested_layer_run(model_file, waveforms):
+    extractor = LayerFeatureExtractor.from_files(model_file)
+    calls = []
+    hook = extractor.encoder.encoders[2].register_forward_hook(lambda *args: calls.append(1))
+    try:
+        layer_2 = extractor.extract(waveforms, layer=2)
+    finally:
+        hook.remove()
+    assert not calls, "block 3 ran for layer 2"
+    for got, states in zip(layer_2, extractor.extract_layers(waveforms)):
+        torch.testing.assert_close(got, states[2])
+    assert len(extractor.encoder.encoders) == 3  # the full model is untouched
+
+
+@pytest.mark.parametrize("layers", [[4], [-1], []])
+def test_layers_outside_the_model_raise(model_file, waveforms, layers):
+    extractor = LayerFeatureExtractor.from_files(model_file)
+    with pytest.raises(ValueError, match=r"valid layers are 0 \(input of block 1\) to 3"):
+        extractor.extract_layers(waveforms, layers)
+
+
+def test_a_model_without_the_ils_modules_is_refused(model_file):
+    extractor = LayerFeatureExtractor.from_files(model_file)
+    espnet = CNNFrontend(norm_mode="group_norm", conv_mode="standard", bias=False)
+    with pytest.raises(ValueError, match="frontend is CNNFrontend: layer features need"):
+        LayerFeatureExtractor(espnet, extractor.preencoder, extractor.encoder)
+
+
+def test_a_ctc_model_directory_loads_too(tmp_path, waveforms):
+    tokens = ["<blank>", "<pad>", "<sos/eos>", "<unk>", "<space>", "A", "B"]
+    weights = write_model(ASRTask, tiny_asr_config(), tokens, tmp_path / "asr")
+    extractor = LayerFeatureExtractor.from_files(weights)
+    assert extractor.num_layers == 3
+    assert extractor.extract(waveforms[:1], layer=3)[0].shape == (15, 32)
+
+
+@pytest.mark.parametrize("num_keys", range(6))
+@pytest.mark.parametrize("nj", [1, 2, 4])
+def test_shards_partition_the_sorted_keys(num_keys, nj):
+    keys = [f"utt{i}" for i in reversed(range(num_keys))]
+    shards = [shard_keys(keys, nj, job) for job in range(1, nj + 1)]
+    assert sum(shards, []) == sorted(keys)
+
+
+def write_wav_scp(directory: Path, waveforms: List[torch.Tensor], rate: int = 16000) -> Path:
+    directory.mkdir()
+    lines = []
+    for index, wave in reversed(list(enumerate(waveforms))):  # unsorted on purpose
+        path = directory / f"utt{index}.wav"
+        soundfile.write(path, wave.numpy(), rate, subtype="FLOAT")
+        lines.append(f"utt{index} {path}\n")
+    (directory / "wav.scp").write_text("".join(lines))
+    return directory / "wav.scp"
+
+
+def test_command_line_writes_sharded_ark_scp(model_file, waveforms, tmp_path):
+    wav_scp = write_wav_scp(tmp_path / "data", waveforms)
+    out_dir = tmp_path / "feats"
+    for job in (1, 2):
+        extract_layer_features.main(
+            [
+                *("--model_file", str(model_file), "--wav_scp", str(wav_scp)),
+                *("--layer", "2", "--out_dir", str(out_dir), "--nj", "2", "--job", str(job)),
+                *("--batch_size", "2"),
+            ]
+        )
+    assert sorted(p.name for p in out_dir.iterdir()) == [
+        "feats.1.ark",
+        "feats.1.scp",
+        "feats.2.ark",
+        "feats.2.scp",
+    ]
+    shards = [kaldiio.load_scp(str(out_dir / f"feats.{job}.scp")) for job in (1, 2)]
+    assert [list(shard) for shard in shards] == [["utt0"], ["utt1", "utt2"]]
+    expected = LayerFeatureExtractor.from_files(model_file).extract(waveforms, layer=2)
+    for index, wave in enumerate(expected):
+        shard = shards[0] if index == 0 else shards[1]
+        torch.testing.assert_close(torch.tensor(shard[f"utt{index}"]), wave)
+
+
+def test_command_line_refuses_another_sampling_rate(model_file, waveforms, tmp_path):
+    wav_scp = write_wav_scp(tmp_path / "data", waveforms[:1], rate=8000)
+    with pytest.raises(SystemExit, match="utterance utt0: 8000 Hz, the model expects 16000 Hz"):
+        extract_layer_features.main(
+            [
+                *("--model_file", str(model_file), "--wav_scp", str(wav_scp)),
+                *("--layer", "1", "--out_dir", str(tmp_path / "feats")),
+            ]
+        )
+    assert not (tmp_path / "feats" / "feats.1.scp").exists()
+
+
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"parity fixtures not found at {REFERENCE}")
+@pytest.mark.parametrize("config", ["base-like", "large-like"])
+def test_a_padded_batch_reproduces_the_original_layers(config, tmp_path):
+    """The three fixture utterances in one padded batch give the original's per-utterance layers."""
+    outdir = convert_unispeech_checkpoint(REFERENCE / config / "checkpoint.pt", tmp_path / "m")
+    extractor = LayerFeatureExtractor.from_files(outdir / "model.pth")
+    inputs = torch.load(REFERENCE / config / "inputs.pt", weights_only=True)
+    expected = torch.load(REFERENCE / config / "expected.pt", weights_only=True)["utts"]
+    for states, reference in zip(extractor.extract_layers(inputs["wavs"]), expected):
+        for layer in range(5):
+            target = reference[f"layer_{layer}"]
+            error = float((states[layer] - target).abs().max() / target.abs().max())
+            assert error <= 1e-5, (reference["name"], layer, error)
