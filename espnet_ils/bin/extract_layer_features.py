@@ -7,35 +7,25 @@
             --wav_scp data/train/wav.scp --out_dir ${dir} --nj ${nj} --job JOB
 
 Job J of N takes the J-th of N contiguous slices of the utterances sorted by id and writes
-``<out_dir>/feats.J.ark`` and ``feats.J.scp`` (float32 matrices ``(frames, dim)`` at 50 Hz, scp sorted
-by utterance id), first under temporary names, the scp renamed last. Layer k is the output of
+``<out_dir>/feats.J.{ark,scp}`` (float32 matrices ``(frames, dim)`` at 50 Hz) and
+``utt2num_samples.J`` through temporary names, then a completion marker; a finished shard is skipped. Layer k is the output of
 block k (1-based), 0 the input of block 1; see ``espnet_ils.layer_features``.
 """
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import kaldiio
-import soundfile
-from espnet2.fileio.sound_scp import SoundScpReader
 from tqdm import tqdm
 
 import espnet_ils  # noqa: F401  (registers our classes)
+from espnet_ils.audio import load_waveform, read_key_file
 from espnet_ils.layer_features import LayerFeatureExtractor
+from espnet_ils.shards import feature_shard_writer, is_done, mark_done, shard, write_text_atomic
 
 logger = logging.getLogger("extract_layer_features")
-
-
-def shard_keys(keys: List[str], nj: int, job: int) -> List[str]:
-    """The ``job``-th (1-based) of ``nj`` contiguous slices of the sorted ``keys``."""
-    if nj < 1 or not 1 <= job <= nj:
-        raise ValueError(f"--job {job} --nj {nj}: need 1 <= job <= nj")
-    keys = sorted(keys)
-    return keys[(job - 1) * len(keys) // nj : job * len(keys) // nj]
 
 
 def length_sorted_batches(lengths: Dict[str, int], batch_size: int) -> List[List[str]]:
@@ -54,56 +44,48 @@ def extract_shard(
     nj: int = 1,
     job: int = 1,
     batch_size: int = 1,
+    options: Optional[Dict] = None,
 ) -> Path:
-    """Write ``feats.<job>.ark`` / ``.scp`` of one shard of ``wav_scp``.
+    """Write ``feats.<job>.{ark,scp}`` and ``utt2num_samples.<job>`` of one shard of ``wav_scp``.
 
     Args:
         extractor: The model.
-        wav_scp: Kaldi ``wav.scp`` (``utt_id path``; any format soundfile reads).
+        wav_scp: Kaldi ``wav.scp`` (``utt_id path``; any format soundfile reads, 16 kHz mono).
         layer: Layer to dump, ``0..extractor.num_layers``.
         out_dir: Output directory (created).
         nj: Number of shards.
         job: This shard, 1-based.
         batch_size: Utterances per forward pass.
+        options: What produced the shard (model, layer, ...); a shard finished with the same
+            options is skipped.
 
     Returns:
         The scp file.
 
     Raises:
-        ValueError: Bad shard or layer, or audio at another sampling rate.
+        ValueError: Bad shard or layer, or unreadable audio (naming the utterance).
     """
     extractor.check_layers([layer])
-    reader = SoundScpReader(str(wav_scp), dtype="float32")
-    keys = shard_keys(list(reader.keys()), nj, job)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ark, scp = out_dir / f"feats.{job}.ark", out_dir / f"feats.{job}.scp"
-    ark_tmp, scp_tmp = ark.with_name(ark.name + ".tmp"), scp.with_name(scp.name + ".tmp")
-    lengths = {key: soundfile.info(reader.data[key]).frames for key in keys}
-    offsets: Dict[str, int] = {}
-    with ark_tmp.open("wb") as ark_file:
-        batches = length_sorted_batches(lengths, batch_size)
-        for batch in tqdm(batches, desc=f"layer {layer}, shard {job}/{nj}"):
-            waves = [_read(reader, key, extractor.sample_rate) for key in batch]
-            for key, feats in zip(batch, extractor.extract(waves, layer)):
-                offsets[key] = ark_file.tell() + len(key) + 1  # after "<key> "
-                kaldiio.save_ark(ark_file, {key: feats.numpy()})
-    scp_tmp.write_text(
-        "".join(f"{key} {ark.resolve()}:{offsets[key]}\n" for key in sorted(offsets)),
-        encoding="utf-8",
+    options = {"layer": layer, "wav_scp": str(Path(wav_scp).resolve()), "nj": nj, **(options or {})}
+    scp = Path(out_dir) / f"feats.{job}.scp"
+    if is_done(out_dir, job, options):
+        logger.info("shard %d/%d already done in %s: skipped", job, nj, out_dir)
+        return scp
+    entries = dict(shard(list(read_key_file(wav_scp).items()), job, nj))
+    waves = {utt: load_waveform(path, utt, extractor.sample_rate) for utt, path in entries.items()}
+    lengths = {utt: wave.shape[0] for utt, wave in waves.items()}
+    with feature_shard_writer(out_dir, job) as writer:
+        for batch in tqdm(
+            length_sorted_batches(lengths, batch_size), desc=f"layer {layer}, shard {job}/{nj}"
+        ):
+            for utt, feats in zip(batch, extractor.extract([waves[u] for u in batch], layer)):
+                writer[utt] = feats.numpy()
+    write_text_atomic(
+        Path(out_dir) / f"utt2num_samples.{job}", [f"{u} {n}" for u, n in sorted(lengths.items())]
     )
-    os.replace(ark_tmp, ark)
-    os.replace(scp_tmp, scp)
-    logger.info("wrote %d utterances to %s", len(offsets), scp)
+    mark_done(out_dir, job, options)
+    logger.info("wrote %d utterances to %s", len(lengths), scp)
     return scp
-
-
-def _read(reader: SoundScpReader, key: str, sample_rate: int):
-    rate, wave = reader[key]
-    if rate != sample_rate:
-        raise ValueError(f"utterance {key}: {rate} Hz, the model expects {sample_rate} Hz")
-    if wave.ndim != 1:
-        raise ValueError(f"utterance {key}: {wave.shape[1]} channels, expected mono")
-    return wave
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -138,8 +120,16 @@ def main(cmd: Optional[List[str]] = None) -> None:
     logger.info("%s", " ".join(f"--{key} {value}" for key, value in vars(args).items()))
     try:
         extractor = LayerFeatureExtractor.from_files(args.model_file, args.config, args.device)
+        model = {"model_file": str(args.model_file.resolve())}
         extract_shard(
-            extractor, args.wav_scp, args.layer, args.out_dir, args.nj, args.job, args.batch_size
+            extractor,
+            args.wav_scp,
+            args.layer,
+            args.out_dir,
+            args.nj,
+            args.job,
+            args.batch_size,
+            model,
         )
     except ValueError as error:
         raise SystemExit(f"extract_layer_features: error: {error}") from error

@@ -245,8 +245,8 @@ if run_stage 5; then
     for dset in ${ssl_sets}; do
         ${cuda_cmd} JOB=1:"${nj}" "${dumpdir}/feats_${it2_tag}/${dset}/log/extract.JOB.log" \
             ${python} -m espnet_ils.bin.extract_layer_features \
-                --model_dir "${it1_exp}" --checkpoint valid.loss.best.pth --layer "${it2_layer}" \
-                --wav_scp "${dumpdir}/raw/${dset}/wav.scp" --outdir "${dumpdir}/feats_${it2_tag}/${dset}" \
+                --model_file "${it1_exp}/valid.loss.best.pth" --layer "${it2_layer}" \
+                --wav_scp "${dumpdir}/raw/${dset}/wav.scp" --out_dir "${dumpdir}/feats_${it2_tag}/${dset}" \
                 --nj "${nj}" --job JOB --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
     done
     make_labels "${it2_tag}" "${dumpdir}/feats_${it2_tag}" 50 "${it2_n_clusters}"
