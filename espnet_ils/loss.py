@@ -230,7 +230,8 @@ class ILSLoss(AbsSSLLoss):
                 f"Batch item {worst} has {int(text_lengths[worst])} labels but "
                 f"{int(frame_lengths[worst])} encoder frames (tolerance "
                 f"{self.label_length_tolerance}): labels must be at the encoder's frame rate "
-                "(50 Hz); were MFCC labels (100 Hz) downsampled (collate_fn_conf.label_downsampling: 2)?"
+                "(50 Hz), as espnet_ils.bin.dump_labels writes them; 100 Hz labels need "
+                "collate_fn_conf.label_downsampling: 2"
             )
         if text.numel() and int(text.max()) >= self.num_classes:
             raise ValueError(
