@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install tts test lint demo bench clean
 
 install: $(STAMP)
 
@@ -15,12 +15,17 @@ $(STAMP): setup.py
 	$(PYTHON) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-test: install
+# The offline speech synthesisers of the embedded mini corpus (Debian packages; needs root).
+tts:
+	bash egs2/librispeech_ils/ssl1/local/install_tts.sh
+
+test: install tts
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 lint: install
 	$(PYTHON) -m ruff check espnet_ils tests bench
 	$(PYTHON) -m ruff format --check espnet_ils tests bench
+	shellcheck -x egs2/librispeech_ils/ssl1/*.sh egs2/librispeech_ils/ssl1/local/*.sh egs2/librispeech_ils/ssl1/utils/run.sh
 
 clean:
 	rm -rf $(VENV)

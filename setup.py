@@ -15,6 +15,7 @@ setup(
         "torchaudio==2.11.0",
         "espnet==202511",
         "numpy",
+        "scipy",  # resampling of the synthesised mini corpus
         "scikit-learn",
         "soundfile",
         "kaldiio",
