@@ -8,15 +8,17 @@ Importing this package registers its classes into ESPnet's SSL and ASR tasks:
 - SSL loss ``ils`` (:class:`espnet_ils.loss.ILSLoss`)
 - ASR encoder ``linear`` (ESPnet's own ``LinearEncoder``, which 202511 does not list)
 
-It does nothing else and is safe to import twice.
+Registration happens when ESPnet's task module is imported (at once if it already is), so tools
+that never build a model do not pay for importing ESPnet's tasks. It does nothing else and is safe
+to import twice.
 """
 
 from espnet_ils.offline import defer_g2p_en_import
 
 defer_g2p_en_import()
 
-from espnet_ils.registration import register  # noqa: E402  (after the g2p_en placeholder)
+from espnet_ils.registration import install  # noqa: E402  (after the g2p_en placeholder)
 
-register()
+install()
 
 __version__ = "0.1.0"

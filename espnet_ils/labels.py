@@ -10,8 +10,8 @@ from typing import Sequence
 import numpy as np
 
 from espnet_ils.shards import write_text_atomic
-from espnet_ils.tasks import UNK
 
+UNK = "<unk>"  # ESPnet's tokenizer needs it; it comes last so that token id == cluster id
 RECEPTIVE_FIELD = 400  # samples, the conv front's window (25 ms)
 ENCODER_STRIDE = 320  # samples, the conv front's hop (20 ms, 50 Hz)
 

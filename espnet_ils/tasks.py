@@ -10,9 +10,8 @@ from typing import List
 from espnet2.ssl.espnet_model import ESPnetSSLModel
 from espnet2.tasks.ssl import SSLTask
 
+from espnet_ils.labels import UNK
 from espnet_ils.loss import ILSLoss
-
-UNK = "<unk>"
 
 
 def check_token_list(token_list: List[str], num_classes: int) -> None:

@@ -19,7 +19,9 @@ CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tun
 
 def test_registration_is_idempotent_and_complete():
     importlib.reload(espnet_ils)
-    registration.register()
+    registration.install()
+    registration.register_into(ssl)
+    registration.register_into(asr)
     for task in (ssl, asr):
         assert task.encoder_choices.get_class("ils_transformer") is ILSTransformerEncoder
         assert "ils_cnn" in task.frontend_choices.choices()

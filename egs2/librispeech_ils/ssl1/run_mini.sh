@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# ILS-SSL on the embedded mini corpus (synthesised here, no download): the whole pipeline on 2 CPU
+# cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
+#   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
+#   --profile mini  ~1 h of audio, the 30-minute demo (make demo)
+#   --profile small ~2 h of audio, longer training: hours on 2 cores, minutes on a GPU
+# Other options are passed on to ils.sh (see ./ils.sh --help).
+set -euo pipefail
+
+profile=mini
+args=()
+while [ $# -gt 0 ]; do
+    if [ "$1" = --profile ]; then profile=$2; shift 2; else args+=("$1"); shift; fi
+done
+
+common=(
+    --corpus mini --train_set train --valid_set dev --finetune_set train_ft --test_sets test
+    --it1_config conf/tuning/train_ssl_hubert_mini_it1.yaml
+    --it2_config conf/tuning/train_ssl_ils_mini.yaml
+    --asr_config conf/tuning/train_asr_ctc_mini.yaml
+    --baseline true --ngpu 0 --nj 2 --inference_nj 2 --min_wav_duration 1.0
+    --expdir "exp_${profile}" --dumpdir "dump_${profile}" --datadir "data_${profile}"
+)
+case ${profile} in
+    ci)
+        profile_args=(--mini_hours 0.08 --it2_layer 2 --it1_n_clusters 20 --it2_n_clusters 20
+            --kmeans_portion 1.0 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
+            --pretrain_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000"
+            --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;
+    mini)
+        profile_args=(--mini_hours 1.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
+            --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --beam_size 4) ;;
+    small)
+        profile_args=(--mini_hours 2.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
+            --kmeans_portion 0.5 --kmeans_n_init 5 --it2_seeds "0 1" --beam_size 10
+            --pretrain_args "--max_epoch 40" --asr_args "--max_epoch 20") ;;
+    *) echo "$0: --profile ${profile}: ci, mini or small" >&2; exit 1 ;;
+esac
+
+./ils.sh "${common[@]}" "${profile_args[@]}" "${args[@]}"
