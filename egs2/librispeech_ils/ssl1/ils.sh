@@ -72,7 +72,7 @@ Stages:
   7: cluster quality (phone purity, cluster purity, PNMI) per block, where phone alignments exist
   8: CTC fine-tuning through ESPnet's ASR task
   9: decoding (${decode_modes})
- 10: scoring (WER, CER) into RESULTS.md
+ 10: scoring (WER, CER) into \${expdir}/RESULTS.md (ESPnet's format)
  11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
  12: upload to Hugging Face (skipped unless --hf_repo is set)
 
@@ -339,7 +339,7 @@ if run_stage 9; then
 fi
 
 if run_stage 10; then
-    log "Stage 10: scoring -> RESULTS.md"
+    log "Stage 10: scoring -> ${expdir}/RESULTS.md"
     decode_dirs=()
     for run in ${runs}; do
         for mode in ${decode_modes}; do
@@ -350,7 +350,7 @@ if run_stage 10; then
             done
         done
     done
-    ${python} -m espnet_ils.bin.score --ref_dir "${dumpdir}/raw" --results RESULTS.md "${decode_dirs[@]}"
+    ${python} -m espnet_ils.bin.score --ref_dir "${dumpdir}/raw" --results "${expdir}/RESULTS.md" "${decode_dirs[@]}"
 fi
 
 if run_stage 11; then
@@ -362,7 +362,7 @@ if run_stage 11; then
         ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
             --asr_model_file "${asr_exp}/${inference_model}" \
             --option "${ssl_exp}/config.yaml" --option "${ssl_exp}/valid.loss.best.pth" \
-            --option RESULTS.md --outpath "${zip}.tmp" >&2
+            --option "${expdir}/RESULTS.md" --outpath "${zip}.tmp" >&2
         mv "${zip}.tmp" "${zip}"
     done
 fi
