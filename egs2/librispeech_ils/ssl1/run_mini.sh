@@ -23,7 +23,7 @@ common=(
 )
 case ${profile} in
     ci)
-        profile_args=(--mini_hours 0.08 --it2_layer 2 --it1_n_clusters 20 --it2_n_clusters 20
+        profile_args=(--mini_hours 0.08 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 1.0 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
             --pretrain_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000"
             --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;

@@ -1,0 +1,143 @@
+"""Every stage of the recipe on the CI-sized embedded corpus (./run_mini.sh --profile ci).
+
+A few training steps per stage; checks the artefacts each stage leaves: data directories, labels of
+both iterations, checkpoints, cluster quality, decoded text, RESULTS.md, and the packed zip, which is
+unpacked elsewhere and loaded by Speech2Text.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import yaml
+
+from espnet_ils.audio import read_key_file
+from espnet_ils.labels import encoder_frames
+
+RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
+ENGINES = ("festival", "flite", "espeak-ng")
+
+pytestmark = pytest.mark.skipif(
+    not all(shutil.which(engine) for engine in ENGINES),
+    reason="the TTS engines are not installed (make tts, or egs2/librispeech_ils/ssl1/local/install_tts.sh)",
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    dirs = {name: root / name for name in ("data", "dump", "exp")}
+    args = ["--datadir", dirs["data"], "--dumpdir", dirs["dump"], "--expdir", dirs["exp"]]
+    result = subprocess.run(
+        ["./run_mini.sh", "--profile", "ci", *map(str, args)],
+        cwd=RECIPE,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    return dirs, result
+
+
+def test_data_and_labels_of_both_iterations(run):
+    dirs, _ = run
+    for dset in ("train", "dev", "test", "train_ft"):
+        assert (dirs["data"] / dset / ".done").exists() or (
+            dirs["data"] / dset / "wav.scp"
+        ).is_file()
+        assert (dirs["dump"] / "raw" / dset / ".done").is_file()
+    for tag in ("it1_mfcc_km100", "it2_L2_km100"):
+        labels = read_key_file(dirs["dump"] / "labels" / tag / "train" / "text")
+        lengths = read_key_file(dirs["dump"] / "raw" / "train" / "utt2num_samples")
+        assert set(labels) == set(lengths)
+        for utt, ids in labels.items():
+            assert len(ids.split()) == encoder_frames(int(lengths[utt]))
+        assert (dirs["dump"] / "labels" / tag / "tokens.txt").read_text().splitlines()[
+            -1
+        ] == "<unk>"
+
+
+def test_checkpoints_and_cluster_quality(run):
+    dirs, _ = run
+    exp = dirs["exp"]
+    assert (exp / "ssl_it1_mfcc_km100_hubert" / "valid.loss.best.pth").is_file()
+    for arm in ("ils", "hubert"):
+        assert (exp / f"ssl_it2_L2_km100_{arm}_seed0" / "valid.loss.best.pth").is_file()
+    derived = (exp / "ssl_it2_L2_km100_hubert_seed0" / "derived_config.yaml").read_text()
+    assert "- 4" in derived  # the baseline supervises the top block only
+    table = (exp / "cluster_quality_it2_L2_km100" / "cluster_quality.tsv").read_text().splitlines()
+    assert table[0].split("\t") == ["model", "layer", "phone_purity", "cluster_purity", "pnmi"]
+    assert len(table) == 1 + 2 * 5  # two models, layers 0..4
+    assert (exp / "cluster_quality_it2_L2_km100" / "cluster_quality.png").stat().st_size > 0
+
+
+def test_decoding_scoring_and_results(run):
+    dirs, _ = run
+    exp = dirs["exp"]
+    tests = read_key_file(dirs["dump"] / "raw" / "test" / "wav.scp")
+    for arm in ("ils", "hubert"):
+        asr = exp / f"asr_it2_L2_km100_{arm}_seed0_train_asr_ctc_mini"
+        for mode in ("greedy", "beam"):
+            hyps = (asr / f"decode_{mode}" / "test" / "text").read_text().splitlines()
+            assert sorted(line.split(" ")[0] for line in hyps) == sorted(tests)
+            assert (asr / f"decode_{mode}" / "test" / "score_wer" / "result.txt").is_file()
+    results = (exp / "RESULTS.md").read_text()
+    assert "### WER" in results and "|decode_greedy/test|" in results
+
+
+def test_packed_model_loads_in_speech2text_elsewhere(run, tmp_path):
+    dirs, _ = run
+    from espnet2.bin.asr_inference import Speech2Text
+    from espnet2.main_funcs.pack_funcs import unpack
+
+    asr = dirs["exp"] / "asr_it2_L2_km100_ils_seed0_train_asr_ctc_mini"
+    zips = list((asr / "packed").glob("*.zip"))
+    assert len(zips) == 1
+    files = unpack(zips[0], tmp_path / "unpacked")
+    config = yaml.safe_load(Path(files["asr_train_config"]).read_text())
+    ssl_model = Path(config["frontend_conf"]["frontend_conf"]["path_or_url"])
+    assert ssl_model.is_file() and (tmp_path / "unpacked") in ssl_model.parents  # not the exp dir
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        speech2text = Speech2Text(
+            asr_train_config=files["asr_train_config"],
+            asr_model_file=files["asr_model_file"],
+            ctc_weight=1.0,
+            lm_weight=0.0,
+            beam_size=1,
+        )
+        wav_path = next(iter(read_key_file(dirs["dump"] / "raw" / "test" / "wav.scp").values()))
+        wave, _ = sf.read(wav_path, dtype="float32")
+        hypotheses = speech2text(wave)
+    finally:
+        os.chdir(cwd)
+    assert isinstance(hypotheses[0][0], str)
+
+
+def test_rerun_skips_finished_work(run):
+    dirs, _ = run
+    args = [
+        "--datadir",
+        dirs["data"],
+        "--dumpdir",
+        dirs["dump"],
+        "--expdir",
+        dirs["exp"],
+        "--stage",
+        "1",
+        "--stop_stage",
+        "3",
+    ]
+    stamp = (dirs["dump"] / "mfcc" / "train" / "feats.1.ark").stat().st_mtime_ns
+    result = subprocess.run(
+        ["./run_mini.sh", "--profile", "ci", *map(str, args)],
+        cwd=RECIPE,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "already fitted" in result.stderr
+    assert (dirs["dump"] / "mfcc" / "train" / "feats.1.ark").stat().st_mtime_ns == stamp
