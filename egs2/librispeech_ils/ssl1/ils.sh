@@ -56,7 +56,7 @@ beam_size=20           # Beam of the beam mode.
 lm_config=             # External LM: its train config (with lm_model); empty for none.
 lm_model=              # External LM: its model file.
 lm_weight=0.5          # External LM weight in beam search.
-inference_model=valid.loss.best.pth  # Checkpoint of the fine-tuned model to decode and pack.
+inference_model=valid.cer_ctc.best.pth  # Checkpoint of the fine-tuned model to decode and pack.
 hf_repo=               # Hugging Face repository for stage 12; empty skips the upload.
 
 help_message=$(cat << EOF
@@ -289,7 +289,7 @@ if run_stage 8; then
     token_dir=${dumpdir}/token_list/char
     if ! is_done "${token_dir}" "${finetune_set}"; then
         log "Stage 8: letter token list from ${dumpdir}/raw/${finetune_set}/text -> ${token_dir}/tokens.txt"
-        ${python} -m espnet2.bin.tokenize_text --token_type char --field 2- \
+        ${python} -m espnet_ils.bin.tokenize_text --token_type char --field 2- \
             --input "${dumpdir}/raw/${finetune_set}/text" --output "${token_dir}/tokens.txt.tmp" \
             --write_vocabulary true --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1"
         mv "${token_dir}/tokens.txt.tmp" "${token_dir}/tokens.txt"

@@ -19,6 +19,7 @@ common=(
     --it2_config conf/tuning/train_ssl_ils_mini.yaml
     --asr_config conf/tuning/train_asr_ctc_mini.yaml
     --baseline true --ngpu 0 --nj 2 --inference_nj 2 --min_wav_duration 1.0
+    --inference_model valid.loss.best.pth  # at this size the CER of early epochs ties at 100%
     --expdir "exp_${profile}" --dumpdir "dump_${profile}" --datadir "data_${profile}"
 )
 case ${profile} in
