@@ -130,7 +130,7 @@ def test_scoring_counts_and_results_md(tmp_path):
         (decode / f"output.{job}" / "1best_recog").mkdir(parents=True)
         (decode / f"output.{job}" / "1best_recog" / "text").write_text(line + "\n")
         (decode / "split").mkdir(exist_ok=True)
-        (decode / "split" / f"wav.scp.{job}").write_text(line.split()[0] + " x.flac\n")
+        (decode / "split" / f"keys.{job}").write_text(line.split()[0] + " x.flac\n")
     merge_decoding(decode, 2, decode / "text")
     score_main(
         ["--ref_dir", str(tmp_path / "raw"), "--results", str(tmp_path / "RESULTS.md"), str(decode)]
@@ -142,7 +142,7 @@ def test_scoring_counts_and_results_md(tmp_path):
 
 def test_merge_decoding_names_undecoded_utterances(tmp_path):
     (tmp_path / "split").mkdir()
-    (tmp_path / "split" / "wav.scp.1").write_text("u1 x\nu2 y\n")
+    (tmp_path / "split" / "keys.1").write_text("u1 x\nu2 y\n")
     (tmp_path / "output.1" / "1best_recog").mkdir(parents=True)
     (tmp_path / "output.1" / "1best_recog" / "text").write_text("u1 HI\n")
     with pytest.raises(ValueError, match=r"no hypothesis for \['u2'\]"):

@@ -13,10 +13,10 @@ logger = logging.getLogger("espnet_ils.merge_decoding")
 
 
 def merge_decoding(decode_dir: Path, nj: int, output: Path) -> None:
-    """Join ``output.JOB/1best_recog/text`` for JOB in 1..nj; keys must equal ``split/wav.scp.*``."""
+    """Join ``output.JOB/1best_recog/text`` for JOB in 1..nj; keys must equal ``split/keys.*``."""
     hyps, expected = {}, set()
     for job in range(1, nj + 1):
-        split = decode_dir / "split" / f"wav.scp.{job}"
+        split = decode_dir / "split" / f"keys.{job}"
         if split.is_file():
             expected.update(read_key_file(split))
         text = decode_dir / f"output.{job}" / "1best_recog" / "text"

@@ -324,17 +324,22 @@ if run_stage 9; then
                 if is_done "${dir}" "${key}"; then log "Stage 9: ${dir} already decoded: skipped"; continue; fi
                 log "Stage 9: decoding ${dumpdir}/raw/${dset} with ${asr_exp} (${mode}) -> ${dir}"
                 rm -rf "${dir}"; mkdir -p "${dir}/split"
+                num_utts=$(wc -l < "${dumpdir}/raw/${dset}/wav.scp")
+                nj_decode=$(( inference_nj < num_utts ? inference_nj : num_utts ))
                 ${python} -m espnet2.bin.split_scps --scps "${dumpdir}/raw/${dset}/wav.scp" \
-                    --num_splits "${inference_nj}" --output_dir "${dir}/split"
+                    --num_splits "${nj_decode}" --output_dir "${dir}/split"
+                for job in $(seq 1 "${nj_decode}"); do  # ESPnet numbers the splits from 0
+                    mv "${dir}/split/wav.scp/split.$((job - 1))" "${dir}/split/keys.${job}"
+                done
                 opts=(--beam_size "$([ "${mode}" = greedy ] && echo 1 || echo "${beam_size}")")
                 [ -n "${lm_model}" ] && [ "${mode}" = beam ] && opts+=(--lm_train_config "${lm_config}" --lm_file "${lm_model}" --lm_weight "${lm_weight}")
-                ${decode_cmd} JOB=1:"${inference_nj}" "${dir}/log/decode.JOB.log" \
+                ${decode_cmd} JOB=1:"${nj_decode}" "${dir}/log/decode.JOB.log" \
                     ${python} -m espnet_ils.bin.asr_inference --ngpu 0 --batch_size 1 \
                         --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
-                        --key_file "${dir}/split/wav.scp.JOB" \
+                        --key_file "${dir}/split/keys.JOB" \
                         --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
                         --output_dir "${dir}/output.JOB" --ctc_weight 1.0 --lm_weight 0.0 "${opts[@]}"
-                ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${inference_nj}" \
+                ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_decode}" \
                     --output "${dir}/text"
                 mark_done "${dir}" "${key}"
             done
@@ -366,8 +371,8 @@ if run_stage 11; then
         ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
             --asr_model_file "${asr_exp}/${inference_model}" \
             --option "${ssl_exp}/config.yaml" --option "${ssl_exp}/valid.loss.best.pth" \
-            --option "${expdir}/RESULTS.md" --outpath "${zip}.tmp" >&2
-        mv "${zip}.tmp" "${zip}"
+            --option "${expdir}/RESULTS.md" --outpath "${zip%.zip}.tmp.zip" >&2
+        mv "${zip%.zip}.tmp.zip" "${zip}"
     done
 fi
 
