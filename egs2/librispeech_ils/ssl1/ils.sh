@@ -367,12 +367,8 @@ if run_stage 11; then
         asr_exp=$(asr_exp_of "${run}") ssl_exp=$(ssl_exp_of "${run}")
         zip=${asr_exp}/packed/$(basename "${asr_exp}").zip
         log "Stage 11: packing ${asr_exp} with ${ssl_exp} -> ${zip}"
-        # Relative paths: ESPnet's unpack rewrites the SSL model path inside the ASR config.
-        ${python} -m espnet2.bin.pack asr --asr_train_config "${asr_exp}/config.yaml" \
-            --asr_model_file "${asr_exp}/${inference_model}" \
-            --option "${ssl_exp}/config.yaml" --option "${ssl_exp}/valid.loss.best.pth" \
-            --option "${expdir}/RESULTS.md" --outpath "${zip%.zip}.tmp.zip" >&2
-        mv "${zip%.zip}.tmp.zip" "${zip}"
+        ${python} -m espnet_ils.bin.pack_model --asr_exp "${asr_exp}" --checkpoint "${inference_model}" \
+            --outpath "${zip}" --extra "${expdir}/RESULTS.md"
     done
 fi
 
