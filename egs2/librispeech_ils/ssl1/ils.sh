@@ -47,6 +47,7 @@ it2_config=conf/tuning/train_ssl_ils_base_it2.yaml  # ILS pretraining config of 
 baseline=false         # Also train the HuBERT baseline (the it2 config, top block supervised only).
 it2_seeds=0            # Seeds of iteration 2 and fine-tuning: one run per arm and seed (e.g. "0 1").
 pretrain_args=         # Extra arguments for ssl_train (e.g. "--max_epoch 1").
+train_threads=0        # CPU threads per training process (0: all cores; sharded jobs use 1 each).
 
 # Fine-tuning, decoding, packing
 asr_config=conf/tuning/train_asr_ctc_base_10h.yaml  # CTC fine-tuning config.
@@ -106,7 +107,7 @@ die() { log "Error: $*"; exit 1; }
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
 for s in ${it2_seeds}; do is_int "${s}" || die "--it2_seeds: seeds are integers, got '${s}'"; done
 for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_clusters it2_layer \
-        it2_n_clusters kmeans_n_init beam_size; do
+        it2_n_clusters kmeans_n_init beam_size train_threads; do
     is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
 done
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 12 ]; then die "--stage ${stage}: stages are 1..12 (see --help)"; fi
@@ -151,6 +152,7 @@ run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 launch_training() {
     local exp=$1 module=$2; shift 2
     mkdir -p "${exp}"
+    OMP_NUM_THREADS=$([ "${train_threads}" -gt 0 ] && echo "${train_threads}" || nproc) \
     ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" \
         --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
         --multiprocessing_distributed true -- \
