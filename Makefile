@@ -27,5 +27,13 @@ lint: install
 	$(PYTHON) -m ruff format --check espnet_ils tests bench
 	shellcheck -x egs2/librispeech_ils/ssl1/*.sh egs2/librispeech_ils/ssl1/local/*.sh egs2/librispeech_ils/ssl1/utils/run.sh
 
+# The main job: the whole recipe on the embedded mini corpus (2 CPU cores, about 30 minutes),
+# ending with the ILS vs HuBERT table.
+demo: install tts
+	cd egs2/librispeech_ils/ssl1 && ./run_mini.sh --profile mini
+	@echo; echo "ILS vs HuBERT on the mini test set (egs2/librispeech_ils/ssl1/exp_mini/comparison_test.md):"
+	@cat egs2/librispeech_ils/ssl1/exp_mini/comparison_test.md
+	@echo "Per-layer cluster quality plot: egs2/librispeech_ils/ssl1/exp_mini/cluster_quality_it2_L2_km100/cluster_quality.png"
+
 clean:
 	rm -rf $(VENV)

@@ -73,7 +73,8 @@ Stages:
   7: cluster quality (phone purity, cluster purity, PNMI) per block, where phone alignments exist
   8: CTC fine-tuning through ESPnet's ASR task
   9: decoding (${decode_modes})
- 10: scoring (WER, CER) into \${expdir}/RESULTS.md (ESPnet's format)
+ 10: scoring (WER, CER) into \${expdir}/RESULTS.md (ESPnet's format), and with --baseline true
+     the ILS vs HuBERT table (error rates, per-layer PNMI, seed spread) in \${expdir}/comparison_<set>.md
  11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
  12: upload to Hugging Face (skipped unless --hf_repo is set)
 
@@ -152,8 +153,9 @@ run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 launch_training() {
     local exp=$1 module=$2; shift 2
     mkdir -p "${exp}"
-    OMP_NUM_THREADS=$([ "${train_threads}" -gt 0 ] && echo "${train_threads}" || nproc) \
-    ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" \
+    local threads=${train_threads}
+    [ "${threads}" -gt 0 ] || threads=$(nproc)
+    OMP_NUM_THREADS=${threads} ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" \
         --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
         --multiprocessing_distributed true -- \
         ${python} -m "${module}" --resume true --output_dir "${exp}" --seed "${seed}" "$@"
@@ -362,6 +364,16 @@ if run_stage 10; then
         done
     done
     ${python} -m espnet_ils.bin.score --ref_dir "${dumpdir}/raw" --results "${expdir}/RESULTS.md" "${decode_dirs[@]}"
+    if [ "${baseline}" = true ]; then
+        report_args=()
+        for run in ${runs}; do report_args+=(--run "${run}" "$(asr_exp_of "${run}")"); done
+        for dset in ${test_sets}; do
+            log "Stage 10: ILS vs HuBERT on ${dset} -> ${expdir}/comparison_${dset}.md"
+            ${python} -m espnet_ils.bin.demo_report "${report_args[@]}" --test_set "${dset}" \
+                --decode_mode "${decode_modes%% *}" --output "${expdir}/comparison_${dset}.md" \
+                --cluster_quality "${expdir}/cluster_quality_${it2_tag}/cluster_quality.tsv" > /dev/null
+        done
+    fi
 fi
 
 if run_stage 11; then
