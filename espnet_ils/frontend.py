@@ -18,6 +18,7 @@ from typing import List, Optional, Tuple, Union
 import torch
 from espnet2.asr.frontend.cnn import CNNFrontend
 from torch import nn
+from torch.nn import functional as F
 from typeguard import typechecked
 
 from espnet_ils.strict_loading import require_exact_keys
@@ -46,24 +47,27 @@ def _valid_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 
 
 def masked_group_norm(x: torch.Tensor, lengths: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """Per-channel GroupNorm (``num_groups == num_channels``) over valid frames only, in float32.
+    """The block's GroupNorm applied to each utterance's valid frames only, in float32.
 
     Args:
         x: Conv output ``(B, C, T)``.
         lengths: Valid frames per utterance ``(B,)``.
-        norm: The block's ``GroupNorm(C, C)``, whose affine parameters and eps are used.
+        norm: The block's ``GroupNorm``, whose groups, affine parameters and eps are used.
 
     Returns:
-        Normalised ``(B, C, T)`` in the dtype of ``x``; padded frames hold arbitrary finite values.
+        Normalised ``(B, C, T)`` in the dtype of ``x``; padded frames are 0.
     """
-    mask = _valid_mask(lengths, x.size(-1))  # (B, 1, T)
-    count = mask.sum(-1, keepdim=True).clamp(min=1)  # (B, 1, 1)
-    xf = x.float()
-    mean = (xf * mask).sum(-1, keepdim=True) / count  # (B, C, 1)
-    var = ((xf - mean).pow(2) * mask).sum(-1, keepdim=True) / count
-    out = (xf - mean) * torch.rsqrt(var + norm.eps)
-    out = out * norm.weight.float()[None, :, None] + norm.bias.float()[None, :, None]
-    return out.to(x.dtype)
+    weight, bias = norm.weight.float(), norm.bias.float()
+    if bool((lengths == x.size(-1)).all()):  # nothing padded: one call
+        return F.group_norm(x.float(), norm.num_groups, weight, bias, norm.eps).to(x.dtype)
+    out = torch.zeros_like(x)
+    for b, length in enumerate(lengths.tolist()):
+        if length > 0:
+            valid = x[b : b + 1, :, :length].float()
+            out[b : b + 1, :, :length] = F.group_norm(
+                valid, norm.num_groups, weight, bias, norm.eps
+            )
+    return out
 
 
 def normalize_waveform(x: torch.Tensor, lengths: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
