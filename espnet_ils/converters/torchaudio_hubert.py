@@ -43,6 +43,7 @@ from torch import nn
 from torchaudio.models import HuBERTPretrainModel, Wav2Vec2Model
 from torchaudio.models.wav2vec2 import components
 
+from espnet_ils.converters import MASK_OPTIONS
 from espnet_ils.encoder import ILSTransformerEncoder
 from espnet_ils.frontend import ILSCNNFrontend
 from espnet_ils.loss import ILSLoss
@@ -327,22 +328,6 @@ def _encoder_conf(transformer: components.Transformer) -> Dict[str, Any]:
     }
 
 
-_MASK_OPTIONS = (
-    "mask_prob",
-    "mask_selection",
-    "mask_other",
-    "mask_length",
-    "no_mask_overlap",
-    "mask_min_space",
-    "mask_channel_prob",
-    "mask_channel_selection",
-    "mask_channel_other",
-    "mask_channel_length",
-    "no_mask_channel_overlap",
-    "mask_channel_min_space",
-)
-
-
 def torchaudio_hubert_confs(
     model: Union[Wav2Vec2Model, HuBERTPretrainModel],
 ) -> Dict[str, Dict[str, Any]]:
@@ -381,7 +366,7 @@ def torchaudio_hubert_confs(
     embed_dim = confs[ENCODER]["output_size"]
     if pretrain:
         confs[MASK] = {"encoder_embed_dim": embed_dim}
-        confs[MASK].update({name: getattr(model.mask_generator, name) for name in _MASK_OPTIONS})
+        confs[MASK].update({name: getattr(model.mask_generator, name) for name in MASK_OPTIONS})
         num_classes, final_dim = model.logit_generator.label_embeddings.shape
         confs[LOSS] = {
             "encoder_output_size": embed_dim,

@@ -65,6 +65,7 @@ import torch
 from espnet2.tasks.asr import ASRTask
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
+from espnet_ils.converters import MASK_OPTIONS
 from espnet_ils.registration import ENCODER_NAME, FRONTEND_NAME, LOSS_NAME, PREENCODER_NAME
 from espnet_ils.tasks import UNK, ILSSSLTask
 
@@ -435,22 +436,6 @@ def encoder_confs(
     }
 
 
-_MASK_OPTIONS = (
-    "mask_prob",
-    "mask_selection",
-    "mask_other",
-    "mask_length",
-    "no_mask_overlap",
-    "mask_min_space",
-    "mask_channel_prob",
-    "mask_channel_selection",
-    "mask_channel_other",
-    "mask_channel_length",
-    "no_mask_channel_overlap",
-    "mask_channel_min_space",
-)
-
-
 def ssl_config(cfg: Mapping[str, Any], num_classes: int) -> Dict[str, Any]:
     """The ``ILSSSLTask`` config of a pretrained ``ils_hubert`` checkpoint.
 
@@ -509,7 +494,7 @@ def ssl_config(cfg: Mapping[str, Any], num_classes: int) -> Dict[str, Any]:
         "util": [
             {
                 "name": "mask",
-                "conf": {name: model_cfg[name] for name in _MASK_OPTIONS if name in model_cfg},
+                "conf": {name: model_cfg[name] for name in MASK_OPTIONS if name in model_cfg},
             }
         ],
     }
