@@ -38,7 +38,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--num_classes", type=int, required=True)
-    parser.add_argument("--option", default="--num_classes", help="Pipeline option to name in errors")
+    parser.add_argument(
+        "--option", default="--num_classes", help="Pipeline option to name in errors"
+    )
     return parser
 
 

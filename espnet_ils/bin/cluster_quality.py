@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from espnet_ils.audio import load_waveform, read_key_file
+from espnet_ils.bin import setup_logging
 from espnet_ils.kmeans import fit_kmeans
 from espnet_ils.layer_features import LayerFeatureExtractor
 from espnet_ils.metrics import cluster_quality, joint_counts
@@ -185,8 +186,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     {"labels": run_labels, "layers": run_layers}[args.mode](args)
 
 

@@ -12,11 +12,11 @@ written to ``--outdir`` unless the whole conversion succeeds.
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
+from espnet_ils.bin import setup_logging
 from espnet_ils.converters.unispeech import convert_unispeech_checkpoint
 
 logger = logging.getLogger("convert_unispeech")
@@ -48,12 +48,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
-    )
-    logger.info("%s", " ".join(f"--{key} {value}" for key, value in vars(args).items()))
+    setup_logging(args, args.log_level)
     try:
         convert_unispeech_checkpoint(args.checkpoint, args.outdir, args.dict)
     except ValueError as error:

@@ -8,12 +8,12 @@ count without them is the size of the model that is fine-tuned (paper table 2: 9
 """
 
 import argparse
-import logging
 from typing import Dict, List, Optional
 
 from espnet2.ssl.espnet_model import ESPnetSSLModel
 
 import espnet_ils  # noqa: F401  (registers our classes)
+from espnet_ils.bin import setup_logging
 from espnet_ils.tasks import UNK, ILSSSLTask
 
 
@@ -40,7 +40,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    setup_logging(args, "WARNING")
     for config in args.configs:
         counts = count_parameters(build_from_config(config))
         print(

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from espnet_ils.bin import setup_logging
 from espnet_ils.shards import write_text_atomic
 
 logger = logging.getLogger("espnet_ils.demo_report")
@@ -108,7 +109,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args)
     asr_exps = {name: Path(exp) for name, exp in args.run}
     arms = list(dict.fromkeys(RUN.match(name)["arm"] for name in asr_exps if RUN.match(name)))
     values = collect(asr_exps, args.decode_mode, args.test_set, args.cluster_quality)

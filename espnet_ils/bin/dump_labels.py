@@ -18,6 +18,7 @@ from typing import List, Optional
 from tqdm import tqdm
 
 from espnet_ils.audio import read_key_file
+from espnet_ils.bin import setup_logging
 from espnet_ils.kmeans import load_kmeans
 from espnet_ils.labels import check_frame_count, format_labels, to_encoder_rate
 from espnet_ils.shards import is_done, mark_done, read_features, write_text_atomic
@@ -76,8 +77,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     dump_labels(args.feats_dir, args.feature_rate, args.km_model, args.outdir, args.job, args.nj)
 
 

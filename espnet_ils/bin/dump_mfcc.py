@@ -16,6 +16,7 @@ from typing import List, Optional
 from tqdm import tqdm
 
 from espnet_ils.audio import load_waveform, read_key_file
+from espnet_ils.bin import setup_logging
 from espnet_ils.mfcc import compute_mfcc
 from espnet_ils.shards import feature_shard_writer, is_done, mark_done, shard, write_text_atomic
 
@@ -50,8 +51,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     dump_mfcc(args.wav_scp, args.outdir, args.job, args.nj)
 
 

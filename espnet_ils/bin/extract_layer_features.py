@@ -14,7 +14,6 @@ block k (1-based), 0 the input of block 1; see ``espnet_ils.layer_features``.
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.audio import load_waveform, read_key_file
+from espnet_ils.bin import setup_logging
 from espnet_ils.layer_features import LayerFeatureExtractor
 from espnet_ils.shards import feature_shard_writer, is_done, mark_done, shard, write_text_atomic
 
@@ -112,12 +112,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(
-        level=args.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
-    )
-    logger.info("%s", " ".join(f"--{key} {value}" for key, value in vars(args).items()))
+    setup_logging(args, args.log_level)
     try:
         extractor = LayerFeatureExtractor.from_files(args.model_file, args.config, args.device)
         model = {"model_file": str(args.model_file.resolve())}

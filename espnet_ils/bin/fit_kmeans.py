@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from espnet_ils.bin import setup_logging
 from espnet_ils.kmeans import (
     REFERENCE_SETTINGS,
     choose_utterances,
@@ -65,8 +66,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     features, num_utts = load_portion(args.feats_dir, args.portion, args.seed)
     logger.info("fitting on %d frames of %d utterances", len(features), num_utts)
     start = time.perf_counter()

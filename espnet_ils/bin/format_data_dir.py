@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_ils.bin import setup_logging
 from espnet_ils.datadir import format_data_dir
 
 logger = logging.getLogger("espnet_ils.format_data_dir")
@@ -22,8 +23,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     format_data_dir(args.src, args.dst, args.min_duration, args.max_duration)
 
 

@@ -16,6 +16,7 @@ import os
 from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registration, as in every entry point)
+from espnet_ils.bin import setup_logging
 from espnet_ils.corpus.mini_corpus import CorpusOptions, build_mini_corpus
 
 logger = logging.getLogger("espnet_ils.make_mini_corpus")
@@ -48,8 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     if args.minutes is not None:
         seconds = args.minutes * 60
     else:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_ils.audio import read_key_file
+from espnet_ils.bin import setup_logging
 from espnet_ils.shards import write_text_atomic
 
 logger = logging.getLogger("espnet_ils.merge_decoding")
@@ -43,7 +44,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(args)
     merge_decoding(args.decode_dir, args.nj, args.output)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_ils.audio import read_key_file
+from espnet_ils.bin import setup_logging
 from espnet_ils.shards import write_text_atomic
 
 logger = logging.getLogger("espnet_ils.merge_labels")
@@ -49,8 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     merge_labels(args.wav_scp, args.label_dir, args.nj, args.output)
 
 

@@ -23,6 +23,8 @@ from typing import List, Optional
 
 import yaml
 
+from espnet_ils.bin import setup_logging
+
 logger = logging.getLogger("espnet_ils.pack_model")
 
 
@@ -96,8 +98,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     pack_model(args.asr_exp, args.checkpoint, args.outpath, args.extra)
 
 

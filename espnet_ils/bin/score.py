@@ -18,6 +18,7 @@ from typing import Dict, List, Optional
 import espnet
 import torch
 
+from espnet_ils.bin import setup_logging
 from espnet_ils.scoring import TABLE_HEADER, count_errors
 from espnet_ils.shards import write_text_atomic
 
@@ -82,8 +83,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     write_text_atomic(args.results, results_markdown(score_dirs(args.ref_dir, args.decode_dirs)))
     logger.info("wrote %s", args.results)
 

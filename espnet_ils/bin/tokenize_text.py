@@ -7,8 +7,9 @@ imports from trying to download NLTK data.
 
 from typing import List, Optional
 
-import espnet_ils  # noqa: F401  (g2p_en placeholder)
 from espnet2.bin import tokenize_text
+
+import espnet_ils  # noqa: F401  (g2p_en placeholder)
 
 
 def get_parser():

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_ils.bin import setup_logging
+
 logger = logging.getLogger("espnet_ils.upload_model")
 
 
@@ -37,8 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logger.info("arguments: %s", vars(args))
+    setup_logging(args)
     upload(args.zip, args.repo)
 
 
