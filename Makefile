@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install tts test lint demo bench clean
+.PHONY: install tts test lint demo clean
 
 install: $(STAMP)
 
