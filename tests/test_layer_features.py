@@ -195,7 +195,9 @@ def test_command_line_writes_sharded_ark_scp(model_file, waveforms, tmp_path):
 
 def test_command_line_refuses_another_sampling_rate(model_file, waveforms, tmp_path):
     wav_scp = write_wav_scp(tmp_path / "data", waveforms[:1], rate=8000)
-    with pytest.raises(SystemExit, match="utterance utt0: .* is sampled at 8000 Hz; expected 16000 Hz"):
+    with pytest.raises(
+        SystemExit, match="utterance utt0: .* is sampled at 8000 Hz; expected 16000 Hz"
+    ):
         extract_layer_features.main(
             [
                 *("--model_file", str(model_file), "--wav_scp", str(wav_scp)),

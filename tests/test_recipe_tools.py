@@ -175,7 +175,10 @@ def test_help_lists_every_stage():
         ),
         (["--corpus", "timit"], "--corpus timit: librispeech or mini"),
         (["--bogus", "1"], "Unknown option --bogus"),
-        (["--it1_n_clusters", "50"], "--it1_n_clusters 50 but conf/tuning/train_ssl_hubert_base_it1.yaml has num_classes: 100"),
+        (
+            ["--it1_n_clusters", "50"],
+            "--it1_n_clusters 50 but conf/tuning/train_ssl_hubert_base_it1.yaml has num_classes: 100",
+        ),
         (
             ["--stage", "2", "--stop_stage", "2", "--datadir", "/nonexistent"],
             "/nonexistent/dev_clean does not exist: run the stage that makes it (stage 1)",
