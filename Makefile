@@ -25,7 +25,7 @@ test: install tts
 lint: install
 	$(PYTHON) -m ruff check espnet_ils tests bench
 	$(PYTHON) -m ruff format --check espnet_ils tests bench
-	shellcheck -x egs2/librispeech_ils/ssl1/*.sh egs2/librispeech_ils/ssl1/local/*.sh egs2/librispeech_ils/ssl1/utils/run.sh
+	cd egs2/librispeech_ils/ssl1 && shellcheck -x *.sh local/*.sh utils/run.sh
 
 # The main job: the whole recipe on the embedded mini corpus (2 CPU cores, about 30 minutes),
 # ending with the ILS vs HuBERT table.
