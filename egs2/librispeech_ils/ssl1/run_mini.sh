@@ -30,7 +30,7 @@ case ${profile} in
             --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;
     mini)
         profile_args=(--mini_hours 1.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
-            --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --beam_size 4) ;;
+            --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --decode_modes greedy) ;;
     small)
         profile_args=(--mini_hours 2.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 0.5 --kmeans_n_init 5 --it2_seeds "0 1" --beam_size 10
