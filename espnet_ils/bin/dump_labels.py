@@ -18,7 +18,7 @@ from typing import List, Optional
 from tqdm import tqdm
 
 from espnet_ils.audio import read_key_file
-from espnet_ils.bin import setup_logging
+from espnet_ils.bin import add_shard_arguments, setup_logging
 from espnet_ils.kmeans import load_kmeans
 from espnet_ils.labels import check_frame_count, format_labels, to_encoder_rate
 from espnet_ils.shards import is_done, mark_done, read_features, write_text_atomic
@@ -70,8 +70,7 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--km_model", type=Path, required=True, help="k-means model (joblib)")
     parser.add_argument("--outdir", type=Path, required=True, help="Output label directory")
-    parser.add_argument("--nj", type=int, default=1, help="Number of shards")
-    parser.add_argument("--job", type=int, default=1, help="This shard, 1..nj (cmd.sh's JOB)")
+    add_shard_arguments(parser)
     return parser
 
 

@@ -16,7 +16,7 @@ from typing import List, Optional
 from tqdm import tqdm
 
 from espnet_ils.audio import load_waveform, read_key_file
-from espnet_ils.bin import setup_logging
+from espnet_ils.bin import add_shard_arguments, setup_logging
 from espnet_ils.mfcc import compute_mfcc
 from espnet_ils.shards import feature_shard_writer, is_done, mark_done, shard, write_text_atomic
 
@@ -44,8 +44,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--wav_scp", type=Path, required=True, help="Kaldi wav.scp (16 kHz mono)")
     parser.add_argument("--outdir", type=Path, required=True, help="Output feature directory")
-    parser.add_argument("--nj", type=int, default=1, help="Number of shards")
-    parser.add_argument("--job", type=int, default=1, help="This shard, 1..nj (cmd.sh's JOB)")
+    add_shard_arguments(parser)
     return parser
 
 

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.audio import load_waveform, read_key_file
-from espnet_ils.bin import setup_logging
+from espnet_ils.bin import add_shard_arguments, setup_logging
 from espnet_ils.layer_features import LayerFeatureExtractor
 from espnet_ils.shards import feature_shard_writer, is_done, mark_done, shard, write_text_atomic
 
@@ -102,8 +102,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--layer", type=int, required=True, help="block output to dump (1-based; 0 = block-1 input)"
     )
     parser.add_argument("--out_dir", type=Path, required=True, help="writes feats.JOB.{ark,scp}")
-    parser.add_argument("--nj", type=int, default=1, help="number of shards")
-    parser.add_argument("--job", type=int, default=1, help="this shard, 1..nj (cmd.sh's JOB)")
+    add_shard_arguments(parser)
     parser.add_argument("--batch_size", type=int, default=1, help="utterances per forward pass")
     parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:0")
     parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
