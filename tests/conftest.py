@@ -1,6 +1,6 @@
 """Shared tiny builders; every test builds its own modules from them."""
 
-from typing import Iterator
+from typing import Iterator, Optional
 
 import pytest
 import torch
@@ -9,7 +9,7 @@ import espnet_ils  # noqa: F401  (registration, before any ESPnet task is used)
 from espnet_ils.encoder import ILSTransformerEncoder
 
 
-def tiny_encoder(**overrides) -> ILSTransformerEncoder:
+def tiny_encoder(input_size: Optional[int] = None, **overrides) -> ILSTransformerEncoder:
     """A 4-block, width-32 encoder without dropout (deterministic in train mode)."""
     conf = dict(
         output_size=32,
@@ -22,7 +22,7 @@ def tiny_encoder(**overrides) -> ILSTransformerEncoder:
         conv_pos_groups=4,
     )
     conf.update(overrides)
-    return ILSTransformerEncoder(conf["output_size"], **conf)
+    return ILSTransformerEncoder(input_size or conf["output_size"], **conf)
 
 
 @pytest.fixture(autouse=True)

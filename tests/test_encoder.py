@@ -2,7 +2,7 @@ import pytest
 import torch
 from conftest import tiny_encoder
 
-from espnet_ils.encoder import ILSTransformerEncoder, PostLNEncoderLayer, PreLNEncoderLayer
+from espnet_ils.encoder import PostLNEncoderLayer, PreLNEncoderLayer
 
 
 def run_all(encoder, x, lengths=None):
@@ -139,15 +139,5 @@ def test_intermediate_ctc_outputs_and_conditioning():
     ],
 )
 def test_bad_options_raise(overrides, match):
-    conf = dict(
-        output_size=32,
-        attention_heads=4,
-        linear_units=64,
-        num_blocks=4,
-        conv_pos_kernel=8,
-        conv_pos_groups=4,
-    )
-    input_size = overrides.pop("input_size", 32)
-    conf.update(overrides)
     with pytest.raises(ValueError, match=match):
-        ILSTransformerEncoder(input_size, **conf)
+        tiny_encoder(**overrides)
