@@ -1,15 +1,17 @@
-"""ESPnet's SSL task with build-time checks for the ILS loss.
+"""ESPnet's SSL task with build-time checks for the ILS loss and a maximum training crop.
 
 Identical to ``espnet2.tasks.ssl.SSLTask`` (same flags, same model), but a model whose ILS loss does
-not fit its token list or its encoder is refused before training starts, naming the option.
+not fit its token list or its encoder is refused before training starts, naming the option, and
+``--collate_fn_conf max_sample_size=N`` caps the training crop (``espnet_ils.collate``).
 """
 
 import argparse
-from typing import List
+from typing import Callable, List
 
 from espnet2.ssl.espnet_model import ESPnetSSLModel
 from espnet2.tasks.ssl import SSLTask
 
+from espnet_ils.collate import MaxCropCollateFn
 from espnet_ils.labels import UNK
 from espnet_ils.loss import ILSLoss
 
@@ -50,3 +52,11 @@ class ILSSSLTask(SSLTask):
         model = super().build_model(args)
         check_ils_model(model)
         return model
+
+    @classmethod
+    def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
+        collate = super().build_collate_fn(args, train)
+        max_sample_size = (args.collate_fn_conf or {}).get("max_sample_size")
+        if max_sample_size is None:
+            return collate
+        return MaxCropCollateFn(collate, max_sample_size)
