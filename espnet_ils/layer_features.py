@@ -3,16 +3,17 @@
 Used for the k-means labels of the next iteration (the paper's BASE iteration 2 clusters block 6 of
 the iteration-1 model) and for layer-wise analysis. Works with the models of
 ``espnet_ils.bin.ssl_train`` and the directories written by ``espnet_ils.bin.convert_unispeech``
-(pretrained or fine-tuned), i.e. any ESPnet model with the ``ils_cnn`` frontend, the
-``feature_projection`` preencoder and the ``ils_transformer`` encoder.
+(pretrained or fine-tuned), i.e. any ESPnet model with the ``ils_transformer`` encoder, whatever its
+front end (the ``ils_cnn`` conv front, or log-mel ``default`` with a normalisation as the mini
+configs use).
 
 Layers are numbered like the paper's supervised layers: layer k (1-based) is the output of
 Transformer block k, as it is fed to the ILS heads before their own LayerNorm; layer 0 is the input
 of block 1 (projected conv features plus the convolutional positional embedding, after the encoder
 LayerNorm of post-LN models). Only the blocks up to the highest requested layer are run.
 
-The frontend and the encoder are padding-invariant, so an utterance gives the same features alone or
-padded in a batch.
+The ``ils_cnn`` front, ESPnet's log-mel front and its normalisations, and the encoder are
+padding-invariant, so an utterance gives the same features alone or padded in a batch.
 """
 
 import copy
@@ -29,8 +30,6 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from espnet_ils.encoder import ILSTransformerEncoder
-from espnet_ils.frontend import ILSCNNFrontend
-from espnet_ils.preencoder import FeatureProjection
 from espnet_ils.tasks import ILSSSLTask
 
 logger = logging.getLogger(__name__)
@@ -64,9 +63,10 @@ class LayerFeatureExtractor:
     """Block outputs of an ILS-SSL encoder, in eval mode and without masking.
 
     Args:
-        frontend: The conv front end (``ils_cnn``).
-        preencoder: The feature projection (``feature_projection``).
+        frontend: The front end, waveforms to features at 50 Hz (``ils_cnn``, ``default``, ...).
+        preencoder: The feature projection (``feature_projection``), or None.
         encoder: The Transformer encoder (``ils_transformer``).
+        normalize: The model's feature normalisation (``utterance_mvn``, ...), or None.
         sample_rate: Sampling rate the model expects, in Hz (16000).
         device: Where to run, e.g. ``"cpu"`` or ``"cuda:0"``.
 
@@ -78,25 +78,26 @@ class LayerFeatureExtractor:
     def __init__(
         self,
         frontend: nn.Module,
-        preencoder: nn.Module,
+        preencoder: Optional[nn.Module],
         encoder: nn.Module,
+        normalize: Optional[nn.Module] = None,
         sample_rate: int = 16000,
         device: str = "cpu",
     ):
-        for name, module, cls in (
-            ("frontend", frontend, ILSCNNFrontend),
-            ("preencoder", preencoder, FeatureProjection),
-            ("encoder", encoder, ILSTransformerEncoder),
-        ):
-            if not isinstance(module, cls):
-                raise ValueError(
-                    f"{name} is {type(module).__name__}: layer features need an ILS-SSL model "
-                    "(frontend ils_cnn, preencoder feature_projection, encoder ils_transformer), "
-                    "as trained by espnet_ils.bin.ssl_train or written by convert_unispeech"
-                )
+        if not isinstance(encoder, ILSTransformerEncoder):
+            raise ValueError(
+                f"encoder is {type(encoder).__name__}: layer features need an ILS-SSL model "
+                "(encoder ils_transformer), as trained by espnet_ils.bin.ssl_train or written by "
+                "convert_unispeech"
+            )
         self.device = torch.device(device)
-        self.frontend = frontend.to(self.device).eval()
-        self.preencoder = preencoder.to(self.device).eval()
+        self.front = (
+            nn.ModuleList(  # waveform -> encoder input, in the model's order
+                module for module in (frontend, normalize, preencoder) if module is not None
+            )
+            .to(self.device)
+            .eval()
+        )
         self.encoder = encoder.to(self.device).eval()
         self.sample_rate = sample_rate
 
@@ -121,7 +122,9 @@ class LayerFeatureExtractor:
         model, _ = task.build_model_from_file(config, model_file, device)
         fs = conf.get("frontend_conf", {}).get("fs", 16000)
         sample_rate = humanfriendly.parse_size(fs) if isinstance(fs, str) else int(fs)
-        return cls(model.frontend, model.preencoder, model.encoder, sample_rate, device)
+        return cls(
+            model.frontend, model.preencoder, model.encoder, model.normalize, sample_rate, device
+        )
 
     @property
     def num_layers(self) -> int:
@@ -156,8 +159,9 @@ class LayerFeatureExtractor:
         layers = self.check_layers(layers)
         speech = speech.to(self.device)
         speech_lengths = speech_lengths.to(self.device)
-        feats, lengths = self.frontend(speech, speech_lengths)
-        feats, lengths = self.preencoder(feats, lengths)
+        feats, lengths = speech, speech_lengths
+        for module in self.front:
+            feats, lengths = module(feats, lengths)
         block_inputs = []
         hook = self.encoder.encoders[0].register_forward_pre_hook(
             lambda module, args: block_inputs.append(args[0])

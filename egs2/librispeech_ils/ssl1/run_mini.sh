@@ -3,7 +3,8 @@
 # cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
 #   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
 #   --profile mini  ~1 h of audio, the 30-minute demo (make demo)
-#   --profile small ~2 h of audio, longer training: hours on 2 cores, minutes on a GPU
+#   --profile small ~2 h of audio, 2000 pretraining steps per model (the demo: 600): about an hour
+#                   on 2 cores, minutes on a GPU
 # Other options are passed on to ils.sh (see ./ils.sh --help).
 set -euo pipefail
 
@@ -34,7 +35,8 @@ case ${profile} in
     small)
         profile_args=(--mini_hours 2.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 0.5 --kmeans_n_init 5 --it2_seeds "0 1" --beam_size 10
-            --pretrain_args "--max_epoch 40" --asr_args "--max_epoch 20") ;;
+            --pretrain_args "--max_epoch 20 --scheduler_conf warmup_steps_list=[0,200,2000]"
+            --asr_args "--max_epoch 16 --scheduler_conf max_steps=800") ;;
     *) echo "$0: --profile ${profile}: ci, mini or small" >&2; exit 1 ;;
 esac
 
