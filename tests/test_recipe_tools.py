@@ -1,5 +1,6 @@
 """The recipe's data preparation, formatting, scoring and option checking."""
 
+import os
 import re
 import subprocess
 import sys
@@ -192,3 +193,22 @@ def test_bad_options_stop_before_any_work(args, message, tmp_path):
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "dump").exists() and not (tmp_path / "exp").exists()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")
+def test_local_runner_uses_every_core_even_with_omp_num_threads_1(tmp_path):
+    """path.sh exports OMP_NUM_THREADS=1, which GNU nproc obeys; the runner must not."""
+    # Each job waits for the other one's marker: they only both succeed when they run at once.
+    wait_for_both = (
+        f"touch {tmp_path}/started.JOB; for i in $(seq 100); do "
+        f"[ -e {tmp_path}/started.1 ] && [ -e {tmp_path}/started.2 ] && exit 0; sleep 0.1; done; "
+        "exit 1"
+    )
+    result = subprocess.run(
+        ["utils/run.sh", "JOB=1:2", f"{tmp_path}/log.JOB", "bash", "-c", wait_for_both],
+        cwd=RECIPE,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

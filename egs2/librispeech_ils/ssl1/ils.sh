@@ -154,7 +154,8 @@ launch_training() {
     local exp=$1 module=$2; shift 2
     mkdir -p "${exp}"
     local threads=${train_threads}
-    [ "${threads}" -gt 0 ] || threads=$(nproc)
+    # nproc alone would answer path.sh's OMP_NUM_THREADS=1 (GNU nproc honours it)
+    [ "${threads}" -gt 0 ] || threads=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
     OMP_NUM_THREADS=${threads} ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" \
         --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
         --multiprocessing_distributed true -- \

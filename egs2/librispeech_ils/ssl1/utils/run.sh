@@ -9,7 +9,7 @@
 # On failure the tail of each failed log is shown and the exit status is 1.
 set -euo pipefail
 
-max_jobs=$(nproc)
+max_jobs=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # the cores, whatever OMP_NUM_THREADS says
 while [[ ${1:-} == --* ]]; do
     case $1 in
         --max_jobs) max_jobs=$2 ;;
