@@ -3,7 +3,7 @@
 # cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
 #   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
 #   --profile mini  ~1 h of audio, the 30-minute demo (make demo)
-#   --profile small ~2 h of audio, 2000 pretraining steps per model (the demo: 600): about an hour
+#   --profile small ~2 h of audio, 2000 pretraining steps per model (the demo: 600): 70-80 min
 #                   on 2 cores, minutes on a GPU
 # Other options are passed on to ils.sh (see ./ils.sh --help).
 set -euo pipefail
