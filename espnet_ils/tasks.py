@@ -56,7 +56,7 @@ class ILSSSLTask(SSLTask):
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
         collate = super().build_collate_fn(args, train)
-        max_sample_size = (args.collate_fn_conf or {}).get("max_sample_size")
+        max_sample_size = args.collate_fn_conf.get("max_sample_size")
         if max_sample_size is None:
             return collate
         return MaxCropCollateFn(collate, max_sample_size)

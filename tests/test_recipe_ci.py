@@ -26,17 +26,22 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipe")
-    dirs = {name: root / name for name in ("data", "dump", "exp")}
-    args = ["--datadir", dirs["data"], "--dumpdir", dirs["dump"], "--expdir", dirs["exp"]]
-    result = subprocess.run(
-        ["./run_mini.sh", "--profile", "ci", *map(str, args)],
+def run_ci_profile(dirs, *args: str) -> subprocess.CompletedProcess:
+    """``./run_mini.sh --profile ci`` with its data, dump and exp directories in ``dirs``."""
+    dir_args = [arg for name, path in dirs.items() for arg in (f"--{name}dir", str(path))]
+    return subprocess.run(
+        ["./run_mini.sh", "--profile", "ci", *dir_args, *args],
         cwd=RECIPE,
         capture_output=True,
         text=True,
     )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipe")
+    dirs = {name: root / name for name in ("data", "dump", "exp")}
+    result = run_ci_profile(dirs)
     assert result.returncode == 0, result.stderr[-5000:]
     return dirs, result
 
@@ -119,25 +124,8 @@ def test_packed_model_loads_in_speech2text_elsewhere(run, tmp_path):
 
 def test_rerun_skips_finished_work(run):
     dirs, _ = run
-    args = [
-        "--datadir",
-        dirs["data"],
-        "--dumpdir",
-        dirs["dump"],
-        "--expdir",
-        dirs["exp"],
-        "--stage",
-        "1",
-        "--stop_stage",
-        "3",
-    ]
     stamp = (dirs["dump"] / "mfcc" / "train" / "feats.1.ark").stat().st_mtime_ns
-    result = subprocess.run(
-        ["./run_mini.sh", "--profile", "ci", *map(str, args)],
-        cwd=RECIPE,
-        capture_output=True,
-        text=True,
-    )
+    result = run_ci_profile(dirs, "--stage", "1", "--stop_stage", "3")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "already fitted" in result.stderr
     assert (dirs["dump"] / "mfcc" / "train" / "feats.1.ark").stat().st_mtime_ns == stamp
