@@ -9,15 +9,16 @@ themselves, see ``espnet_ils.loss``).
 """
 
 import math
-from typing import List, Optional, Sequence, Tuple, Union
+import random
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
-from espnet.nets.pytorch_backend.nets_utils import make_pad_mask
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from torch import nn
 from torch.nn import functional as F
 from typeguard import typechecked
 
+from espnet_ils.attention import AttentionKernel, build_attention_kernel
 from espnet_ils.relative_bias import BucketRelativePositionBias
 from espnet_ils.strict_loading import require_exact_keys
 
@@ -55,15 +56,18 @@ class ConvPositionalEmbedding(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention through ``scaled_dot_product_attention`` with an additive mask.
+    """Multi-head self-attention; the logits' bias and padding are applied by ``kernel``.
 
     Args:
         embed_dim: Model width D.
         attention_heads: Heads H; D must divide by H.
         dropout_rate: Dropout on the attention probabilities.
+        kernel: The encoder's attention kernel (``espnet_ils.attention``), shared by all blocks.
     """
 
-    def __init__(self, embed_dim: int, attention_heads: int, dropout_rate: float):
+    def __init__(
+        self, embed_dim: int, attention_heads: int, dropout_rate: float, kernel: AttentionKernel
+    ):
         super().__init__()
         if embed_dim % attention_heads:
             raise ValueError(
@@ -71,19 +75,19 @@ class SelfAttention(nn.Module):
             )
         self.heads = attention_heads
         self.dropout_rate = dropout_rate
+        self.kernel = kernel
         self.q_proj = nn.Linear(embed_dim, embed_dim)
         self.k_proj = nn.Linear(embed_dim, embed_dim)
         self.v_proj = nn.Linear(embed_dim, embed_dim)
         self.out_proj = nn.Linear(embed_dim, embed_dim)
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: Any) -> torch.Tensor:
         """Attend.
 
         Args:
             x: ``(B, T, D)``.
-            attn_mask: None, a bool mask ``(B, 1, 1, T)`` (True = may attend), or a float bias
-                broadcastable to ``(B, H, T, T)`` added to the logits (relative bias, -inf on
-                padded keys). The same tensor is shared by all layers.
+            attn_mask: What ``kernel.prepare`` built for this batch (relative bias and padding),
+                the same object for all layers.
 
         Returns:
             ``(B, T, D)``.
@@ -95,12 +99,12 @@ class SelfAttention(nn.Module):
                 1, 2
             )  # (B, H, T, D/H)
 
-        out = F.scaled_dot_product_attention(
+        out = self.kernel.attend(
             split_heads(self.q_proj(x)),
             split_heads(self.k_proj(x)),
             split_heads(self.v_proj(x)),
-            attn_mask=attn_mask,
-            dropout_p=self.dropout_rate if self.training else 0.0,
+            attn_mask,
+            self.dropout_rate if self.training else 0.0,
         )
         return self.out_proj(
             out.transpose(1, 2).reshape(batch, frames, dim)
@@ -117,6 +121,7 @@ class EncoderLayer(nn.Module):
         dropout_rate: Dropout after attention and after the feed-forward block.
         attention_dropout_rate: Dropout on attention probabilities.
         activation_dropout_rate: Dropout after the feed-forward GELU.
+        kernel: The encoder's attention kernel.
     """
 
     def __init__(
@@ -127,9 +132,10 @@ class EncoderLayer(nn.Module):
         dropout_rate: float,
         attention_dropout_rate: float,
         activation_dropout_rate: float,
+        kernel: AttentionKernel,
     ):
         super().__init__()
-        self.self_attn = SelfAttention(embed_dim, attention_heads, attention_dropout_rate)
+        self.self_attn = SelfAttention(embed_dim, attention_heads, attention_dropout_rate, kernel)
         self.self_attn_layer_norm = nn.LayerNorm(embed_dim)
         self.fc1 = nn.Linear(embed_dim, linear_units)
         self.fc2 = nn.Linear(linear_units, embed_dim)
@@ -144,7 +150,7 @@ class EncoderLayer(nn.Module):
 class PostLNEncoderLayer(EncoderLayer):
     """BASE block: ``x = LN(x + Attn(x)); x = LN(x + FFN(x))``."""
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: Any) -> torch.Tensor:
         x = self.self_attn_layer_norm(x + self.dropout(self.self_attn(x, attn_mask)))
         return self.final_layer_norm(x + self.feed_forward(x))
 
@@ -152,7 +158,7 @@ class PostLNEncoderLayer(EncoderLayer):
 class PreLNEncoderLayer(EncoderLayer):
     """LARGE block: ``x = x + Attn(LN(x)); x = x + FFN(LN(x))``."""
 
-    def forward(self, x: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: Any) -> torch.Tensor:
         x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), attn_mask))
         return x + self.feed_forward(self.final_layer_norm(x))
 
@@ -191,6 +197,9 @@ class ILSTransformerEncoder(AbsEncoder):
         max_distance: Offset in frames where the buckets saturate (800).
         interctc_layer_idx: 1-based blocks whose outputs feed ESPnet's intermediate CTC (ILS-FT).
         interctc_use_conditioning: Self-conditioned intermediate CTC (ESPnet's option).
+        attention_impl: How the bias and padding reach the logits (``espnet_ils.attention``):
+            ``sdpa`` (dense bias, restricted SDPA backends on CUDA) or ``flex`` (FlexAttention,
+            no ``T x T`` tensor, needs ``attention_dropout_rate: 0``).
     """
 
     @typechecked
@@ -213,8 +222,10 @@ class ILSTransformerEncoder(AbsEncoder):
         max_distance: int = 800,
         interctc_layer_idx: Sequence[int] = (),
         interctc_use_conditioning: bool = False,
+        attention_impl: str = "sdpa",
     ):
         super().__init__()
+        self.attention_kernel = build_attention_kernel(attention_impl, attention_dropout_rate)
         if input_size != output_size:
             raise ValueError(
                 f"encoder input_size={input_size} differs from encoder_conf.output_size="
@@ -255,6 +266,7 @@ class ILSTransformerEncoder(AbsEncoder):
                 dropout_rate,
                 attention_dropout_rate,
                 activation_dropout_rate,
+                self.attention_kernel,
             )
             for _ in range(num_blocks)
         )
@@ -266,25 +278,19 @@ class ILSTransformerEncoder(AbsEncoder):
     def output_size(self) -> int:
         return self._output_size
 
-    def attention_mask(self, pad_mask: torch.Tensor, dtype: torch.dtype) -> Optional[torch.Tensor]:
-        """The one attention mask shared by all blocks.
+    def attention_mask(self, pad_mask: torch.Tensor, dtype: torch.dtype) -> Any:
+        """The one attention mask shared by all blocks: relative bias and key padding.
 
         Args:
             pad_mask: ``(B, T)``, True on padded frames.
             dtype: Dtype of the attention logits (the autocast dtype under AMP).
 
         Returns:
-            None (no bias, no padding), a bool ``(B, 1, 1, T)`` key mask (no bias), or the float
-            relative bias ``(1, H, T, T)``, expanded to ``(B, H, T, T)`` with -inf on padded keys
-            when there is padding.
+            What the attention kernel uses (``espnet_ils.attention``): for ``sdpa`` the bias
+            ``(B, H, T, T)`` with -inf on padded keys, or a bool ``(B, 1, 1, T)`` key mask without
+            the bias.
         """
-        has_padding = bool(pad_mask.any())
-        if self.relative_bias is None:
-            return ~pad_mask[:, None, None, :] if has_padding else None
-        bias = self.relative_bias(pad_mask.size(1)).to(dtype)
-        if has_padding:
-            bias = bias.masked_fill(pad_mask[:, None, None, :], float("-inf"))
-        return bias
+        return self.attention_kernel.prepare(self.relative_bias, pad_mask, dtype)
 
     def forward(
         self,
@@ -313,11 +319,11 @@ class ILSTransformerEncoder(AbsEncoder):
             ``(out, [h_1, ..., h_N])`` (block outputs, 1-based block k at index k-1, h_N == out);
             with intermediate CTC it is ``(out, [(k, h_k), ...])``.
         """
-        pad_mask = (
-            make_pad_mask(ilens, maxlen=xs_pad.size(1)).to(xs_pad.device)
-            if masks is None
-            else masks
-        )
+        if masks is None:
+            frames = torch.arange(xs_pad.size(1), device=xs_pad.device)
+            pad_mask = frames[None, :] >= ilens.to(xs_pad.device)[:, None]  # (B, T)
+        else:
+            pad_mask = masks
         x = xs_pad.masked_fill(pad_mask.unsqueeze(-1), 0.0)
         x = x + self.pos_conv(x)
         if self.layer_norm is not None:
@@ -335,7 +341,8 @@ class ILSTransformerEncoder(AbsEncoder):
         hidden_states = []
         intermediate_outs = []
         for index, layer in enumerate(self.encoders, start=1):
-            if not (self.training and float(torch.rand(())) < self.layer_drop_rate):
+            # Drawn on the host (Python's RNG, seeded by ESPnet): no device tensor is read.
+            if not (self.training and random.random() < self.layer_drop_rate):
                 x = layer(x, attn_mask)
             if return_all_hs:
                 hidden_states.append(x)

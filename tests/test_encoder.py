@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 from conftest import tiny_encoder
@@ -50,14 +52,14 @@ def test_bias_changes_the_output_of_every_layer():
         assert (b - a).abs().max() > 1e-3, f"block {k} ignores the relative bias"
 
 
-def test_bias_flag_off_gives_no_table_and_no_mask_without_padding():
+def test_bias_flag_off_gives_no_table_and_a_key_padding_mask_only():
     encoder = tiny_encoder(relative_position_bias=False)
     assert encoder.relative_bias is None
-    assert encoder.attention_mask(torch.zeros(2, 5, dtype=torch.bool), torch.float32) is None
     key_mask = encoder.attention_mask(
         torch.tensor([[False] * 5, [False] * 3 + [True] * 2]), torch.float32
     )
     assert key_mask.dtype == torch.bool and key_mask.shape == (2, 1, 1, 5)
+    assert key_mask[0].all() and key_mask[1, ..., :3].all() and not key_mask[1, ..., 3:].any()
 
 
 def test_bias_gets_gradient_from_every_layer():
@@ -71,7 +73,7 @@ def test_bias_gets_gradient_from_every_layer():
 def test_layerdrop_skips_blocks_but_keeps_the_bias(monkeypatch):
     encoder = tiny_encoder(layer_drop_rate=0.5).train()
     draws = iter([0.1, 0.9, 0.9, 0.9])  # drop block 1 only
-    monkeypatch.setattr(torch, "rand", lambda *a, **k: torch.tensor(next(draws)))
+    monkeypatch.setattr(random, "random", lambda: next(draws))
     calls = []
     encoder.relative_bias.register_forward_hook(lambda *a: calls.append(1))
     seen = []
@@ -136,6 +138,8 @@ def test_intermediate_ctc_outputs_and_conditioning():
         (dict(interctc_layer_idx=[4]), "interctc_layer_idx"),
         (dict(attention_heads=5), "attention_heads=5"),
         (dict(conv_pos_groups=5), "conv_pos_groups=5"),
+        (dict(attention_impl="flash"), "attention_impl='flash'"),
+        (dict(attention_impl="flex", attention_dropout_rate=0.1), "no dropout on attention"),
     ],
 )
 def test_bad_options_raise(overrides, match):
