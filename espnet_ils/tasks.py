@@ -1,17 +1,19 @@
-"""ESPnet's SSL task with build-time checks for the ILS loss and a maximum training crop.
+"""ESPnet's SSL task with build-time checks for the ILS loss, checked labels and a maximum crop.
 
 Identical to ``espnet2.tasks.ssl.SSLTask`` (same flags, same model), but a model whose ILS loss does
-not fit its token list or its encoder is refused before training starts, naming the option, and
-``--collate_fn_conf max_sample_size=N`` caps the training crop (``espnet_ils.collate``).
+not fit its token list or its encoder is refused before training starts, naming the option; every
+batch's labels are checked per utterance, and ``--collate_fn_conf max_sample_size=N`` caps the
+training crop (``espnet_ils.collate``).
 """
 
 import argparse
-from typing import Callable, List
+from pathlib import Path
+from typing import Callable, List, Union
 
 from espnet2.ssl.espnet_model import ESPnetSSLModel
 from espnet2.tasks.ssl import SSLTask
 
-from espnet_ils.collate import MaxCropCollateFn
+from espnet_ils.collate import ILSCollateFn
 from espnet_ils.labels import UNK
 from espnet_ils.loss import ILSLoss
 
@@ -56,7 +58,16 @@ class ILSSSLTask(SSLTask):
     @classmethod
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable:
         collate = super().build_collate_fn(args, train)
-        max_sample_size = args.collate_fn_conf.get("max_sample_size")
-        if max_sample_size is None:
-            return collate
-        return MaxCropCollateFn(collate, max_sample_size)
+        return ILSCollateFn(
+            collate,
+            num_classes=len(_token_list(args.token_list)) - 1,  # the last token is <unk>
+            max_sample_size=args.collate_fn_conf.get("max_sample_size"),
+            label_length_tolerance=args.collate_fn_conf.get("label_length_tolerance", 1),
+        )
+
+
+def _token_list(token_list: Union[str, List[str]]) -> List[str]:
+    """``--token_list`` as ESPnet accepts it: a list, or a file with one token per line."""
+    if isinstance(token_list, str):
+        return Path(token_list).read_text(encoding="utf-8").splitlines()
+    return list(token_list)

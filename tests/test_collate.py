@@ -1,4 +1,5 @@
-"""The maximum training crop: at most max_sample_size samples, labels aligned, validation untouched."""
+"""The collate: labels checked per utterance, and the maximum training crop (at most max_sample_size
+samples, labels aligned, validation untouched)."""
 
 import argparse
 
@@ -9,10 +10,16 @@ import torch
 from espnet_ils.labels import encoder_frames
 from espnet_ils.tasks import ILSSSLTask
 
+NUM_CLASSES = 2000  # utterance() labels frames by their index
 
-def collate_fn(train: bool, **conf):
+
+def collate_fn(train: bool, token_list=None, **conf):
     args = argparse.Namespace(
-        frontend_conf={}, encoder_conf={}, collect_stats=False, collate_fn_conf=conf
+        frontend_conf={},
+        encoder_conf={},
+        collect_stats=False,
+        collate_fn_conf=conf,
+        token_list=token_list or [str(i) for i in range(NUM_CLASSES)] + ["<unk>"],
     )
     return ILSSSLTask.build_collate_fn(args, train)
 
@@ -63,8 +70,40 @@ def test_without_the_option_espnet_collate_is_used_unchanged():
         ({"max_sample_size": "250k"}, "max_sample_size='250k'"),
         ({"max_sample_size": 100}, "shorter than one frame"),
         ({"max_sample_size": 250000, "label_downsampling": 2}, "label_downsampling=2"),
+        ({"label_length_tolerance": -1}, "label_length_tolerance=-1"),
     ],
 )
 def test_bad_values_name_the_key(conf, message):
     with pytest.raises(ValueError, match=message):
         collate_fn(True, **conf)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_label_outside_the_token_list_names_the_utterance(train):
+    collate = collate_fn(train, token_list=["0", "1", "2", "<unk>"])
+    good = {"speech": np.zeros(16000), "text": np.full(encoder_frames(16000), 2)}
+    bad = dict(good, text=good["text"].copy())
+    bad["text"][7] = 3  # the id of <unk>: the label was not in the token list
+    collate([("good", good)])
+    with pytest.raises(ValueError, match=r"utterance bad: label id 3 at frame 7 .* 3 cluster ids"):
+        collate([("good", good), ("bad", bad)])
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_label_count_off_by_more_than_the_tolerance_names_the_utterance(train):
+    collate = collate_fn(train, label_length_tolerance=2)
+    frames = encoder_frames(16000)  # 49
+    for extra in (-2, 2):
+        collate([("ok", {"speech": np.zeros(16000), "text": np.zeros(frames + extra, int)})])
+    doubled = {"speech": np.zeros(16000), "text": np.zeros(2 * frames, int)}  # 100 Hz labels
+    with pytest.raises(
+        ValueError, match=r"utterance u100: 98 labels .* 49 frames .*\(tolerance 2\)"
+    ):
+        collate([("u100", doubled)])
+
+
+def test_100_hz_labels_pass_with_label_downsampling_2():
+    collate = collate_fn(True, label_downsampling=2)
+    frames = encoder_frames(16000)
+    _, batch = collate([("a", {"speech": np.zeros(16000), "text": np.zeros(2 * frames, int)})])
+    assert batch["text"].shape == (1, frames)

@@ -81,8 +81,10 @@ def test_stats_accuracy_is_counted_per_frame_type():
     valid = text >= 0
     for key, selection in (("ils_acc_m_2", valid & mask_m), ("ils_acc_u_2", valid & ~mask_m)):
         expected = (predicted[selection] == text[selection]).float().mean().item()
-        assert stats[key] == pytest.approx(expected)
+        assert stats[key].item() == pytest.approx(expected)
     assert set(stats) == {"ils_loss_m_2", "ils_acc_m_2", "ils_acc_u_2"}
+    # Detached 0-dim tensors: ESPnet's reporter reads them after the step, the loss never does.
+    assert all(v.dim() == 0 and not v.requires_grad for v in stats.values())
 
 
 def test_feature_penalty_over_valid_frames():
@@ -93,8 +95,8 @@ def test_feature_penalty_over_valid_frames():
     frontend[1, 4:] = 100.0  # padding must not count
     value, stats = loss(hidden, lengths, text, lengths, {"mask_m": mask_m}, frontend, lengths)
     expected_pen = torch.cat([frontend[0], frontend[1, :4]]).pow(2).mean().item()
-    assert stats["features_pen"] == pytest.approx(expected_pen, rel=1e-5)
-    assert value.item() == pytest.approx(stats["ils_loss_m_1"] + 10 * expected_pen, rel=1e-5)
+    assert stats["features_pen"].item() == pytest.approx(expected_pen, rel=1e-5)
+    assert value.item() == pytest.approx(stats["ils_loss_m_1"].item() + 10 * expected_pen, rel=1e-5)
 
 
 def test_gradient_of_layer_4_head_reaches_blocks_1_to_4_only():
@@ -114,14 +116,18 @@ def test_gradient_of_layer_4_head_reaches_blocks_1_to_4_only():
             assert grad is None or grad.abs().sum() == 0, f"block {k} got gradient"
 
 
-def test_labels_within_tolerance_are_trimmed():
-    loss = ILSLoss(D, C, layers=[1], feature_penalty_weight=0.0, label_length_tolerance=1)
+def test_frames_without_a_label_are_left_out():
+    loss = ILSLoss(D, C, layers=[1], feature_penalty_weight=0.0)
     hidden, _, text, mask_m = make_batch()
     frames = torch.tensor([6, 4])
-    labels = torch.tensor([5, 4])  # one label short for the first utterance
-    text[0, 5] = -1
-    value, _ = loss(hidden, frames, text, labels, {"mask_m": mask_m})
-    assert torch.isfinite(value)
+    mask_m[0, 5] = True
+    full, _ = loss(hidden, frames, text, torch.tensor([6, 4]), {"mask_m": mask_m})
+    text[0, 5] = -1  # one label short for the first utterance: frame 5 drops out
+    short, _ = loss(hidden, frames, text, torch.tensor([5, 4]), {"mask_m": mask_m})
+    mask_m[0, 5] = False
+    unmasked, _ = loss(hidden, frames, text, torch.tensor([5, 4]), {"mask_m": mask_m})
+    assert torch.isfinite(short) and not torch.isclose(full, short)
+    torch.testing.assert_close(short, unmasked)
 
 
 @pytest.mark.parametrize(
@@ -145,12 +151,6 @@ def test_bad_options_raise(conf, match):
 def test_bad_batches_raise():
     loss = ILSLoss(D, C, layers=[1, 3], feature_penalty_weight=0.0)
     hidden, lengths, text, mask_m = make_batch()
-    with pytest.raises(ValueError, match="Batch item 0 has 2 labels but 6 encoder frames"):
-        loss(hidden, lengths, text, torch.tensor([2, 4]), {"mask_m": mask_m})
-    bad_text = text.clone()
-    bad_text[0, 0] = C
-    with pytest.raises(ValueError, match=f"Label id {C} is outside"):
-        loss(hidden, lengths, bad_text, lengths, {"mask_m": mask_m})
     with pytest.raises(ValueError, match="mask_prob is 0"):
         loss(hidden, lengths, text, lengths, {"mask_m": None})
     with pytest.raises(ValueError, match="only 2 blocks"):
