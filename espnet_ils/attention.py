@@ -120,7 +120,6 @@ class FlexAttentionKernel:
             ``{"score_mod": fn or None, "block_mask": BlockMask}``. The bias of offset ``r`` is
             row ``r + T - 1`` of an ``(2T - 1, H)`` table gathered from the bucket table.
         """
-        del dtype
         batch, frames = pad_mask.shape
         valid = ~pad_mask
 
@@ -139,7 +138,9 @@ class FlexAttentionKernel:
         offset_bias = relative_bias.embedding(buckets)  # (2T - 1, H)
 
         def add_relative_bias(score, b, h, q_idx, kv_idx):
-            return score + offset_bias[kv_idx - q_idx + frames - 1, h]
+            # T - 1 from the table's shape, not a captured int: compiled with dynamic shapes, a
+            # constant would be guarded on and recompile the kernel for every new length.
+            return score + offset_bias[kv_idx - q_idx + offset_bias.size(0) // 2, h]
 
         return {"score_mod": add_relative_bias, "block_mask": block_mask}
 
