@@ -189,7 +189,8 @@ class ILSLoss(AbsSSLLoss):
                 "ILSLoss needs masked frames: util conf mask_prob is 0 (masked prediction "
                 "without masks has no masked term)"
             )
-        mask_m = mask_m.to(valid.device)  # ESPnet's Masking builds it on the CPU
+        # ESPnet's Masking builds it on the CPU; a blocking copy would wait for the GPU queue.
+        mask_m = mask_m.to(valid.device, non_blocking=True)
         masked = valid & mask_m
         unmasked = valid & ~mask_m
         num_masked = masked.sum().clamp(min=1)
