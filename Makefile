@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install tts test lint demo clean
+.PHONY: install tts test lint demo device-wheels clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: install tts
 	@echo; echo "ILS vs HuBERT on the mini test set (egs2/librispeech_ils/ssl1/exp_mini/comparison_test.md):"
 	@cat egs2/librispeech_ils/ssl1/exp_mini/comparison_test.md
 	@echo "Per-layer cluster quality plot: egs2/librispeech_ils/ssl1/exp_mini/cluster_quality_it2_L2_km100/cluster_quality.png"
+
+# Wheels the lent GPU machine lacks for bench/device_check.py (into .whl/, ignored by git).
+device-wheels: install
+	PYTHON=$(PYTHON) bash bench/fetch_device_wheels.sh
 
 clean:
 	rm -rf $(VENV)

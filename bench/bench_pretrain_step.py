@@ -2,25 +2,35 @@
 """Time one pretraining step of ILS BASE against ESPnet's and torchaudio's HuBERT BASE.
 
 A step is ``zero_grad`` + forward + backward on one fixed batch (default: 2 utterances of 8 s of
-random audio at 16 kHz with random k-means labels at 50 Hz). The three models are:
+random audio at 16 kHz with random k-means labels at 50 Hz). The models (``--models``; the first
+three are the default):
 
 * ``ils``: ILS-SSL BASE built from ``train_ssl_ils_base_it2.yaml`` through ``ILSSSLTask``.
 * ``espnet_hubert``: HuBERT BASE from ESPnet's own ``SSLTask`` classes (``wav2vec_cnn`` frontend,
   ``linear`` preencoder, ``transformer`` encoder with conv positions, ``hubert`` loss, ``mask``).
-* ``torchaudio_hubert``: ``torchaudio.models.hubert_pretrain_base`` with the loss of torchaudio's
-  HuBERT recipe (masked cross-entropy summed over masked frames + 10 x feature penalty).
+* ``torchaudio_hubert``: ``torchaudio.models.hubert_pretrain_model`` with ``hubert_pretrain_base``'s
+  settings and the loss of torchaudio's HuBERT recipe (masked cross-entropy summed over masked
+  frames + 10 x feature penalty).
+* ``ils_attdrop0``: ``ils`` with ``attention_dropout_rate: 0`` (the fair partner of ``ils_flex``).
+* ``ils_flex``: ``ils`` with ``attention_impl: flex`` and ``attention_dropout_rate: 0``
+  (FlexAttention has no attention dropout; its backward needs CUDA).
 
-Layerdrop is ``--layerdrop`` (default 0) for all three, so every step does the same work.
+Layerdrop is ``--layerdrop`` (default 0) for all, so every step does the same work. ``--size
+tiny`` shrinks every model alike (``TINY``) for dry runs; ``base`` takes the dimensions of the
+ILS config (``ils_size``).
 
-Two phases:
+On CPU, two phases:
 
 1. Memory. Each model is built in a subprocess of its own (this script re-invoked with
-   ``--only NAME``) that runs one step: on CPU its peak is the rise of the process's peak RSS
-   (``ru_maxrss``) over the RSS before the model was built, on CUDA the allocator's peak over
-   what was allocated before.
+   ``--only NAME``) that runs one step: its peak is the rise of the process's peak RSS
+   (``ru_maxrss``) over the RSS before the model was built.
 2. Time. All models are built in one process and stepped in turn (``--warmup`` untimed rounds,
    then ``--steps`` timed rounds, the order rotating every round), so load from other jobs on the
    machine falls on all models alike instead of on whichever ran at the wrong moment.
+
+On CUDA no other job shares the device, so each model is measured alone, one after the other in
+this process (``measure_alone``): its first step gives the allocator's peak over what was
+allocated before the model was built, then come the warm-up and timed steps.
 
 This is a benchmark, not a test: it prints a report (log on stderr, table on stdout).
 
@@ -31,6 +41,8 @@ Example::
 
 import argparse
 import ctypes
+import functools
+import inspect
 import json
 import logging
 import os
@@ -46,7 +58,7 @@ import types
 from contextlib import nullcontext, redirect_stdout
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -57,11 +69,20 @@ from torch.nn import functional as F
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ILS_CONFIG = REPO_ROOT / "egs2/librispeech_ils/ssl1/conf/tuning/train_ssl_ils_base_it2.yaml"
 SAMPLE_RATE = 16000
-MODELS = ("ils", "espnet_hubert", "torchaudio_hubert")
+DEFAULT_MODELS = ("ils", "espnet_hubert", "torchaudio_hubert")
+MODELS = DEFAULT_MODELS + ("ils_attdrop0", "ils_flex")
 LABELS = {
     "ils": "ILS BASE (espnet_ils)",
     "espnet_hubert": "HuBERT BASE (ESPnet SSLTask)",
     "torchaudio_hubert": "HuBERT BASE (torchaudio)",
+    "ils_attdrop0": "ILS BASE, attention dropout 0 (sdpa)",
+    "ils_flex": "ILS BASE, attention dropout 0 (flex)",
+}
+# encoder_conf changes of the ILS variants; `ils` is the config as it is.
+ILS_ENCODER_OVERRIDES: Dict[str, Dict[str, Any]] = {
+    "ils": {},
+    "ils_attdrop0": {"attention_dropout_rate": 0.0},
+    "ils_flex": {"attention_impl": "flex", "attention_dropout_rate": 0.0},
 }
 RESULT_PREFIX = "BENCH_MEMORY "
 TARGET_VS_ESPNET = 1.05
@@ -157,13 +178,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         "leave glibc as it is; see keep_freed_memory",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--size",
+        choices=("base", "tiny"),
+        default="base",
+        help="model dimensions: base (those of --ils-config) or tiny (TINY, for dry runs)",
+    )
     parser.add_argument("--ils-config", type=Path, default=ILS_CONFIG, help="ILS SSL config")
     parser.add_argument(
         "--models",
         nargs="+",
         choices=MODELS,
-        default=list(MODELS),
-        help="models to run (default: all three)",
+        default=list(DEFAULT_MODELS),
+        help=f"models to run (default: {' '.join(DEFAULT_MODELS)})",
     )
     parser.add_argument(
         "--skip-memory", action="store_true", help="time only, without the memory subprocesses"
@@ -181,6 +208,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--steps, --batch-size and --threads must be >= 1, --warmup >= 0")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda given but CUDA is not available")
+    if "ils_flex" in args.models and not args.device.startswith("cuda"):
+        parser.error("--models ils_flex needs --device cuda: FlexAttention has no CPU backward")
     return args
 
 
@@ -251,51 +280,247 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-# --------------------------------------------------------------------------- the three models
+# --------------------------------------------------------------------------- model sizes
 
 
-def build_ils(args: argparse.Namespace) -> Tuple[nn.Module, StepLoss]:
-    """ILS BASE from its config through ``ILSSSLTask``, with layerdrop set to ``--layerdrop``."""
+@dataclass(frozen=True)
+class ModelSize:
+    """The dimensions all models share (``--size``).
+
+    Attributes:
+        conv_shapes: ``(channels, kernel, stride)`` of each conv block of the waveform front end
+            (BASE: ``(512, 10, 5)``, 4 x ``(512, 3, 2)``, 2 x ``(512, 2, 2)``; stride 320 samples).
+        output_size: Transformer width D (768).
+        attention_heads: Heads H (12).
+        linear_units: Feed-forward width F (3072).
+        num_blocks: Transformer blocks L (12).
+        conv_pos_kernel: Kernel K of the convolutional positional embedding, in frames (128).
+        conv_pos_groups: Its groups G (16).
+        final_dim: Width P of the prediction heads' projection (256).
+        supervised_layers: ILS's supervised blocks, 1-based ((4, 12)).
+    """
+
+    conv_shapes: Tuple[Tuple[int, int, int], ...]
+    output_size: int
+    attention_heads: int
+    linear_units: int
+    num_blocks: int
+    conv_pos_kernel: int
+    conv_pos_groups: int
+    final_dim: int
+    supervised_layers: Tuple[int, ...]
+
+
+# Dry runs: same strides (frames at 50 Hz), everything else small.
+TINY = ModelSize(
+    conv_shapes=((32, 10, 5),) + ((32, 3, 2),) * 4 + ((32, 2, 2),) * 2,
+    output_size=64,
+    attention_heads=4,
+    linear_units=128,
+    num_blocks=2,
+    conv_pos_kernel=16,
+    conv_pos_groups=4,
+    final_dim=16,
+    supervised_layers=(1, 2),
+)
+
+
+def _defaults(cls: type) -> Dict[str, Any]:
+    """Keyword defaults of ``cls``'s constructor."""
+    parameters = inspect.signature(cls).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+
+
+def _ils_loss_conf(config: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``conf`` of the ``ils`` entry of an SSL config's ``loss`` list."""
+    for loss in config["loss"]:
+        if loss["name"] == "ils":
+            return loss["conf"]
+    raise ValueError(
+        f"the SSL config has no `ils` loss: {[loss['name'] for loss in config['loss']]}"
+    )
+
+
+def ils_size(config: Dict[str, Any]) -> ModelSize:
+    """The dimensions of an ILS SSL config (keys it leaves out take the classes' defaults).
+
+    Args:
+        config: The SSL config as a dict (a loaded YAML file, or ``vars`` of the task's args).
+    """
+    from espnet_ils.encoder import ILSTransformerEncoder
+    from espnet_ils.frontend import DEFAULT_CONV_SHAPES
+    from espnet_ils.loss import ILSLoss
+
+    encoder = {**_defaults(ILSTransformerEncoder), **config["encoder_conf"]}
+    loss = {**_defaults(ILSLoss), **_ils_loss_conf(config)}
+    shapes = config["frontend_conf"].get("shapes") or DEFAULT_CONV_SHAPES
+    return ModelSize(
+        conv_shapes=tuple(tuple(shape) for shape in shapes),
+        output_size=encoder["output_size"],
+        attention_heads=encoder["attention_heads"],
+        linear_units=encoder["linear_units"],
+        num_blocks=encoder["num_blocks"],
+        conv_pos_kernel=encoder["conv_pos_kernel"],
+        conv_pos_groups=encoder["conv_pos_groups"],
+        final_dim=loss["final_dim"],
+        supervised_layers=tuple(loss["layers"]),
+    )
+
+
+def apply_ils_size(config: Dict[str, Any], size: ModelSize) -> None:
+    """Set the dimensions of an ILS SSL config (a dict, changed in place) to ``size``.
+
+    With ``size == ils_size(config)`` nothing changes but that the conv shapes are written out.
+    """
+    config["frontend_conf"]["shapes"] = [list(shape) for shape in size.conv_shapes]
+    config["preencoder_conf"]["output_size"] = size.output_size
+    config["encoder_conf"].update(
+        output_size=size.output_size,
+        attention_heads=size.attention_heads,
+        linear_units=size.linear_units,
+        num_blocks=size.num_blocks,
+        conv_pos_kernel=size.conv_pos_kernel,
+        conv_pos_groups=size.conv_pos_groups,
+    )
+    _ils_loss_conf(config).update(layers=list(size.supervised_layers), final_dim=size.final_dim)
+
+
+def model_size(args: argparse.Namespace) -> ModelSize:
+    """``--size``: ``TINY``, or the dimensions of ``--ils-config``."""
+    if args.size == "tiny":
+        return TINY
+    return ils_size(yaml.safe_load(args.ils_config.read_text(encoding="utf-8")))
+
+
+def conv_frames(num_samples: int, conv_shapes: Sequence[Tuple[int, int, int]]) -> List[int]:
+    """Output length of each conv block for a waveform of ``num_samples`` (no padding)."""
+    frames, length = [], num_samples
+    for _channels, kernel, stride in conv_shapes:
+        length = (length - kernel) // stride + 1
+        frames.append(length)
+    return frames
+
+
+def step_flops(
+    size: ModelSize, num_samples: int, batch_size: int, num_classes: int
+) -> Dict[str, float]:
+    """Model FLOPs of one pretraining step (forward + backward) of ILS, counted analytically.
+
+    Matrix products and convolutions only, 2 FLOPs per multiply-add; norms, activations,
+    softmax, dropout, the relative bias's additions, masking and the optimizer are left out. For
+    one utterance of N samples, with T = T_7 frames at 50 Hz and C = C_7 conv channels:
+
+    * conv front, block i (C_{i-1} -> C_i channels, kernel k_i, stride s_i, C_0 = 1, T_0 = N,
+      T_i = floor((T_{i-1} - k_i) / s_i) + 1): ``2 C_{i-1} C_i k_i T_i``;
+    * feature projection C -> D: ``2 T C D``;
+    * convolutional positional embedding (D -> D, G groups, kernel K): ``2 T D (D / G) K``;
+    * each of the L blocks: linears ``2 T (4 D^2 + 2 D F)`` (query, key, value and output
+      projections; the two feed-forward layers), attention ``2 * 2 T^2 D`` (Q K^T and A V over
+      all heads);
+    * each supervised layer's head: ``2 T D P + 2 T P V`` (projection to P = final_dim, cosine
+      logits against the V classes).
+
+    The backward pass costs twice the forward (input and weight gradients), except that the
+    first conv block needs no input gradient (its input is the waveform):
+    ``step = batch_size * (3 * forward - conv_1)``. The HuBERT models do the same work up to
+    their single head (the heads are well under 1 % of the step), so the same count serves them.
+
+    Args:
+        size: Model dimensions.
+        num_samples: Samples per utterance N at 16 kHz (every utterance equally long).
+        batch_size: Utterances per step.
+        num_classes: k-means classes V.
+
+    Returns:
+        Forward FLOPs of the step per term (``conv_front``, ``projection``, ``pos_conv``,
+        ``block_linears``, ``attention``, ``heads``), their sum ``forward``, ``conv_1`` and the
+        step's total ``step``.
+    """
+    frames = conv_frames(num_samples, size.conv_shapes)
+    channels = [1] + [shape[0] for shape in size.conv_shapes]
+    conv = [
+        2 * c_in * c_out * kernel * t_out
+        for c_in, c_out, (_, kernel, _), t_out in zip(
+            channels[:-1], channels[1:], size.conv_shapes, frames
+        )
+    ]
+    t, d, f, p = frames[-1], size.output_size, size.linear_units, size.final_dim
+    per_utterance = {
+        "conv_front": sum(conv),
+        "projection": 2 * t * channels[-1] * d,
+        "pos_conv": 2 * t * d * (d // size.conv_pos_groups) * size.conv_pos_kernel,
+        "block_linears": size.num_blocks * 2 * t * (4 * d * d + 2 * d * f),
+        "attention": size.num_blocks * 2 * 2 * t * t * d,
+        "heads": len(size.supervised_layers) * (2 * t * d * p + 2 * t * p * num_classes),
+    }
+    flops = {name: float(batch_size * value) for name, value in per_utterance.items()}
+    flops["forward"] = sum(flops.values())
+    flops["conv_1"] = float(batch_size * conv[0])
+    flops["step"] = 3 * flops["forward"] - flops["conv_1"]
+    return flops
+
+
+# --------------------------------------------------------------------------- the models
+
+
+def build_ils(
+    args: argparse.Namespace, encoder_overrides: Dict[str, Any]
+) -> Tuple[nn.Module, StepLoss]:
+    """ILS from its config through ``ILSSSLTask``: ``--size`` dimensions, layerdrop ``--layerdrop``.
+
+    Args:
+        args: The benchmark's options.
+        encoder_overrides: ``encoder_conf`` entries to change (``ILS_ENCODER_OVERRIDES``).
+    """
     import espnet_ils  # noqa: F401  (registers ils_cnn, feature_projection, ils_transformer, ils)
     from espnet_ils.tasks import ILSSSLTask
 
     task_args = ILSSSLTask.get_parser().parse_args(["--config", str(args.ils_config)])
-    config_classes = task_args.loss[0]["conf"]["num_classes"]
+    config_classes = _ils_loss_conf(vars(task_args))["num_classes"]
     if config_classes != args.num_classes:
         raise ValueError(
             f"{args.ils_config} has num_classes={config_classes}, --num-classes is "
             f"{args.num_classes}: give the same number so all models predict the same classes"
         )
+    apply_ils_size(vars(task_args), model_size(args))
+    changes = {"layer_drop_rate": args.layerdrop, **encoder_overrides}
     log.info(
-        "ils: layer_drop_rate %s (config) -> %s",
-        task_args.encoder_conf.get("layer_drop_rate"),
-        args.layerdrop,
+        "ils: encoder_conf %s (config) -> %s",
+        {key: task_args.encoder_conf.get(key) for key in changes},
+        changes,
     )
-    task_args.encoder_conf["layer_drop_rate"] = args.layerdrop
+    task_args.encoder_conf.update(changes)
     task_args.token_list = [str(i) for i in range(args.num_classes)] + ["<unk>"]
     model = ILSSSLTask.build_model(task_args)
     return model, _espnet_ssl_loss(model)
 
 
 def espnet_hubert_config(args: argparse.Namespace) -> Dict:
-    """HuBERT BASE from ESPnet's own SSLTask classes (ESPnet's ``train_hubert.yaml`` layout).
+    """HuBERT from ESPnet's own SSLTask classes (ESPnet's ``train_hubert.yaml`` layout).
 
-    ESPnet's encoder is post-LN with ``input_layer: wav2vec`` (conv positional embedding); its
-    feed-forward uses ReLU and one dropout rate for everything, which is 0.1 here as in ILS.
+    ESPnet's encoder is post-LN with ``input_layer: wav2vec`` (conv positional embedding, kernel
+    128 and 16 groups, which ESPnet does not expose); its feed-forward uses ReLU and one dropout
+    rate for everything, which is 0.1 here as in ILS.
     """
+    size = model_size(args)
     return {
         "frontend": "wav2vec_cnn",
-        "frontend_conf": {"norm_mode": "group_norm", "conv_mode": "standard", "bias": False},
+        "frontend_conf": {
+            "norm_mode": "group_norm",
+            "conv_mode": "standard",
+            "bias": False,
+            "shapes": [list(shape) for shape in size.conv_shapes],
+        },
         "normalize": None,
         "specaug": None,
         "preencoder": "linear",
-        "preencoder_conf": {"output_size": 768, "dropout": 0.1},
+        "preencoder_conf": {"output_size": size.output_size, "dropout": 0.1},
         "encoder": "transformer",
         "encoder_conf": {
-            "output_size": 768,
-            "attention_heads": 12,
-            "linear_units": 3072,
-            "num_blocks": 12,
+            "output_size": size.output_size,
+            "attention_heads": size.attention_heads,
+            "linear_units": size.linear_units,
+            "num_blocks": size.num_blocks,
             "dropout_rate": 0.1,
             "positional_dropout_rate": 0.1,
             "attention_dropout_rate": 0.1,
@@ -307,7 +532,11 @@ def espnet_hubert_config(args: argparse.Namespace) -> Dict:
         "loss": [
             {
                 "name": "hubert",
-                "conf": {"num_classes": args.num_classes, "final_dim": 256, "layers": [-1]},
+                "conf": {
+                    "num_classes": args.num_classes,
+                    "final_dim": size.final_dim,
+                    "layers": [-1],
+                },
             }
         ],
         "util": [
@@ -320,7 +549,7 @@ def espnet_hubert_config(args: argparse.Namespace) -> Dict:
 
 
 def build_espnet_hubert(args: argparse.Namespace) -> Tuple[nn.Module, StepLoss]:
-    """ESPnet's native HuBERT BASE through ``espnet2.tasks.ssl.SSLTask`` and ESPnet's classes."""
+    """ESPnet's native HuBERT through ``espnet2.tasks.ssl.SSLTask`` and ESPnet's classes."""
     from espnet2.tasks.ssl import SSLTask
 
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config_file:
@@ -347,22 +576,51 @@ def _espnet_ssl_loss(model: nn.Module) -> StepLoss:
 
 
 def build_torchaudio_hubert(args: argparse.Namespace) -> Tuple[nn.Module, StepLoss]:
-    """torchaudio's HuBERT BASE pretraining model (random init) with its recipe's loss.
+    """torchaudio's HuBERT pretraining model (random init) with its recipe's loss.
 
-    ``HuBERTPretrainModel`` returns logits over ``[positive, all classes]`` (the target is column
-    0) for masked and unmasked frames, and the mean squared conv feature. The recipe's loss, with
-    its default weights (masked 1, unmasked 0, feature 10, sum reduction), is
-    ``sum_masked CE(logit_m, 0) + 10 * feature_penalty * num_masked``.
+    ``hubert_pretrain_model`` with ``hubert_pretrain_base``'s settings (masking 0.8 x 10, feature
+    gradient 0.1, post-LN, no conv bias) and the ``--size`` dimensions. It returns logits over
+    ``[positive, all classes]`` (the target is column 0) for masked and unmasked frames, and the
+    mean squared conv feature. The recipe's loss, with its default weights (masked 1, unmasked 0,
+    feature 10, sum reduction), is ``sum_masked CE(logit_m, 0) + 10 * feature_penalty *
+    num_masked``.
     """
-    from torchaudio.models import hubert_pretrain_base
+    from torchaudio.models import hubert_pretrain_model
 
-    model = hubert_pretrain_base(
+    size = model_size(args)
+    model = hubert_pretrain_model(
+        extractor_mode="group_norm",
+        extractor_conv_layer_config=list(size.conv_shapes),
+        extractor_conv_bias=False,
+        encoder_embed_dim=size.output_size,
         encoder_projection_dropout=0.1,
+        encoder_pos_conv_kernel=size.conv_pos_kernel,
+        encoder_pos_conv_groups=size.conv_pos_groups,
+        encoder_num_layers=size.num_blocks,
+        encoder_num_heads=size.attention_heads,
         encoder_attention_dropout=0.1,
+        encoder_ff_interm_features=size.linear_units,
         encoder_ff_interm_dropout=0.0,
         encoder_dropout=0.1,
+        encoder_layer_norm_first=False,
         encoder_layer_drop=args.layerdrop,
+        mask_prob=0.8,
+        mask_selection="static",
+        mask_other=0.0,
+        mask_length=10,
+        no_mask_overlap=False,
+        mask_min_space=1,
+        mask_channel_prob=0.0,
+        mask_channel_selection="static",
+        mask_channel_other=0.0,
+        mask_channel_length=10,
+        no_mask_channel_overlap=False,
+        mask_channel_min_space=1,
+        skip_masked=False,
+        skip_nomask=False,
         num_classes=args.num_classes,
+        final_dim=size.final_dim,
+        feature_grad_mult=0.1,
     )
 
     def loss(batch: Batch) -> torch.Tensor:
@@ -375,14 +633,10 @@ def build_torchaudio_hubert(args: argparse.Namespace) -> Tuple[nn.Module, StepLo
 
 
 BUILDERS: Dict[str, Callable[[argparse.Namespace], Tuple[nn.Module, StepLoss]]] = {
-    "ils": build_ils,
-    "espnet_hubert": build_espnet_hubert,
-    "torchaudio_hubert": build_torchaudio_hubert,
-}
-
-
-BUILDERS: Dict[str, Callable[[argparse.Namespace], Tuple[nn.Module, StepLoss]]] = {
-    "ils": build_ils,
+    **{
+        name: functools.partial(build_ils, encoder_overrides=overrides)
+        for name, overrides in ILS_ENCODER_OVERRIDES.items()
+    },
     "espnet_hubert": build_espnet_hubert,
     "torchaudio_hubert": build_torchaudio_hubert,
 }
@@ -436,12 +690,17 @@ def train_step(
     """
     synchronize(device)
     start, start_cpu = time.perf_counter(), time.process_time()
-    model.zero_grad(set_to_none=True)
-    with autocast(device, dtype):
-        loss = step_loss(batch)
-    loss.backward()
+    forward_backward(model, step_loss, batch, dtype)
     synchronize(device)
     return time.perf_counter() - start, time.process_time() - start_cpu
+
+
+def forward_backward(model: nn.Module, step_loss: StepLoss, batch: Batch, dtype: str) -> None:
+    """``zero_grad`` + forward (under ``dtype`` autocast) + backward, without waiting for them."""
+    model.zero_grad(set_to_none=True)
+    with autocast(batch.speech.device, dtype):
+        loss = step_loss(batch)
+    loss.backward()
 
 
 def current_rss_bytes() -> int:
@@ -455,24 +714,61 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def memory_baseline(device: torch.device) -> int:
+    """Bytes in use now, from which a step's peak is counted (CUDA: also resets the peak)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    return current_rss_bytes()
+
+
+def memory_peak(device: torch.device, baseline: int) -> Tuple[float, str]:
+    """Peak since ``memory_baseline`` above ``baseline``, in MiB, and what kind of peak it is."""
+    if device.type == "cuda":
+        return (torch.cuda.max_memory_allocated(device) - baseline) / 2**20, "CUDA allocator peak"
+    return (peak_rss_bytes() - baseline) / 2**20, "peak RSS increase"
+
+
 def measure_memory(name: str, args: argparse.Namespace) -> Memory:
     """Peak memory of building ``name`` and running one step; needs a process of its own."""
     device = torch.device(args.device)
     import_model_code()
     batch = make_batch(args, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        baseline = torch.cuda.memory_allocated(device)
-    else:
-        baseline = current_rss_bytes()
+    baseline = memory_baseline(device)
     model, step_loss = build(name, args, device)
     wall, _ = train_step(model, step_loss, batch, device, args.dtype)
-    if device.type == "cuda":
-        peak, kind = torch.cuda.max_memory_allocated(device) - baseline, "CUDA allocator peak"
-    else:
-        peak, kind = peak_rss_bytes() - baseline, "peak RSS increase"
-    log.info("%s: one step (%.1f s) peaked at %.0f MiB (%s)", name, wall, peak / 2**20, kind)
-    return Memory(name, count_params_m(model), peak / 2**20, kind)
+    peak_mib, kind = memory_peak(device, baseline)
+    log.info("%s: one step (%.1f s) peaked at %.0f MiB (%s)", name, wall, peak_mib, kind)
+    return Memory(name, count_params_m(model), peak_mib, kind)
+
+
+def measure_alone(
+    name: str, args: argparse.Namespace, batch: Batch
+) -> Tuple[Result, nn.Module, StepLoss]:
+    """Build ``name`` and step it on its own: for a device no other job shares (a GPU).
+
+    The first step is a warm-up step (``--warmup``, at least one) that also gives the memory: on
+    CUDA the allocator's peak over what was allocated before the model was built; elsewhere the
+    process's peak RSS is spoilt by what ran before, and the peak is -1 (not measured). Then come
+    the other warm-up steps (torch.compile's first steps compile) and ``--steps`` timed ones.
+
+    Returns:
+        The result, and the model with its loss (for more measurements; drop them to free it).
+    """
+    device = torch.device(args.device)
+    baseline = memory_baseline(device)
+    model, step_loss = build(name, args, device)
+    timing = Timing([], [])
+    for index in range(max(args.warmup, 1) + args.steps):
+        wall, cpu = train_step(model, step_loss, batch, device, args.dtype)
+        if index == 0:
+            peak_mib = memory_peak(device, baseline)[0] if device.type == "cuda" else -1.0
+        if index >= max(args.warmup, 1):
+            timing.wall_s.append(wall)
+            timing.cpu_s.append(cpu)
+        log.info("%s step %d: %.3f s (CPU %.3f s)", name, index + 1, wall, cpu)
+    model.zero_grad(set_to_none=True)
+    return Result(name, count_params_m(model), peak_mib, timing), model, step_loss
 
 
 def memory_in_subprocess(name: str, argv: Sequence[str]) -> Memory:
@@ -628,20 +924,26 @@ def format_targets(results: List[Result]) -> List[str]:
 
 
 def report(
-    args: argparse.Namespace, results: List[Result], info: Dict[str, str], peak_kind: str
+    args: argparse.Namespace,
+    results: List[Result],
+    info: Dict[str, str],
+    schedule: str,
+    peak_kind: str,
 ) -> None:
     samples = int(args.seconds * SAMPLE_RATE)
+    flops = step_flops(model_size(args), samples, args.batch_size, args.num_classes)["step"]
     print("Pretraining step (zero_grad + forward + backward), same batch for every model")
     for key, value in info.items():
         print(f"  {key}: {value}")
     print(
         f"  batch: {args.batch_size} x {args.seconds:g} s random audio ({samples} samples), "
         f"{num_frames(samples)} label frames, {args.num_classes} classes; layerdrop "
-        f"{args.layerdrop:g} for all"
+        f"{args.layerdrop:g} for all; {args.size} size, {flops / 1e9:.4g} GFLOP per step "
+        "(step_flops)"
     )
     print(
-        f"  timing: {args.warmup} warm-up + {args.steps} timed steps per model, models in "
-        f"turn; malloc {args.malloc if args.device == 'cpu' else '-'}; memory: {peak_kind}"
+        f"  timing: {args.warmup} warm-up + {args.steps} timed steps per model, {schedule}; "
+        f"malloc {args.malloc if args.device == 'cpu' else '-'}; memory: {peak_kind}"
     )
     print()
     print(format_table(results))
@@ -665,20 +967,12 @@ def memory_argv(argv: Sequence[str]) -> List[str]:
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
-    )
-    skip_g2p_en()
-    torch.set_num_threads(args.threads)
-    if args.only:
-        memory = measure_memory(args.only, args)
-        print(RESULT_PREFIX + json.dumps(asdict(memory)), flush=True)
-        return
+def results_in_turn(args: argparse.Namespace, argv: Sequence[str]) -> Tuple[List[Result], str]:
+    """CPU: each model's memory in a subprocess, then all models timed in turn (``time_models``).
 
-    info = machine_info(args)
+    Returns:
+        One result per model and what kind of memory peak they give.
+    """
     memory: Dict[str, Memory] = {}
     if not args.skip_memory:
         for name in args.models:
@@ -693,8 +987,49 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         )
         for name in args.models
     ]
-    peak_kind = next(iter(memory.values())).peak_kind if memory else "not measured"
-    report(args, results, info, peak_kind)
+    return results, next(iter(memory.values())).peak_kind if memory else "not measured"
+
+
+def results_alone(args: argparse.Namespace) -> Tuple[List[Result], str]:
+    """CUDA: each model measured alone (``measure_alone``), one after the other, in this process.
+
+    Returns:
+        One result per model and what kind of memory peak they give.
+    """
+    device = torch.device(args.device)
+    batch = make_batch(args, device)
+    results = []
+    for name in args.models:
+        result, model, step_loss = measure_alone(name, args, batch)
+        if args.profile:
+            profile_step(name, model, step_loss, batch, device, args.dtype, args.profile)
+        results.append(result)
+        del model, step_loss
+        torch.cuda.empty_cache()
+    return results, "CUDA allocator peak"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    skip_g2p_en()
+    torch.set_num_threads(args.threads)
+    if args.only:
+        memory = measure_memory(args.only, args)
+        print(RESULT_PREFIX + json.dumps(asdict(memory)), flush=True)
+        return
+
+    info = machine_info(args)
+    if args.device.startswith("cuda"):
+        results, peak_kind = results_alone(args)
+        schedule = "each model alone"
+    else:
+        results, peak_kind = results_in_turn(args, argv)
+        schedule = "models in turn"
+    report(args, results, info, schedule, peak_kind)
 
 
 if __name__ == "__main__":
