@@ -195,8 +195,14 @@ class ILSTransformerEncoder(AbsEncoder):
         relative_position_bias: Add the bucket relative bias (ILS-SSL); False gives HuBERT.
         num_buckets: Relative-bias buckets over both directions (320).
         max_distance: Offset in frames where the buckets saturate (800).
-        interctc_layer_idx: 1-based blocks whose outputs feed ESPnet's intermediate CTC (ILS-FT).
-        interctc_use_conditioning: Self-conditioned intermediate CTC (ESPnet's option).
+        interctc_layer_idx: 1-based blocks whose outputs feed ESPnet's intermediate CTC
+            (``model_conf.interctc_weight``), only where this encoder is the ASR task's own
+            ``encoder: ils_transformer`` (as in a converted fine-tuned model). Inside
+            ``frontend: espnet_ssl`` it cannot act: that front end passes one block (or a
+            weighted sum) to the ASR encoder, so ILS-FT through it is not possible; pretraining
+            configs refuse it (``espnet_ils.tasks``).
+        interctc_use_conditioning: Self-conditioned intermediate CTC (ESPnet's option; ESPnet's
+            ASR model attaches the ``conditioning_layer`` it needs), where the above acts.
         attention_impl: How the bias and padding reach the logits (``espnet_ils.attention``):
             ``sdpa`` (dense bias, restricted SDPA backends on CUDA) or ``flex`` (FlexAttention,
             no ``T x T`` tensor, needs ``attention_dropout_rate: 0``).

@@ -1,21 +1,37 @@
-"""ESPnet's SSL task with build-time checks for the ILS loss, checked labels and a maximum crop.
+"""ESPnet's SSL and ASR tasks with build-time checks, checked labels and crash-safe checkpoints.
 
-Identical to ``espnet2.tasks.ssl.SSLTask`` (same flags, same model), but a model whose ILS loss does
-not fit its token list or its encoder is refused before training starts, naming the option; every
-batch's labels are checked per utterance, and ``--collate_fn_conf max_sample_size=N`` caps the
-training crop (``espnet_ils.collate``).
+``ILSSSLTask`` is ``espnet2.tasks.ssl.SSLTask`` (same flags, same model), but a model whose ILS
+loss does not fit its token list or its encoder, or whose encoder asks for intermediate CTC, is
+refused before training starts, naming the option; every batch's labels are checked per utterance,
+and ``--collate_fn_conf max_sample_size=N`` caps the training crop (``espnet_ils.collate``).
+
+``ILSASRTask`` is ``espnet2.tasks.asr.ASRTask``, but the SSL model that ``frontend: espnet_ssl``
+loads must match its checkpoint key for key.
+
+Both train with ``espnet_ils.checkpoints.CrashSafeTrainer``: a kill at any moment loses at most the
+current epoch.
 """
 
 import argparse
 from pathlib import Path
 from typing import Callable, List, Union
 
+import torch
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.asr.frontend.espnet_ssl import ESPnetSSLFrontend
 from espnet2.ssl.espnet_model import ESPnetSSLModel
+from espnet2.tasks.asr import ASRTask
 from espnet2.tasks.ssl import SSLTask
 
+from espnet_ils.checkpoints import CrashSafeTrainer
 from espnet_ils.collate import ILSCollateFn
 from espnet_ils.labels import UNK
 from espnet_ils.loss import ILSLoss
+from espnet_ils.strict_loading import require_exact_keys
+
+# What ESPnetSSLFrontend deletes from the SSL model after loading it (espnet2/asr/frontend/
+# espnet_ssl.py: ``del model.losses``); ESPnet 202511 has no ``ema`` util to delete.
+SSL_FRONTEND_DROPPED = "losses."
 
 
 def check_token_list(token_list: List[str], num_classes: int) -> None:
@@ -46,11 +62,30 @@ def check_ils_model(model: ESPnetSSLModel) -> None:
             )
 
 
+def check_pretraining_encoder_conf(encoder_conf: dict) -> None:
+    """Refuse intermediate CTC in a pretraining config, where it would do nothing or crash.
+
+    ESPnet's SSL model asks the encoder for every block output (``return_all_hs``) instead of the
+    intermediate CTC outputs, and only ESPnet's ASR model attaches the ``conditioning_layer`` that
+    self-conditioning calls.
+    """
+    for option in ("interctc_layer_idx", "interctc_use_conditioning"):
+        if encoder_conf.get(option):
+            raise ValueError(
+                f"encoder_conf.{option}={encoder_conf[option]!r} in a pretraining config: ESPnet's "
+                "SSL model computes no intermediate CTC. Intermediate CTC belongs to fine-tuning "
+                f"(an ASR config with model_conf.interctc_weight); remove {option} here."
+            )
+
+
 class ILSSSLTask(SSLTask):
     """``SSLTask`` that validates ILS losses when the model is built."""
 
+    trainer = CrashSafeTrainer
+
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ESPnetSSLModel:
+        check_pretraining_encoder_conf(args.encoder_conf)
         model = super().build_model(args)
         check_ils_model(model)
         return model
@@ -64,6 +99,52 @@ class ILSSSLTask(SSLTask):
             max_sample_size=args.collate_fn_conf.get("max_sample_size"),
             label_length_tolerance=args.collate_fn_conf.get("label_length_tolerance", 1),
         )
+
+
+def check_ssl_frontend_keys(frontend: ESPnetSSLFrontend, path_or_url: str) -> None:
+    """Check every key of the SSL model in ``frontend`` against its checkpoint; guard later loads.
+
+    ``ESPnetSSLFrontend`` rebuilds the SSL model and loads ``path_or_url`` with ``strict=False``
+    before we can hook it. Our front end, projection, encoder and loss check their own keys, but a
+    renamed key elsewhere, such as the mask embedding ``util_modules.mask.mask_embedding``, would
+    stay random. So the whole SSL model gets the exact-key check (for ASR checkpoints and
+    ``--init_param`` too) and the checkpoint is loaded through it once more (the same values).
+
+    Args:
+        frontend: The built ``espnet_ssl`` front end.
+        path_or_url: Its ``frontend_conf.path_or_url``: a ``.pt`` / ``.pth`` file.
+
+    Raises:
+        ValueError: ``path_or_url`` is not a ``.pt`` / ``.pth`` file (an ``espnet_model_zoo`` name).
+        espnet_ils.strict_loading.StateDictKeyError: The keys differ; the message names them.
+    """
+    if not path_or_url.endswith((".pt", ".pth")):
+        raise ValueError(
+            f"frontend_conf.path_or_url={path_or_url!r}: the SSL model's keys can only be checked "
+            "against a file; download it first (espnet_model_zoo_download --unpack true NAME) "
+            "and pass its .pth"
+        )
+    upstream = frontend.upstream
+    require_exact_keys(upstream)
+    state = torch.load(path_or_url, map_location="cpu", mmap=True, weights_only=True)
+    upstream.load_state_dict(
+        {k: v for k, v in state.items() if not k.startswith(SSL_FRONTEND_DROPPED)}
+    )
+
+
+class ILSASRTask(ASRTask):
+    """``ASRTask`` whose ``espnet_ssl`` front end loads its SSL model with exact keys."""
+
+    trainer = CrashSafeTrainer
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> ESPnetASRModel:
+        model = super().build_model(args)
+        if isinstance(model.frontend, ESPnetSSLFrontend):
+            check_ssl_frontend_keys(
+                model.frontend, args.frontend_conf["frontend_conf"]["path_or_url"]
+            )
+        return model
 
 
 def _token_list(token_list: Union[str, List[str]]) -> List[str]:

@@ -101,7 +101,10 @@ def test_rank0_alone_writes_one_checkpoint_set(ddp_exp):
     rank0, rank1 = (record["written"] for record in load_records(ddp_exp))
     assert rank1 == [], f"rank 1 wrote {rank1}"
     epochs = [f"{epoch}epoch.pth" for epoch in range(1, MAX_EPOCH + 1)]
-    assert sorted(rank0) == sorted(["checkpoint.pth"] * MAX_EPOCH + epochs)  # one per epoch
+    # one per epoch, each to a temporary name renamed into place (espnet_ils.checkpoints)
+    assert sorted(rank0) == sorted(
+        f"{name}.tmp" for name in ["checkpoint.pth"] * MAX_EPOCH + epochs
+    )
     on_disk = {p.name for p in ddp_exp.glob("*.pth") if not p.is_symlink()} - RECORD_NAMES
     assert on_disk == {"checkpoint.pth", *epochs}
     # ESPnet's own file (its reporter holds numpy scalars): loaded as ESPnet's resume does

@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Pretrain with ESPnet's SSL task, ILS classes registered: same flags as ``espnet2.bin.ssl_train``."""
+"""Pretrain with ESPnet's SSL task, ILS classes registered: same flags as ``espnet2.bin.ssl_train``.
+
+The model is checked when built and checkpoints survive a kill (``espnet_ils.tasks.ILSSSLTask``).
+"""
 
 from typing import List, Optional
 

@@ -1,0 +1,224 @@
+"""ESPnet's Trainer, made safe to kill at any moment: a re-run loses at most the current epoch.
+
+At the end of every epoch ESPnet's ``Trainer.run`` writes, in place and in this order,
+``checkpoint.pth`` (model, optimizers, schedulers, grad scaler, reporter), ``<N>epoch.pth`` (model
+only), the links ``latest.pth`` and ``<phase>.<key>.best.pth`` -> ``<N>epoch.pth``, and then
+removes the epoch files outside the n-best. A kill during the first write leaves a truncated
+``checkpoint.pth`` on which every ``--resume true`` run fails; a kill between the first two leaves
+best-model links to an epoch file that is never written.
+
+:class:`CrashSafeTrainer` (the ``trainer`` of our tasks) closes both gaps:
+
+* every ``torch.save`` to a path while it trains writes ``<path>.tmp`` and renames it into place,
+  so a kill leaves the previous file whole (:func:`atomic_torch_save`);
+* before ESPnet resumes, :func:`prepare_resume` repairs what an interrupted epoch end left:
+  the epoch file that ``checkpoint.pth`` records and the links ESPnet makes for it. A
+  ``checkpoint.pth`` that cannot be read (cut short before writes were atomic) is kept as
+  ``checkpoint.pth.corrupt`` and replaced by one built from the newest readable ``<N>epoch.pth``
+  (the model and the epoch count only), or removed when there is none (training restarts).
+"""
+
+import contextlib
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Sequence
+
+import torch
+from espnet2.iterators.abs_iter_factory import AbsIterFactory
+from espnet2.schedulers.abs_scheduler import AbsScheduler
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from espnet2.train.distributed_utils import DistributedOption
+from espnet2.train.reporter import Reporter
+from espnet2.train.trainer import Trainer, TrainerOptions
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pth"
+EPOCH_FILE = re.compile(r"(\d+)epoch\.pth")
+
+
+@contextlib.contextmanager
+def atomic_torch_save() -> Iterator[None]:
+    """Within the block, ``torch.save(obj, path)`` writes ``path.tmp`` and renames it to ``path``.
+
+    Saves to file objects are left as they are. An exception during the write removes the
+    temporary file and leaves ``path`` as it was.
+    """
+    save = torch.save
+
+    def save_then_rename(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        if not isinstance(f, (str, os.PathLike)):
+            save(obj, f, *args, **kwargs)
+            return
+        temporary = f"{os.fspath(f)}.tmp"
+        try:
+            save(obj, temporary, *args, **kwargs)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        os.replace(temporary, f)
+
+    torch.save = save_then_rename
+    try:
+        yield
+    finally:
+        torch.save = save
+
+
+def read_checkpoint(path: Path) -> Optional[Dict[str, Any]]:
+    """``torch.load`` of a file written by ESPnet's Trainer; None (logged) if it cannot be read."""
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except (RuntimeError, EOFError, OSError) as error:  # what a truncated file raises
+        logger.warning("%s cannot be read (%s)", path, error)
+        return None
+
+
+def newest_epoch_checkpoint(output_dir: Path) -> Optional[Dict[str, Any]]:
+    """A checkpoint in ``checkpoint.pth``'s layout from the newest readable ``<N>epoch.pth``.
+
+    An epoch file holds the model only, so the checkpoint holds the model of epoch N and the
+    epoch count N; optimizer and scheduler states, grad scaler and the reporter's history are
+    empty (ESPnet's ``Trainer.resume`` then keeps the freshly built ones).
+
+    Args:
+        output_dir: The training's ``--output_dir``.
+
+    Returns:
+        The checkpoint, or None when no epoch file can be read.
+    """
+    epochs = [int(m.group(1)) for m in map(EPOCH_FILE.fullmatch, os.listdir(output_dir)) if m]
+    for epoch in sorted(epochs, reverse=True):
+        model = read_checkpoint(output_dir / f"{epoch}epoch.pth")
+        if model is not None:
+            reporter = Reporter(epoch)
+            return {
+                "model": model,
+                "reporter": reporter.state_dict(),
+                "optimizers": [],
+                "schedulers": [],
+                "scaler": None,
+            }
+    return None
+
+
+def replace_unreadable_checkpoint(path: Path) -> Optional[Dict[str, Any]]:
+    """Keep an unreadable ``checkpoint.pth`` as ``.corrupt``; rebuild it from an epoch file.
+
+    ``checkpoint.pth`` is only ever replaced by a whole file, so a kill during this repair leaves
+    it to be done again.
+
+    Args:
+        path: The unreadable ``<output_dir>/checkpoint.pth``.
+
+    Returns:
+        The rebuilt checkpoint (:func:`newest_epoch_checkpoint`), or None when no epoch file can
+        be read; ``path`` is then gone and training starts from epoch 1.
+    """
+    corrupt = path.with_name(CHECKPOINT + ".corrupt")
+    states = newest_epoch_checkpoint(path.parent)
+    if states is None:
+        os.replace(path, corrupt)
+        logger.warning(
+            "Moved the unreadable %s to %s; no readable <N>epoch.pth either: nothing to resume, "
+            "training starts from epoch 1",
+            path,
+            corrupt,
+        )
+        return None
+    corrupt.unlink(missing_ok=True)
+    os.link(path, corrupt)
+    epoch = states["reporter"]["epoch"]
+    logger.warning(
+        "Kept the unreadable %s as %s. Resuming from %depoch.pth, which holds the model only: the "
+        "optimizer state, the learning-rate schedule (it restarts at its first step), the grad "
+        "scaler and the validation history of epochs 1-%d are lost, so best-model links and "
+        "averaging count epochs %d on, and ESPnet removes the files of epochs 1-%d after epoch %d",
+        path,
+        corrupt,
+        epoch,
+        epoch,
+        epoch + 1,
+        epoch,
+        epoch + 1,
+    )
+    with atomic_torch_save():
+        torch.save(states, path)
+    return states
+
+
+def prepare_resume(output_dir: Path, best_model_criterion: Sequence[Sequence[str]]) -> None:
+    """Make ``output_dir`` what ESPnet's epoch end leaves, for the epoch ``checkpoint.pth`` holds.
+
+    Re-creates ``<N>epoch.pth`` from the checkpoint's model when it is missing or unreadable, and
+    the links ``latest.pth`` and ``<phase>.<key>.best.pth`` ESPnet makes for epoch N, so no link
+    points at a missing file. An unreadable ``checkpoint.pth`` goes through
+    :func:`replace_unreadable_checkpoint` first.
+
+    Args:
+        output_dir: The training's ``--output_dir``.
+        best_model_criterion: ``(phase, key, mode)`` triples, e.g. ``("valid", "loss", "min")``.
+    """
+    path = output_dir / CHECKPOINT
+    if not path.exists():
+        return
+    states = read_checkpoint(path)
+    if states is None:
+        states = replace_unreadable_checkpoint(path)
+        if states is None:
+            return
+    reporter = Reporter()
+    reporter.load_state_dict(states["reporter"])
+    epoch = reporter.get_epoch()
+    epoch_file = output_dir / f"{epoch}epoch.pth"
+    if not epoch_file.exists() or read_checkpoint(epoch_file) is None:
+        with atomic_torch_save():
+            torch.save(states["model"], epoch_file)
+        logger.warning("Re-created %s from %s", epoch_file, path)
+    # ESPnet's links for epoch N (espnet2/train/trainer.py, Trainer.run, step 5)
+    links = ["latest.pth"] + [
+        f"{phase}.{key}.best.pth"
+        for phase, key, mode in best_model_criterion
+        if reporter.has(phase, key) and reporter.get_best_epoch(phase, key, mode) == epoch
+    ]
+    for name in links:
+        link = output_dir / name
+        link.unlink(missing_ok=True)
+        link.symlink_to(epoch_file.name)
+
+
+class CrashSafeTrainer(Trainer):
+    """ESPnet's Trainer with atomic checkpoint writes and :func:`prepare_resume` before resuming."""
+
+    @classmethod
+    def run(
+        cls,
+        model: AbsESPnetModel,
+        optimizers: Sequence[torch.optim.Optimizer],
+        schedulers: Sequence[Optional[AbsScheduler]],
+        train_iter_factory: AbsIterFactory,
+        valid_iter_factory: AbsIterFactory,
+        plot_attention_iter_factory: Optional[AbsIterFactory],
+        trainer_options: TrainerOptions,
+        distributed_option: DistributedOption,
+    ) -> None:
+        """``Trainer.run`` (same arguments); only rank 0 writes, as in ESPnet."""
+        if trainer_options.resume and (
+            not distributed_option.distributed or distributed_option.dist_rank == 0
+        ):
+            prepare_resume(Path(trainer_options.output_dir), trainer_options.best_model_criterion)
+        if distributed_option.distributed:
+            torch.distributed.barrier()  # every rank resumes from the repaired checkpoint
+        with atomic_torch_save():
+            super().run(
+                model=model,
+                optimizers=optimizers,
+                schedulers=schedulers,
+                train_iter_factory=train_iter_factory,
+                valid_iter_factory=valid_iter_factory,
+                plot_attention_iter_factory=plot_attention_iter_factory,
+                trainer_options=trainer_options,
+                distributed_option=distributed_option,
+            )
