@@ -7,12 +7,15 @@ from typing import Dict
 import soundfile as sf
 
 from espnet_ils.audio import SAMPLE_RATE, read_key_file
+from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
 from espnet_ils.shards import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
 # Per-utterance files copied along when present (the mini corpus adds phone_alignment).
 KEYED_FILES = ("wav.scp", "text", "utt2spk", "utt2dur", "phone_alignment")
+# What else identifies a source directory: its lengths and the marker of the step that made it.
+IDENTITY_FILES = (*KEYED_FILES, "utt2num_samples", ".done")
 
 
 def num_samples_of(datadir: Path) -> Dict[str, int]:
@@ -39,7 +42,9 @@ def format_data_dir(src: Path, dst: Path, min_duration: float, max_duration: flo
 
     Writes the keyed files present in ``src`` (restricted to the kept utterances), ``spk2utt``,
     ``utt2num_samples`` and ``speech_shape`` (ESPnet's shape file: samples per utterance), then
-    ``.done`` last. Every utterance of wav.scp must appear in each keyed file (checked).
+    ``.done`` last, holding the duration range and the checksums of the source's files (keyed
+    files, ``utt2num_samples`` and its own ``.done``). A ``dst`` whose marker holds the same is
+    left as it is. Every utterance of wav.scp must appear in each keyed file (checked).
 
     Returns:
         The number of utterances kept.
@@ -47,14 +52,20 @@ def format_data_dir(src: Path, dst: Path, min_duration: float, max_duration: flo
     src, dst = Path(src), Path(dst)
     if not (src / "wav.scp").is_file():
         raise FileNotFoundError(f"{src}/wav.scp: no such file; prepare the data directory first")
+    identity = step_identity(
+        {"min_duration": min_duration, "max_duration": max_duration},
+        {name: file_checksum(src / name) for name in IDENTITY_FILES if (src / name).is_file()},
+    )
+    if up_to_date(dst / ".done", identity, f"formatting {src} -> {dst}"):
+        return len(read_key_file(dst / "wav.scp"))
     lengths = num_samples_of(src)
     keep = [u for u, n in lengths.items() if min_duration <= n / SAMPLE_RATE <= max_duration]
     if not keep:
         raise ValueError(f"{src}: no utterance of {min_duration}-{max_duration} s")
     dst.mkdir(parents=True, exist_ok=True)
-    (dst / ".done").unlink(missing_ok=True)
     for name in KEYED_FILES:
         if not (src / name).is_file():
+            (dst / name).unlink(missing_ok=True)  # left by an earlier source
             continue
         entries = read_key_file(src / name)
         missing = [u for u in keep if u not in entries]
@@ -72,6 +83,6 @@ def format_data_dir(src: Path, dst: Path, min_duration: float, max_duration: flo
         )
     write_text_atomic(dst / "utt2num_samples", [f"{u} {lengths[u]}" for u in keep])
     write_text_atomic(dst / "speech_shape", [f"{u} {lengths[u]}" for u in keep])
-    write_text_atomic(dst / ".done", [f"{src} {min_duration} {max_duration}"])
+    write_marker(dst / ".done", identity)
     logger.info("%s -> %s: kept %d of %d utterances", src, dst, len(keep), len(lengths))
     return len(keep)

@@ -1,16 +1,16 @@
 """Sharded per-utterance jobs (``${cmd} JOB=1:nj ...``) with outputs a re-run can trust.
 
 A shard's outputs are written under temporary names, renamed into place, and a completion marker
-holding the job's options is written last. A shard whose marker is present with the same options is
-skipped; anything else (no marker, other options) is recomputed from scratch.
+``.done.<job>`` holding the job's options and the checksums of its inputs (``espnet_ils.markers``)
+is written last. A shard whose marker holds the same identity is skipped; anything else (no
+marker, another option, a changed input) is recomputed from scratch.
 """
 
-import json
 import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Sequence, TypeVar
+from typing import Iterator, List, Sequence, TypeVar
 
 import kaldiio
 import numpy as np
@@ -33,23 +33,15 @@ def marker_path(outdir: Path, job: int) -> Path:
     return Path(outdir) / f".done.{job}"
 
 
-def is_done(outdir: Path, job: int, options: Dict) -> bool:
-    """True when shard ``job`` finished earlier with the same ``options``."""
-    marker = marker_path(outdir, job)
-    if not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text()) == options
-    except json.JSONDecodeError:
-        return False
-
-
-def mark_done(outdir: Path, job: int, options: Dict) -> None:
-    """Write the completion marker of shard ``job`` (last, after every output is in place)."""
-    marker = marker_path(outdir, job)
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps(options, sort_keys=True))
-    os.replace(tmp, marker)
+def feature_shard_files(feats_dir: Path, job: int) -> List[Path]:
+    """The files that identify feature shard ``job``: its scp listing, lengths and marker (which
+    holds the identity of the audio and model that produced it)."""
+    feats_dir = Path(feats_dir)
+    return [
+        feats_dir / f"feats.{job}.scp",
+        feats_dir / f"utt2num_samples.{job}",
+        marker_path(feats_dir, job),
+    ]
 
 
 @contextmanager

@@ -1,5 +1,6 @@
 """Layer features: any block of an ILS-SSL model, batched == one by one, ark/scp shards."""
 
+import logging
 from pathlib import Path
 from typing import Dict, List
 
@@ -211,6 +212,35 @@ def test_command_line_refuses_another_sampling_rate(model_file, waveforms, tmp_p
             ]
         )
     assert not (tmp_path / "feats" / "feats.1.scp").exists()
+
+
+def test_a_retrained_model_at_the_same_path_recomputes_the_shard(waveforms, tmp_path, caplog):
+    """The shard marker holds the model file's checksum, not its path."""
+    caplog.set_level(logging.INFO)
+    model_file = write_model(
+        ILSSSLTask,
+        tiny_config("fbank", False),
+        [str(c) for c in range(5)] + ["<unk>"],
+        tmp_path / "exp",
+    )
+    wav_scp = write_wav_scp(tmp_path / "data", waveforms)
+    args = ["--model_file", str(model_file), "--wav_scp", str(wav_scp)]
+    args += ["--layer", "2", "--out_dir", str(tmp_path / "feats")]
+    extract_layer_features.main(args)
+    stamp = (tmp_path / "feats" / "feats.1.ark").stat().st_mtime_ns
+    extract_layer_features.main(args)
+    assert "skipped: done with the same options and inputs" in caplog.text
+    assert (tmp_path / "feats" / "feats.1.ark").stat().st_mtime_ns == stamp
+
+    state = torch.load(model_file)
+    torch.save({k: v + 0.1 if v.is_floating_point() else v for k, v in state.items()}, model_file)
+    extract_layer_features.main(args)
+    assert "recomputing: input model_file changed" in caplog.text
+    features = kaldiio.load_scp(str(tmp_path / "feats" / "feats.1.scp"))
+    extractor = LayerFeatureExtractor.from_files(model_file)
+    for index, wave in enumerate(waveforms):  # the command line's batches of 1
+        expected = extractor.extract([wave], layer=2)[0]
+        torch.testing.assert_close(torch.tensor(features[f"utt{index}"]), expected)
 
 
 @pytest.mark.skipif(not REFERENCE.is_dir(), reason=f"parity fixtures not found at {REFERENCE}")

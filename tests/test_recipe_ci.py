@@ -18,6 +18,7 @@ from espnet_ils.audio import read_key_file
 from espnet_ils.labels import encoder_frames
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
+SKIPPED = "skipped: done with the same options and inputs"
 ENGINES = ("festival", "flite", "espeak-ng")
 
 pytestmark = pytest.mark.skipif(
@@ -122,10 +123,44 @@ def test_packed_model_loads_in_speech2text_elsewhere(run, tmp_path):
     assert isinstance(hypotheses[0][0], str)
 
 
-def test_rerun_skips_finished_work(run):
+def test_a_second_run_skips_every_finished_stage(run):
+    """Every step finds its marker with the same options and inputs: nothing is redone, and each
+    skip is logged with its reason."""
     dirs, _ = run
-    stamp = (dirs["dump"] / "mfcc" / "train" / "feats.1.ark").stat().st_mtime_ns
-    result = run_ci_profile(dirs, "--stage", "1", "--stop_stage", "3")
+    exp, dump = dirs["exp"], dirs["dump"]
+    asr = exp / "asr_it2_L2_km100_ils_seed0_train_asr_ctc_mini"
+    outputs = [
+        dump / "raw" / "train" / "wav.scp",
+        dump / "mfcc" / "train" / "feats.1.ark",
+        exp / "kmeans" / "it1_mfcc_km100" / "km.joblib",
+        dump / "labels" / "it1_mfcc_km100" / "train" / "labels.1",
+        exp / "ssl_it1_mfcc_km100_hubert" / "valid.loss.best.pth",
+        dump / "feats_it2_L2_km100" / "train" / "feats.1.ark",
+        exp / "kmeans" / "it2_L2_km100" / "km.joblib",
+        exp / "ssl_it2_L2_km100_hubert_seed0" / "valid.loss.best.pth",
+        exp / "cluster_quality_it2_L2_km100" / "cluster_quality.tsv",
+        asr / "valid.loss.best.pth",
+        asr / "decode_beam" / "test" / "text",
+        exp / "RESULTS.md",
+        exp / "comparison_test.md",
+        *(asr / "packed").glob("*.zip"),
+    ]
+    stamps = {path: path.stat().st_mtime_ns for path in outputs}
+    result = run_ci_profile(dirs)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "already fitted" in result.stderr
-    assert (dirs["dump"] / "mfcc" / "train" / "feats.1.ark").stat().st_mtime_ns == stamp
+    assert {path: path.stat().st_mtime_ns for path in outputs} == stamps
+    assert "computing" not in result.stderr  # neither "computing (no marker" nor "recomputing"
+    skips = [line for line in result.stderr.splitlines() if SKIPPED in line]
+    for step in (
+        "formatting",
+        "k-means",
+        "pretraining",
+        "Stage 7: cluster quality",
+        "Stage 8: letter token list",
+        "Stage 8: fine-tuning",
+        "Stage 9: decoding",
+        "Stage 10: scoring",
+        "Stage 11: packing",
+    ):
+        assert any(step in line for line in skips), f"no logged skip of {step}"
+    assert "nothing to do" in result.stderr  # the mini corpus (stage 1)

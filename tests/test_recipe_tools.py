@@ -162,6 +162,9 @@ def test_help_lists_every_stage():
             f"stage {stage} not listed"
         )
     assert "--it2_layer [6]" in result.stdout
+    options = re.findall(r"^  --(\w+) \[", result.stdout, re.MULTILINE)
+    assert options[0] == "stage" and options[-1] == "hf_repo" and len(options) == len(set(options))
+    assert not {"runs", "it1_exp", "help_message", "option_names"} & set(options)
 
 
 @pytest.mark.parametrize(
@@ -176,6 +179,11 @@ def test_help_lists_every_stage():
         ),
         (["--corpus", "timit"], "--corpus timit: librispeech or mini"),
         (["--bogus", "1"], "Unknown option --bogus"),
+        # Variables of the script that are not options are refused, not overwritten.
+        (["--runs", "x"], "Unknown option --runs"),
+        (["--help_message", "x"], "Unknown option --help_message"),
+        (["--it1_exp", "x"], "Unknown option --it1_exp"),
+        (["--nj", "2", "--stage"], "Option --stage needs a value"),
         (
             ["--it1_n_clusters", "50"],
             "--it1_n_clusters 50 but conf/tuning/train_ssl_hubert_base_it1.yaml has num_classes: 100",
@@ -193,6 +201,24 @@ def test_bad_options_stop_before_any_work(args, message, tmp_path):
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "dump").exists() and not (tmp_path / "exp").exists()
+
+
+@pytest.mark.parametrize("args", [["--profile"], ["--profile", "--nj", "2"]])
+def test_run_mini_profile_without_a_value_is_named(args):
+    result = subprocess.run(["./run_mini.sh", *args], cwd=RECIPE, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "--profile needs a value: ci, mini or small" in result.stderr
+
+
+def test_run_mini_passes_only_options_of_ils_sh(tmp_path):
+    result = subprocess.run(
+        ["./run_mini.sh", "--profile", "ci", "--expdir", str(tmp_path / "exp"), "--runs", "x"],
+        cwd=RECIPE,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0 and "Unknown option --runs" in result.stderr
+    assert not (tmp_path / "exp").exists()
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores")

@@ -7,7 +7,8 @@
 
 Writes ``labels.JOB`` (``utt c1 c2 ...``). Each utterance's label count must equal the encoder's
 frame count for its length (``utt2num_samples.JOB`` of the feature shard); a mismatch names the
-utterance.
+utterance. ``.done.JOB`` is written last with the checksums of the k-means model and of the feature
+shard (its listing and marker); a shard is recomputed when either changes.
 """
 
 import argparse
@@ -21,7 +22,14 @@ from espnet_ils.audio import read_key_file
 from espnet_ils.bin import add_shard_arguments, setup_logging
 from espnet_ils.kmeans import load_kmeans
 from espnet_ils.labels import check_frame_count, format_labels, to_encoder_rate
-from espnet_ils.shards import is_done, mark_done, read_features, write_text_atomic
+from espnet_ils.markers import (
+    file_checksum,
+    files_checksum,
+    step_identity,
+    up_to_date,
+    write_marker,
+)
+from espnet_ils.shards import feature_shard_files, marker_path, read_features, write_text_atomic
 
 logger = logging.getLogger("espnet_ils.dump_labels")
 
@@ -29,21 +37,20 @@ logger = logging.getLogger("espnet_ils.dump_labels")
 def dump_labels(
     feats_dir: Path, feature_rate: int, km_model: Path, outdir: Path, job: int, nj: int
 ) -> None:
-    options = {
-        "feats_dir": str(Path(feats_dir).resolve()),
-        "km_model": str(Path(km_model).resolve()),
-        "feature_rate": feature_rate,
-        "nj": nj,
-    }
-    if is_done(outdir, job, options):
-        logger.info("shard %d/%d already done in %s: skipped", job, nj, outdir)
-        return
-    scp = Path(feats_dir) / f"feats.{job}.scp"
-    lengths_file = Path(feats_dir) / f"utt2num_samples.{job}"
-    if not scp.is_file() or not lengths_file.is_file():
+    scp, lengths_file, feats_marker = feature_shard_files(feats_dir, job)
+    if not all(path.is_file() for path in (scp, lengths_file, feats_marker)):
         raise FileNotFoundError(
-            f"{scp} or {lengths_file} missing: dump features with the same --nj {nj} first"
+            f"{scp}, {lengths_file} or {feats_marker} missing: dump features with the same --nj {nj} first"
         )
+    identity = step_identity(
+        {"feature_rate": feature_rate, "nj": nj},
+        {
+            "km_model": file_checksum(km_model),
+            "features": files_checksum([scp, lengths_file, feats_marker]),
+        },
+    )
+    if up_to_date(marker_path(outdir, job), identity, f"label shard {job}/{nj} in {outdir}"):
+        return
     num_samples = {utt: int(n) for utt, n in read_key_file(lengths_file).items()}
     model = load_kmeans(km_model)
     lines = []
@@ -55,7 +62,7 @@ def dump_labels(
         lines.append(format_labels(utt, labels))
     Path(outdir).mkdir(parents=True, exist_ok=True)
     write_text_atomic(Path(outdir) / f"labels.{job}", sorted(lines))
-    mark_done(outdir, job, options)
+    write_marker(marker_path(outdir, job), identity)
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,8 @@
         python -m espnet_ils.bin.dump_mfcc --wav_scp data/train/wav.scp --outdir dump/mfcc/train \
             --nj ${nj} --job JOB
 
-Writes ``feats.JOB.{ark,scp}`` and ``utt2num_samples.JOB``; a finished shard is not recomputed.
+Writes ``feats.JOB.{ark,scp}`` and ``utt2num_samples.JOB``, then ``.done.JOB``; a shard finished
+with the same ``--nj`` and the same wav.scp content is not recomputed.
 """
 
 import argparse
@@ -17,17 +18,17 @@ from tqdm import tqdm
 
 from espnet_ils.audio import load_waveform, read_key_file
 from espnet_ils.bin import add_shard_arguments, setup_logging
+from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
 from espnet_ils.mfcc import compute_mfcc
-from espnet_ils.shards import feature_shard_writer, is_done, mark_done, shard, write_text_atomic
+from espnet_ils.shards import feature_shard_writer, marker_path, shard, write_text_atomic
 
 logger = logging.getLogger("espnet_ils.dump_mfcc")
 
 
 def dump_mfcc(wav_scp: Path, outdir: Path, job: int, nj: int) -> None:
     """Compute and write the MFCC of shard ``job`` of ``nj``; skip a shard already done."""
-    options = {"kind": "mfcc", "wav_scp": str(Path(wav_scp).resolve()), "nj": nj}
-    if is_done(outdir, job, options):
-        logger.info("shard %d/%d already done in %s: skipped", job, nj, outdir)
+    identity = step_identity({"kind": "mfcc", "nj": nj}, {"wav_scp": file_checksum(wav_scp)})
+    if up_to_date(marker_path(outdir, job), identity, f"MFCC shard {job}/{nj} in {outdir}"):
         return
     entries = list(read_key_file(wav_scp).items())
     num_samples = []
@@ -37,7 +38,7 @@ def dump_mfcc(wav_scp: Path, outdir: Path, job: int, nj: int) -> None:
             writer[utt] = compute_mfcc(wave)
             num_samples.append(f"{utt} {wave.shape[0]}")
     write_text_atomic(Path(outdir) / f"utt2num_samples.{job}", num_samples)
-    mark_done(outdir, job, options)
+    write_marker(marker_path(outdir, job), identity)
 
 
 def get_parser() -> argparse.ArgumentParser:

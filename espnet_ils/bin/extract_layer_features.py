@@ -8,8 +8,10 @@
 
 Job J of N takes the J-th of N contiguous slices of the utterances sorted by id and writes
 ``<out_dir>/feats.J.{ark,scp}`` (float32 matrices ``(frames, dim)`` at 50 Hz) and
-``utt2num_samples.J`` through temporary names, then a completion marker; a finished shard is skipped. Layer k is the output of
-block k (1-based), 0 the input of block 1; see ``espnet_ils.layer_features``.
+``utt2num_samples.J`` through temporary names, then the completion marker ``.done.J`` holding the
+layer, ``--nj`` and the checksums of the wav.scp, the model file and its config; a shard finished
+with the same identity is skipped. Layer k is the output of block k (1-based), 0 the input of
+block 1; see ``espnet_ils.layer_features``.
 """
 
 import argparse
@@ -23,7 +25,8 @@ import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.audio import load_waveform, read_key_file
 from espnet_ils.bin import add_shard_arguments, setup_logging
 from espnet_ils.layer_features import LayerFeatureExtractor
-from espnet_ils.shards import feature_shard_writer, is_done, mark_done, shard, write_text_atomic
+from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
+from espnet_ils.shards import feature_shard_writer, marker_path, shard, write_text_atomic
 
 logger = logging.getLogger("extract_layer_features")
 
@@ -37,27 +40,31 @@ def length_sorted_batches(lengths: Dict[str, int], batch_size: int) -> List[List
 
 
 def extract_shard(
-    extractor: LayerFeatureExtractor,
+    model_file: Path,
+    config: Optional[Path],
     wav_scp: Path,
     layer: int,
     out_dir: Path,
     nj: int = 1,
     job: int = 1,
     batch_size: int = 1,
-    options: Optional[Dict] = None,
+    device: str = "cpu",
 ) -> Path:
     """Write ``feats.<job>.{ark,scp}`` and ``utt2num_samples.<job>`` of one shard of ``wav_scp``.
 
+    The shard's identity is the layer, ``nj`` and the checksums of the wav.scp, the model file and
+    its config; a shard finished with the same identity is skipped before the model is loaded.
+
     Args:
-        extractor: The model.
+        model_file: ESPnet weights of an ILS-SSL model (``valid.loss.best.pth``).
+        config: Its ``config.yaml``; None: next to ``model_file``.
         wav_scp: Kaldi ``wav.scp`` (``utt_id path``; any format soundfile reads, 16 kHz mono).
-        layer: Layer to dump, ``0..extractor.num_layers``.
+        layer: Layer to dump, ``0..num_blocks`` of the model.
         out_dir: Output directory (created).
         nj: Number of shards.
         job: This shard, 1-based.
         batch_size: Utterances per forward pass.
-        options: What produced the shard (model, layer, ...); a shard finished with the same
-            options is skipped.
+        device: Where the model runs (``cpu``, ``cuda``, ``cuda:0``).
 
     Returns:
         The scp file.
@@ -65,12 +72,22 @@ def extract_shard(
     Raises:
         ValueError: Bad shard or layer, or unreadable audio (naming the utterance).
     """
-    extractor.check_layers([layer])
-    options = {"layer": layer, "wav_scp": str(Path(wav_scp).resolve()), "nj": nj, **(options or {})}
+    config = Path(config) if config is not None else Path(model_file).parent / "config.yaml"
+    identity = step_identity(
+        {"layer": layer, "nj": nj},
+        {
+            "wav_scp": file_checksum(wav_scp),
+            "model_file": file_checksum(model_file),
+            "config": file_checksum(config),
+        },
+    )
     scp = Path(out_dir) / f"feats.{job}.scp"
-    if is_done(out_dir, job, options):
-        logger.info("shard %d/%d already done in %s: skipped", job, nj, out_dir)
+    if up_to_date(
+        marker_path(out_dir, job), identity, f"layer-{layer} shard {job}/{nj} in {out_dir}"
+    ):
         return scp
+    extractor = LayerFeatureExtractor.from_files(model_file, config, device)
+    extractor.check_layers([layer])
     entries = dict(shard(list(read_key_file(wav_scp).items()), job, nj))
     waves = {utt: load_waveform(path, utt, extractor.sample_rate) for utt, path in entries.items()}
     lengths = {utt: wave.shape[0] for utt, wave in waves.items()}
@@ -83,7 +100,7 @@ def extract_shard(
     write_text_atomic(
         Path(out_dir) / f"utt2num_samples.{job}", [f"{u} {n}" for u, n in sorted(lengths.items())]
     )
-    mark_done(out_dir, job, options)
+    write_marker(marker_path(out_dir, job), identity)
     logger.info("wrote %d utterances to %s", len(lengths), scp)
     return scp
 
@@ -113,17 +130,16 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args, args.log_level)
     try:
-        extractor = LayerFeatureExtractor.from_files(args.model_file, args.config, args.device)
-        model = {"model_file": str(args.model_file.resolve())}
         extract_shard(
-            extractor,
+            args.model_file,
+            args.config,
             args.wav_scp,
             args.layer,
             args.out_dir,
             args.nj,
             args.job,
             args.batch_size,
-            model,
+            args.device,
         )
     except ValueError as error:
         raise SystemExit(f"extract_layer_features: error: {error}") from error

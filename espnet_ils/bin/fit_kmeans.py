@@ -25,17 +25,27 @@ from espnet_ils.shards import read_features
 logger = logging.getLogger("espnet_ils.fit_kmeans")
 
 
-def feature_scps(feats_dir: Path) -> List[Path]:
-    scps = sorted(Path(feats_dir).glob("feats.*.scp"))
+def feature_scps(feats_dir: Path, nj: Optional[int] = None) -> List[Path]:
+    """``feats.1..nj.scp`` of ``feats_dir`` (every ``feats.*.scp`` when ``nj`` is None); with ``nj``
+    given, shards left by an earlier run with more jobs are not read."""
+    if nj is None:
+        scps = sorted(Path(feats_dir).glob("feats.*.scp"))
+    else:
+        scps = [Path(feats_dir) / f"feats.{job}.scp" for job in range(1, nj + 1)]
+        scps = [scp for scp in scps if scp.is_file()]
+        if scps and len(scps) != nj:
+            raise FileNotFoundError(
+                f"{feats_dir}: {len(scps)} of --nj {nj} feats.JOB.scp; rerun the feature stage"
+            )
     if not scps:
         raise FileNotFoundError(f"{feats_dir}: no feats.*.scp; run the feature stage first")
     return scps
 
 
-def load_portion(feats_dir: Path, portion: float, seed: int):
+def load_portion(feats_dir: Path, portion: float, seed: int, nj: Optional[int] = None):
     """The features ``(N, D)`` of a seeded ``portion`` of the utterances in ``feats_dir``."""
     index: Dict[str, str] = {}
-    for scp in feature_scps(feats_dir):
+    for scp in feature_scps(feats_dir, nj):
         for line in scp.read_text().splitlines():
             utt, location = line.split(maxsplit=1)
             index[utt] = location
@@ -60,6 +70,9 @@ def get_parser() -> argparse.ArgumentParser:
         default=REFERENCE_SETTINGS["n_init"],
         help="k-means++ restarts (reference: 20)",
     )
+    parser.add_argument(
+        "--nj", type=int, default=None, help="Feature shards to read (default: every feats.*.scp)"
+    )
     parser.add_argument("--model", type=Path, required=True, help="Output model (joblib)")
     return parser
 
@@ -67,7 +80,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args)
-    features, num_utts = load_portion(args.feats_dir, args.portion, args.seed)
+    features, num_utts = load_portion(args.feats_dir, args.portion, args.seed, args.nj)
     logger.info("fitting on %d frames of %d utterances", len(features), num_utts)
     start = time.perf_counter()
     model = fit_kmeans(features, args.n_clusters, args.seed, {"n_init": args.n_init})

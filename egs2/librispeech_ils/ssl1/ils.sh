@@ -60,6 +60,24 @@ lm_weight=0.5          # External LM weight in beam search.
 inference_model=valid.cer_ctc.best.pth  # Checkpoint of the fine-tuned model to decode and pack.
 hf_repo=               # Hugging Face repository for stage 12; empty skips the upload.
 
+# Option parsing: the options are exactly the variables assigned from "# General options" down to
+# this line; the parser accepts these names and --help lists them (one source of truth).
+option_names=" "
+option_help=""
+in_options=false
+while IFS= read -r line; do
+    case ${line} in
+        "# General options") in_options=true ;;
+        "# Option parsing:"*) break ;;
+    esac
+    if ! ${in_options} || [[ ! ${line} =~ ^[a-z_0-9]+= ]]; then continue; fi
+    if [[ ! ${line} =~ ^([a-z_0-9]+)=(\"[^\"]*\"|[^ ]*)\ +#\ (.*)$ ]]; then
+        log "Internal error: option line without a help comment: ${line}"; exit 1
+    fi
+    option_names+="${BASH_REMATCH[1]} "
+    option_help+="  --${BASH_REMATCH[1]} [${BASH_REMATCH[2]}] ${BASH_REMATCH[3]}"$'\n'
+done < "$0"
+
 help_message=$(cat << EOF
 Usage: $0 [options]
 
@@ -79,7 +97,7 @@ Stages:
  12: upload to Hugging Face (skipped unless --hf_repo is set)
 
 Options (defaults in brackets):
-$(grep -E '^[a-z_0-9]+=.*#' "$0" | sed -E 's/^([a-z_0-9]+)=("[^"]*"|[^ ]*) *# */  --\1 [\2] /')
+${option_help}
 EOF
 )
 
@@ -89,10 +107,10 @@ while [ $# -gt 0 ]; do
         --help | -h) echo "${help_message}"; exit 0 ;;
         --*)
             name=${1#--}
-            if ! grep -qE "^${name}=" "$0"; then
+            if [[ ${option_names} != *" ${name} "* ]]; then
                 log "Unknown option $1. See $0 --help."; exit 1
             fi
-            [ $# -ge 2 ] || { log "Option $1 needs a value."; exit 1; }
+            [ $# -ge 2 ] || { log "Option $1 needs a value. See $0 --help."; exit 1; }
             printf -v "${name}" '%s' "$2"
             shift 2 ;;
         *) log "Unexpected argument '$1'. See $0 --help."; exit 1 ;;
@@ -143,9 +161,18 @@ runs=$(for s in ${it2_seeds}; do for arm in ${arms}; do echo -n "${arm}_seed${s}
 ssl_sets="${train_set} ${valid_set}"
 all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets}" | tr ' ' '\n' | sort -u | tr '\n' ' ')
 
-# Mark a step complete (written last) and test for it; the marker holds what produced it.
-mark_done() { mkdir -p "$1"; echo "$2" > "$1/.done"; }
-is_done() { [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]; }
+# Skip decisions (espnet_ils.markers): "step_done <marker> <what> [--option NAME=VALUE]
+# [--input NAME=FILE] [--resumable true]..." succeeds, and logs why, when the marker holds these
+# options and the checksums of these inputs; otherwise it logs what changed and fails, and the caller
+# does the work and then "step_finished <marker>" writes the marker (last) with what the check saw.
+# Training is resumable: one done or started with other inputs stops the pipeline instead.
+step_done() {
+    local marker=$1 what=$2 status=0; shift 2
+    ${python} -m espnet_ils.bin.marker check "${marker}" --what "${what}" "$@" || status=$?
+    [ "${status}" -le 1 ] || die "${what}: stopped (see the error above)"
+    return "${status}"
+}
+step_finished() { ${python} -m espnet_ils.bin.marker write "$1"; }
 
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
@@ -167,15 +194,21 @@ launch_training() {
 make_labels() {
     local tag=$1 feats_root=$2 rate=$3 n_clusters=$4
     local km_dir=${expdir}/kmeans/${tag} labels_root=${dumpdir}/labels/${tag}
-    local key="n_clusters=${n_clusters} portion=${kmeans_portion} n_init=${kmeans_n_init} seed=${seed}"
-    if is_done "${km_dir}" "${key}"; then
-        log "k-means ${km_dir} already fitted (${key}): skipped"
-    else
+    # The features are identified by their shard listings and markers (which hold the identity of
+    # the audio and model they come from).
+    local features=()
+    for job in $(seq 1 "${nj}"); do
+        features+=(--input "features=${feats_root}/${train_set}/feats.${job}.scp"
+            --input "features=${feats_root}/${train_set}/.done.${job}")
+    done
+    if ! step_done "${km_dir}/.done" "k-means ${km_dir}" --option "n_clusters=${n_clusters}" \
+            --option "portion=${kmeans_portion}" --option "n_init=${kmeans_n_init}" \
+            --option "seed=${seed}" --option "nj=${nj}" "${features[@]}"; then
         ${train_cmd} "${km_dir}/log/fit_kmeans.log" ${python} -m espnet_ils.bin.fit_kmeans \
             --feats_dir "${feats_root}/${train_set}" --n_clusters "${n_clusters}" \
-            --portion "${kmeans_portion}" --n_init "${kmeans_n_init}" --seed "${seed}" \
+            --portion "${kmeans_portion}" --n_init "${kmeans_n_init}" --seed "${seed}" --nj "${nj}" \
             --model "${km_dir}/km.joblib"
-        mark_done "${km_dir}" "${key}"
+        step_finished "${km_dir}/.done"
     fi
     for dset in ${ssl_sets}; do
         log "labels ${tag}: ${feats_root}/${dset} -> ${labels_root}/${dset}/text"
@@ -193,6 +226,15 @@ make_labels() {
 # SSL pretraining on a label set: ssl_pretrain <exp> <config> <labels tag> <seed>
 ssl_pretrain() {
     local exp=$1 config=$2 tag=$3 run_seed=$4 labels_root=${dumpdir}/labels/$3
+    if step_done "${exp}/.done" "pretraining ${exp}" --resumable true --option "seed=${run_seed}" \
+            --option "pretrain_args=${pretrain_args}" --input "config=${config}" \
+            --input "tokens=${labels_root}/tokens.txt" \
+            --input "train_wav_scp=${dumpdir}/raw/${train_set}/wav.scp" \
+            --input "train_labels=${labels_root}/${train_set}/text" \
+            --input "valid_wav_scp=${dumpdir}/raw/${valid_set}/wav.scp" \
+            --input "valid_labels=${labels_root}/${valid_set}/text"; then
+        return
+    fi
     log "pretraining ${exp} (config ${config}, labels ${labels_root}); log: ${exp}/train.log"
     # shellcheck disable=SC2086
     launch_training "${exp}" espnet_ils.bin.ssl_train --config "${config}" \
@@ -204,6 +246,7 @@ ssl_pretrain() {
         --train_shape_file "${dumpdir}/raw/${train_set}/speech_shape" \
         --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${run_seed}" ${pretrain_args}
     [ -f "${exp}/valid.loss.best.pth" ] || die "${exp}: training ended without valid.loss.best.pth"
+    step_finished "${exp}/.done"
 }
 
 # A run is <arm>_seed<seed>, e.g. ils_seed0; its experiments:
@@ -279,12 +322,21 @@ if run_stage 7; then
     alignments=${datadir}/${valid_set}/phone_alignment
     if [ -f "${alignments}" ]; then
         out=${expdir}/cluster_quality_${it2_tag}
-        log "Stage 7: cluster quality per block on ${valid_set} -> ${out}/cluster_quality.{tsv,png}"
         models=()
-        for run in ${runs}; do models+=(--model "${run}=$(ssl_exp_of "${run}")"); done
-        ${train_cmd} "${out}/log/cluster_quality.log" ${python} -m espnet_ils.bin.cluster_quality layers \
-            "${models[@]}" --checkpoint valid.loss.best.pth --wav_scp "${dumpdir}/raw/${valid_set}/wav.scp" \
-            --alignments "${alignments}" --n_clusters "${it1_n_clusters}" --seed "${seed}" --outdir "${out}"
+        inputs=(--input "wav_scp=${dumpdir}/raw/${valid_set}/wav.scp" --input "alignments=${alignments}")
+        for run in ${runs}; do
+            models+=(--model "${run}=$(ssl_exp_of "${run}")")
+            inputs+=(--input "model_${run}=$(ssl_exp_of "${run}")/valid.loss.best.pth"
+                --input "model_${run}=$(ssl_exp_of "${run}")/config.yaml")
+        done
+        if ! step_done "${out}/.done" "Stage 7: cluster quality ${out}" --option "runs=${runs}" \
+                --option "n_clusters=${it1_n_clusters}" --option "seed=${seed}" "${inputs[@]}"; then
+            log "Stage 7: cluster quality per block on ${valid_set} -> ${out}/cluster_quality.{tsv,png}"
+            ${train_cmd} "${out}/log/cluster_quality.log" ${python} -m espnet_ils.bin.cluster_quality layers \
+                "${models[@]}" --checkpoint valid.loss.best.pth --wav_scp "${dumpdir}/raw/${valid_set}/wav.scp" \
+                --alignments "${alignments}" --n_clusters "${it1_n_clusters}" --seed "${seed}" --outdir "${out}"
+            step_finished "${out}/.done"
+        fi
     else
         log "Stage 7: skipped: ${alignments} does not exist (the corpus has no phone alignments)"
     fi
@@ -292,17 +344,27 @@ fi
 
 if run_stage 8; then
     token_dir=${dumpdir}/token_list/char
-    if ! is_done "${token_dir}" "${finetune_set}"; then
+    if ! step_done "${token_dir}/.done" "Stage 8: letter token list ${token_dir}" \
+            --input "text=${dumpdir}/raw/${finetune_set}/text"; then
         log "Stage 8: letter token list from ${dumpdir}/raw/${finetune_set}/text -> ${token_dir}/tokens.txt"
         ${python} -m espnet_ils.bin.tokenize_text --token_type char --field 2- \
             --input "${dumpdir}/raw/${finetune_set}/text" --output "${token_dir}/tokens.txt.tmp" \
             --write_vocabulary true --add_symbol "<blank>:0" --add_symbol "<unk>:1" --add_symbol "<sos/eos>:-1"
         mv "${token_dir}/tokens.txt.tmp" "${token_dir}/tokens.txt"
-        mark_done "${token_dir}" "${finetune_set}"
+        step_finished "${token_dir}/.done"
     fi
     for run in ${runs}; do
         ssl_exp=$(ssl_exp_of "${run}") asr_exp=$(asr_exp_of "${run}")
         [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
+        if step_done "${asr_exp}/.done" "Stage 8: fine-tuning ${asr_exp}" --resumable true \
+                --option "seed=${run##*_seed}" --option "asr_args=${asr_args}" --input "config=${asr_config}" \
+                --input "ssl_model=${ssl_exp}/valid.loss.best.pth" --input "tokens=${token_dir}/tokens.txt" \
+                --input "train_wav_scp=${dumpdir}/raw/${finetune_set}/wav.scp" \
+                --input "train_text=${dumpdir}/raw/${finetune_set}/text" \
+                --input "valid_wav_scp=${dumpdir}/raw/${valid_set}/wav.scp" \
+                --input "valid_text=${dumpdir}/raw/${valid_set}/text"; then
+            continue
+        fi
         log "Stage 8: CTC fine-tuning of ${ssl_exp} on ${finetune_set} -> ${asr_exp}; log: ${asr_exp}/train.log"
         # shellcheck disable=SC2086
         launch_training "${asr_exp}" espnet_ils.bin.asr_train --config "${asr_config}" \
@@ -315,6 +377,7 @@ if run_stage 8; then
             --train_shape_file "${dumpdir}/raw/${finetune_set}/speech_shape" \
             --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${run##*_seed}" ${asr_args}
         [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}: training ended without ${inference_model}"
+        step_finished "${asr_exp}/.done"
     done
 fi
 
@@ -325,8 +388,13 @@ if run_stage 9; then
         for mode in ${decode_modes}; do
             for dset in ${test_sets}; do
                 dir=${asr_exp}/decode_${mode}/${dset}
-                key="${inference_model} ${mode} beam=${beam_size} lm=${lm_model}:${lm_weight}"
-                if is_done "${dir}" "${key}"; then log "Stage 9: ${dir} already decoded: skipped"; continue; fi
+                inputs=(--input "model=${asr_exp}/${inference_model}" --input "config=${asr_exp}/config.yaml"
+                    --input "wav_scp=${dumpdir}/raw/${dset}/wav.scp")
+                [ -n "${lm_model}" ] && inputs+=(--input "lm=${lm_model}" --input "lm=${lm_config}")
+                if step_done "${dir}.done" "Stage 9: decoding ${dir}" --option "mode=${mode}" \
+                        --option "beam_size=${beam_size}" --option "lm_weight=${lm_weight}" "${inputs[@]}"; then
+                    continue
+                fi
                 log "Stage 9: decoding ${dumpdir}/raw/${dset} with ${asr_exp} (${mode}) -> ${dir}"
                 rm -rf "${dir}"; mkdir -p "${dir}/split"
                 num_utts=$(wc -l < "${dumpdir}/raw/${dset}/wav.scp")
@@ -346,34 +414,43 @@ if run_stage 9; then
                         --output_dir "${dir}/output.JOB" --ctc_weight 1.0 --lm_weight 0.0 "${opts[@]}"
                 ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_decode}" \
                     --output "${dir}/text"
-                mark_done "${dir}" "${key}"
+                step_finished "${dir}.done"
             done
         done
     done
 fi
 
 if run_stage 10; then
-    log "Stage 10: scoring -> ${expdir}/RESULTS.md"
     decode_dirs=()
+    inputs=()
+    for dset in ${test_sets}; do inputs+=(--input "ref_${dset}=${dumpdir}/raw/${dset}/text"); done
     for run in ${runs}; do
         for mode in ${decode_modes}; do
             for dset in ${test_sets}; do
                 dir=$(asr_exp_of "${run}")/decode_${mode}/${dset}
-                [ -f "${dir}/.done" ] || die "${dir} is not decoded: run stage 9 first"
+                [ -f "${dir}.done" ] || die "${dir} is not decoded: run stage 9 first"
                 decode_dirs+=("${dir}")
+                inputs+=(--input "hyp_${run}_${mode}_${dset}=${dir}/text")
             done
         done
     done
-    ${python} -m espnet_ils.bin.score --ref_dir "${dumpdir}/raw" --results "${expdir}/RESULTS.md" "${decode_dirs[@]}"
-    if [ "${baseline}" = true ]; then
-        report_args=()
-        for run in ${runs}; do report_args+=(--run "${run}" "$(asr_exp_of "${run}")"); done
-        for dset in ${test_sets}; do
-            log "Stage 10: ILS vs HuBERT on ${dset} -> ${expdir}/comparison_${dset}.md"
-            ${python} -m espnet_ils.bin.demo_report "${report_args[@]}" --test_set "${dset}" \
-                --decode_mode "${decode_modes%% *}" --output "${expdir}/comparison_${dset}.md" \
-                --cluster_quality "${expdir}/cluster_quality_${it2_tag}/cluster_quality.tsv" > /dev/null
-        done
+    quality=${expdir}/cluster_quality_${it2_tag}/cluster_quality.tsv
+    [ "${baseline}" = true ] && [ -f "${quality}" ] && inputs+=(--input "cluster_quality=${quality}")
+    if ! step_done "${expdir}/.scoring.done" "Stage 10: scoring into ${expdir}" --option "runs=${runs}" \
+            --option "baseline=${baseline}" "${inputs[@]}"; then
+        log "Stage 10: scoring -> ${expdir}/RESULTS.md"
+        ${python} -m espnet_ils.bin.score --ref_dir "${dumpdir}/raw" --results "${expdir}/RESULTS.md" "${decode_dirs[@]}"
+        if [ "${baseline}" = true ]; then
+            report_args=()
+            for run in ${runs}; do report_args+=(--run "${run}" "$(asr_exp_of "${run}")"); done
+            for dset in ${test_sets}; do
+                log "Stage 10: ILS vs HuBERT on ${dset} -> ${expdir}/comparison_${dset}.md"
+                ${python} -m espnet_ils.bin.demo_report "${report_args[@]}" --test_set "${dset}" \
+                    --decode_mode "${decode_modes%% *}" --output "${expdir}/comparison_${dset}.md" \
+                    --cluster_quality "${quality}" > /dev/null
+            done
+        fi
+        step_finished "${expdir}/.scoring.done"
     fi
 fi
 
@@ -381,9 +458,15 @@ if run_stage 11; then
     for run in ${runs}; do
         asr_exp=$(asr_exp_of "${run}") ssl_exp=$(ssl_exp_of "${run}")
         zip=${asr_exp}/packed/$(basename "${asr_exp}").zip
+        if step_done "${zip}.done" "Stage 11: packing ${zip}" --option "checkpoint=${inference_model}" \
+                --input "asr_model=${asr_exp}/${inference_model}" --input "asr_config=${asr_exp}/config.yaml" \
+                --input "ssl_model=${ssl_exp}/valid.loss.best.pth" --input "results=${expdir}/RESULTS.md"; then
+            continue
+        fi
         log "Stage 11: packing ${asr_exp} with ${ssl_exp} -> ${zip}"
         ${python} -m espnet_ils.bin.pack_model --asr_exp "${asr_exp}" --checkpoint "${inference_model}" \
             --outpath "${zip}" --extra "${expdir}/RESULTS.md"
+        step_finished "${zip}.done"
     done
 fi
 

@@ -5,13 +5,20 @@
 #   --profile mini  ~1 h of audio, the 30-minute demo (make demo)
 #   --profile small ~2 h of audio, 2000 pretraining steps per model (the demo: 600): 70-80 min
 #                   on 2 cores, minutes on a GPU
-# Other options are passed on to ils.sh (see ./ils.sh --help).
+# Other options are passed on to ils.sh, which accepts only its own (see ./ils.sh --help).
 set -euo pipefail
 
 profile=mini
 args=()
 while [ $# -gt 0 ]; do
-    if [ "$1" = --profile ]; then profile=$2; shift 2; else args+=("$1"); shift; fi
+    if [ "$1" = --profile ]; then
+        if [ $# -lt 2 ] || [[ $2 == --* ]]; then
+            echo "$0: --profile needs a value: ci, mini or small" >&2; exit 1
+        fi
+        profile=$2; shift 2
+    else
+        args+=("$1"); shift
+    fi
 done
 
 common=(

@@ -39,13 +39,10 @@ download() {
     tar -xzf "${tarball}" -C "${dest}" && rm -f "${tarball}"
 }
 
-# prepare <set> <source folder>...: one data directory, skipped when already complete.
+# prepare <set> <source folder>...: one data directory; prepare_librispeech.py skips it (and logs
+# why) when its marker holds the same source folders and listing.
 prepare() {
     local name=$1; shift
-    if [ -f "${datadir}/${name}/.done" ]; then
-        log "${datadir}/${name} is complete: skipped"
-        return
-    fi
     local args=()
     for src in "$@"; do args+=(--src "${src}"); done
     python local/prepare_librispeech.py "${args[@]}" --dst "${datadir}/${name}"

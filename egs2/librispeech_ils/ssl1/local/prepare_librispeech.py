@@ -7,7 +7,10 @@ Several ``--src`` folders are merged (train_960; Libri-light's 1h = six 10-minut
 
 Output in ``--dst``: wav.scp (absolute FLAC paths), text, utt2spk (speaker = ``<speaker>-<chapter>``,
 as Kaldi's LibriSpeech recipe), spk2utt, utt2num_samples, utt2dur; all sorted by utterance id and
-written through temporary files; ``.done`` is written last.
+written through temporary files; ``.done`` is written last, holding the source folders and the
+listing of each (relative path, size and mtime of its ``*.flac`` and ``*.trans.txt``). A ``--dst``
+whose ``.done`` holds the same is left as it is; another copy of the corpus (``LIBRISPEECH`` in
+db.sh) or a changed file rebuilds it.
 """
 
 import argparse
@@ -18,7 +21,11 @@ from typing import Dict, List, Optional, Tuple
 
 import soundfile as sf
 
+from espnet_ils.markers import listing_checksum, step_identity, up_to_date, write_marker
+
 logger = logging.getLogger("prepare_librispeech")
+
+SOURCE_FILES = ("*.flac", "*.trans.txt")  # what a data directory is made from
 
 
 def read_chapter(trans: Path) -> Dict[str, Tuple[str, Path]]:
@@ -63,9 +70,18 @@ def write(path: Path, lines: List[str]) -> None:
 
 
 def prepare(sources: List[Path], dst: Path) -> int:
+    """Write the data directory ``dst`` of ``sources``; returns its number of utterances."""
+    for source in sources:
+        if not source.is_dir():
+            raise FileNotFoundError(f"{source}: no such directory (check LIBRISPEECH in db.sh)")
+    identity = step_identity(
+        {"sources": [str(source.resolve()) for source in sources]},
+        {f"listing of {source.resolve()}": listing_checksum(source, SOURCE_FILES) for source in sources},
+    )
+    if up_to_date(dst / ".done", identity, f"data directory {dst}"):
+        return len((dst / "wav.scp").read_text().splitlines())
     utterances = collect(sources)
     dst.mkdir(parents=True, exist_ok=True)
-    (dst / ".done").unlink(missing_ok=True)
     speaker = {utt: utt.rsplit("-", 1)[0] for utt in utterances}
     num_samples = {}
     for utt, (_, flac) in utterances.items():
@@ -82,7 +98,7 @@ def prepare(sources: List[Path], dst: Path) -> int:
     write(dst / "spk2utt", [f"{s} {' '.join(us)}" for s, us in sorted(spk2utt.items())])
     write(dst / "utt2num_samples", [f"{u} {n}" for u, n in num_samples.items()])
     write(dst / "utt2dur", [f"{u} {n / 16000:.4f}" for u, n in num_samples.items()])
-    write(dst / ".done", [" ".join(str(s) for s in sources)])
+    write_marker(dst / ".done", identity)
     return len(utterances)
 
 
