@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from test_labels_pipeline import write_wavs
 
 from espnet_ils.audio import read_key_file
 from espnet_ils.bin.dump_labels import dump_labels
@@ -30,21 +31,6 @@ from espnet_ils.shards import read_features
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 SKIPPED = "skipped: done with the same options and inputs"
-
-
-def write_wavs(root: Path, count: int = 4) -> Path:
-    """``count`` noisy tones of 0.5-0.9 s and their wav.scp."""
-    rng = np.random.default_rng(0)
-    (root / "wav").mkdir(parents=True)
-    lines = []
-    for index in range(count):
-        samples = 8000 + 1931 * index
-        wave = 0.1 * np.sin(np.arange(samples) * (0.05 + 0.02 * index))
-        wave += 0.02 * rng.standard_normal(samples)
-        sf.write(root / "wav" / f"u{index}.flac", wave.astype(np.float32), 16000)
-        lines.append(f"u{index} {root / 'wav' / f'u{index}.flac'}\n")
-    (root / "wav.scp").write_text("".join(lines))
-    return root / "wav.scp"
 
 
 def fit(feats: Path, model: Path, seed: int) -> None:
@@ -81,7 +67,7 @@ def test_stale_marker_is_removed_and_an_equal_one_skips(tmp_path, caplog):
 
 def test_kmeans_refit_with_another_seed_recomputes_the_labels(tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    wav_scp = write_wavs(tmp_path)
+    wav_scp = write_wavs(tmp_path, count=4)
     feats, model, labels_dir = tmp_path / "mfcc", tmp_path / "km" / "km.joblib", tmp_path / "labels"
     dump_mfcc(wav_scp, feats, 1, 1)
     fit(feats, model, seed=0)
@@ -103,7 +89,7 @@ def test_kmeans_refit_with_another_seed_recomputes_the_labels(tmp_path, caplog):
 
 def test_unchanged_inputs_skip_and_changed_audio_listing_recomputes(tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    wav_scp = write_wavs(tmp_path)
+    wav_scp = write_wavs(tmp_path, count=4)
     feats, model, labels_dir = tmp_path / "mfcc", tmp_path / "km.joblib", tmp_path / "labels"
     dump_mfcc(wav_scp, feats, 1, 1)
     fit(feats, model, seed=0)
@@ -128,7 +114,7 @@ def test_unchanged_inputs_skip_and_changed_audio_listing_recomputes(tmp_path, ca
 def test_format_data_dir_redoes_a_changed_source(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     src = tmp_path / "src"
-    write_wavs(src)
+    write_wavs(src, count=4)
     (src / "text").write_text("".join(f"u{i} A\n" for i in range(4)))
     assert format_data_dir(src, tmp_path / "dst", 0.0, 100.0) == 4
     assert format_data_dir(src, tmp_path / "dst", 0.0, 100.0) == 4
