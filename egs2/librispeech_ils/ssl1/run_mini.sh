@@ -2,7 +2,7 @@
 # ILS-SSL on the embedded mini corpus (synthesised here, no download): the whole pipeline on 2 CPU
 # cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
 #   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
-#   --profile mini  ~1 h of audio, the 30-minute demo (make demo)
+#   --profile mini  ~1 h of audio, the demo (make demo): 27-34 min on 2 cores, by host
 #   --profile small ~2 h of audio, 2000 pretraining steps per model (the demo: 600): 70-80 min
 #                   on 2 cores, minutes on a GPU
 # Other options are passed on to ils.sh, which accepts only its own (see ./ils.sh --help).
