@@ -24,9 +24,10 @@ An input's identity is its content, never its path:
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+from espnet_ils.shards import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,4 @@ def write_marker(marker: Union[str, Path], identity: Mapping) -> None:
     """Write ``identity`` to ``marker`` through a temporary name (last, after the outputs)."""
     marker = Path(marker)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps(dict(identity), sort_keys=True, indent=1) + "\n")
-    os.replace(tmp, marker)
+    write_text_atomic(marker, [json.dumps(dict(identity), sort_keys=True, indent=1)])
