@@ -10,9 +10,6 @@ import torchaudio
 
 from espnet_ils.audio import SAMPLE_RATE
 
-MFCC_DIM = 39
-MFCC_RATE_HZ = 100
-
 
 def compute_mfcc(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """MFCC + deltas + delta-deltas of one utterance.

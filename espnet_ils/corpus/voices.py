@@ -29,7 +29,6 @@ logger = logging.getLogger(__name__)
 FESTIVAL = "festival"
 FLITE = "flite"
 ESPEAK = "espeak-ng"
-SPLITS = ("train", "dev", "test")
 
 # Debian packages: the engines, and festival's voices (each voice is its own package).
 ENGINE_PACKAGES = {FESTIVAL: "festival", FLITE: "flite", ESPEAK: "espeak-ng"}
@@ -95,11 +94,6 @@ SPEAKERS: Tuple[Speaker, ...] = (
     _espeak("esp-nyc-m6", "en-us-nyc+m6", "test", 165, 50, 0.0611),
     _espeak("esp-rp-f5", "en-gb-x-rp+f5", "test", 175, 55, 0.0574),
 )
-
-
-def speakers_of(split: str, speakers: Sequence[Speaker] = SPEAKERS) -> List[Speaker]:
-    """The speakers of one set, in table order."""
-    return [speaker for speaker in speakers if speaker.split == split]
 
 
 def _festival_voices() -> List[str]:
