@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # Corpus locations. LibriSpeech: the folder holding train-clean-100/, dev-clean/, ... and, for the
-# Libri-light limited fine-tuning sets, librispeech_finetuning/. When a subset is missing there,
-# local/data.sh downloads it into this folder (needs network).
+# Libri-light limited fine-tuning sets, librispeech_finetuning/. Only the subsets of the sets a run
+# uses are needed; one missing here is downloaded into this folder, whatever it is called (needs
+# network; see local/data.sh).
 LIBRISPEECH=${LIBRISPEECH:-downloads/LibriSpeech}

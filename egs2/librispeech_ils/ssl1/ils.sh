@@ -258,8 +258,8 @@ log "${cmdline}"
 # ---------------------------------------------------------------------------------------------
 if run_stage 1; then
     log "Stage 1: data preparation (corpus=${corpus}) -> ${datadir}/"
-    local/data.sh --corpus "${corpus}" --datadir "${datadir}" --mini_hours "${mini_hours}" \
-        --seed "${seed}" --nj "${nj}"
+    local/data.sh --corpus "${corpus}" --datadir "${datadir}" --sets "${all_sets}" \
+        --mini_hours "${mini_hours}" --seed "${seed}" --nj "${nj}"
 fi
 
 if run_stage 2; then
