@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Check an SSL pretraining config against the pipeline's options before any work starts.
 
+    cd egs2/librispeech_ils/ssl1
     python -m espnet_ils.bin.check_ssl_config --config conf/tuning/train_ssl_ils_base_it2.yaml \
-        --num_classes 500 --option --it2_n_clusters
+        --num_classes 500 --option=--it2_n_clusters
 
 Exits with a message naming the option when the config's ILS loss does not predict ``num_classes``
 clusters (the k-means size the pipeline will produce).
@@ -39,7 +40,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--num_classes", type=int, required=True)
     parser.add_argument(
-        "--option", default="--num_classes", help="Pipeline option to name in errors"
+        "--option",
+        default="--num_classes",
+        help="Pipeline option to name in errors; a value that starts with '--' needs the '=' "
+        "form (--option=--it2_n_clusters)",
     )
     return parser
 
