@@ -3,6 +3,7 @@ import random
 import pytest
 import torch
 from conftest import tiny_encoder
+from espnet2.asr.ctc import CTC
 
 from espnet_ils.encoder import PostLNEncoderLayer, PreLNEncoderLayer
 
@@ -115,19 +116,30 @@ def test_padding_does_not_change_an_utterance():
     torch.testing.assert_close(batched[0, :9], alone[0], atol=1e-5, rtol=1e-5)
 
 
-def test_intermediate_ctc_outputs_and_conditioning():
-    encoder = tiny_encoder(interctc_layer_idx=[2], interctc_use_conditioning=True)
-    encoder.conditioning_layer = torch.nn.Linear(5, 32)  # ESPnet's ASR model attaches it
+def test_self_conditioning_adds_the_ctc_posteriors_projection_after_its_block():
+    # ESPnet's ASR model attaches a CTC and a conditioning_layer (vocab -> output_size); the
+    # encoder must add conditioning_layer(ctc.softmax(h_2)) to block 2's output before block 3.
+    encoder = tiny_encoder(interctc_layer_idx=[2], interctc_use_conditioning=True).eval()
+    encoder.conditioning_layer = torch.nn.Linear(5, 32)
+    ctc = CTC(odim=5, encoder_output_size=32)
+    x, lengths = torch.randn(2, 10, 32), torch.tensor([10, 8])
+    with torch.no_grad():
+        (out, inter), olens, _ = encoder(x, lengths, ctc=ctc)
+        assert [idx for idx, _ in inter] == [2] and olens.tolist() == [10, 8]
+        h2 = inter[0][1]  # (B, T, D): block 2's output, before the conditioning
 
-    class SoftmaxCTC(torch.nn.Module):
-        def softmax(self, h):
-            return torch.softmax(h[..., :5], dim=-1)
+        # By hand: condition h_2, then run blocks 3 and 4 with the encoder's own attention mask.
+        pad_mask = torch.arange(10)[None, :] >= lengths[:, None]  # (B, T)
+        attn_mask = encoder.attention_mask(pad_mask, torch.float32)
+        expected = h2 + encoder.conditioning_layer(ctc.softmax(h2))
+        for layer in encoder.encoders[2:]:
+            expected = layer(expected, attn_mask)
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
-    (out, inter), olens, _ = encoder(
-        torch.randn(2, 10, 32), torch.tensor([10, 8]), ctc=SoftmaxCTC()
-    )
-    assert [idx for idx, _ in inter] == [2]
-    assert inter[0][1].shape == (2, 10, 32) and olens.tolist() == [10, 8]
+        encoder.interctc_use_conditioning = False  # same weights, no conditioning
+        (plain, inter_plain), _, _ = encoder(x, lengths, ctc=ctc)
+    torch.testing.assert_close(inter_plain[0][1], h2)  # blocks 1-2 are untouched by it
+    assert (plain - out).abs().max() > 1e-2, "the conditioning does not reach the output"
 
 
 @pytest.mark.parametrize(
