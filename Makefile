@@ -25,7 +25,7 @@ test: install tts
 lint: install
 	$(PYTHON) -m ruff check espnet_ils tests bench
 	$(PYTHON) -m ruff format --check espnet_ils tests bench
-	cd egs2/librispeech_ils/ssl1 && shellcheck -x *.sh local/*.sh utils/run.sh
+	cd egs2/librispeech_ils/ssl1 && shellcheck -x *.sh local/*.sh utils/run.sh utils/slurm.pl
 
 # The main job: the whole recipe on the embedded mini corpus (2 CPU cores, 27-34 min by host),
 # ending with the ILS vs HuBERT table.

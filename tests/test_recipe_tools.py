@@ -189,6 +189,10 @@ def test_help_lists_every_stage():
             "--it1_n_clusters 50 but conf/tuning/train_ssl_hubert_base_it1.yaml has num_classes: 100",
         ),
         (
+            ["--asr_config", "conf/tuning/train_ssl_ils_mini.yaml"],
+            "--asr_config conf/tuning/train_ssl_ils_mini.yaml is a pretraining (SSL task) config",
+        ),
+        (
             ["--stage", "2", "--stop_stage", "2", "--datadir", "/nonexistent"],
             "/nonexistent/dev_clean does not exist: run the stage that makes it (stage 1)",
         ),

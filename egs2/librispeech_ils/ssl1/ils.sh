@@ -138,10 +138,10 @@ case ${baseline} in true | false) ;; *) die "--baseline ${baseline}: true or fal
 for config in it1_config it2_config asr_config; do
     [ -f "${!config}" ] || die "--${config} ${!config}: no such file"
 done
-${python} -m espnet_ils.bin.check_ssl_config --config "${it1_config}" --num_classes "${it1_n_clusters}" \
-    --option=--it1_n_clusters || die "--it1_config does not fit the options"
-${python} -m espnet_ils.bin.check_ssl_config --config "${it2_config}" --num_classes "${it2_n_clusters}" \
-    --option=--it2_n_clusters || die "--it2_config does not fit the options"
+# Every config is built once (CPU, seconds) so that one which cannot build stops the run now.
+${python} -m espnet_ils.bin.check_configs --it1_config "${it1_config}" --it1_n_clusters "${it1_n_clusters}" \
+    --it2_config "${it2_config}" --it2_n_clusters "${it2_n_clusters}" --asr_config "${asr_config}" \
+    || die "the configs do not fit the options (see the error above)"
 for mode in ${decode_modes}; do
     case ${mode} in greedy | beam) ;; *) die "--decode_modes: unknown mode '${mode}' (greedy, beam)" ;; esac
 done

@@ -1,0 +1,92 @@
+"""Every config is built once before any work: the recipe's own build, the wrong ones stop with
+their own error, named by the recipe option (espnet_ils.config_check)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from espnet_ils.config_check import ConfigError, check_pipeline_configs
+
+CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
+MINI = dict(
+    it1_config=CONF / "train_ssl_hubert_mini_it1.yaml",
+    it1_n_clusters=100,
+    it2_config=CONF / "train_ssl_ils_mini.yaml",
+    it2_n_clusters=100,
+    asr_config=CONF / "train_asr_ctc_mini.yaml",
+)
+
+
+def edited(tmp_path: Path, source: Path, edit) -> Path:
+    config = yaml.safe_load(source.read_text())
+    edit(config)
+    path = tmp_path / source.name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("size", ["mini", "base"])
+def test_the_recipe_configs_build(size):
+    if size == "mini":
+        check_pipeline_configs(**MINI)
+    else:
+        check_pipeline_configs(
+            CONF / "train_ssl_hubert_base_it1.yaml",
+            100,
+            CONF / "train_ssl_ils_base_it2.yaml",
+            500,
+            CONF / "train_asr_ctc_base_10h.yaml",
+        )
+
+
+def test_configs_of_the_other_task_are_named_as_such():
+    with pytest.raises(
+        ConfigError, match="--asr_config .*train_ssl_ils_mini.yaml is a pretraining"
+    ):
+        check_pipeline_configs(**dict(MINI, asr_config=MINI["it2_config"]))
+    with pytest.raises(
+        ConfigError, match="--it2_config .*train_asr_ctc_mini.yaml is a fine-tuning \\(ASR task\\)"
+    ):
+        check_pipeline_configs(**dict(MINI, it2_config=MINI["asr_config"]))
+
+
+def test_a_supervised_block_beyond_the_encoder_stops_with_the_models_error(tmp_path):
+    def thirteen(config):
+        config["loss"][0]["conf"]["layers"] = [13]
+
+    config = edited(tmp_path, MINI["it2_config"], thirteen)
+    with pytest.raises(
+        ConfigError,
+        match="--it2_config .* does not build: ValueError: loss conf layers=\\[13\\]: block 13",
+    ):
+        check_pipeline_configs(**dict(MINI, it2_config=config))
+
+
+def test_intermediate_ctc_in_pretraining_and_unknown_keys_are_named(tmp_path):
+    config = edited(
+        tmp_path, MINI["it1_config"], lambda c: c["encoder_conf"].update(interctc_layer_idx=[2])
+    )
+    with pytest.raises(ConfigError, match="--it1_config .*encoder_conf.interctc_layer_idx=\\[2\\]"):
+        check_pipeline_configs(**dict(MINI, it1_config=config))
+    config = edited(tmp_path, MINI["asr_config"], lambda c: c.update(bogus_key=1))
+    with pytest.raises(ConfigError, match="--asr_config .*unrecognized arguments: bogus_key"):
+        check_pipeline_configs(**dict(MINI, asr_config=config))
+
+
+def test_cluster_count_mismatch_names_the_option():
+    with pytest.raises(ConfigError, match="--it2_n_clusters 50 but .* has num_classes: 100"):
+        check_pipeline_configs(**dict(MINI, it2_n_clusters=50))
+
+
+def test_a_fine_tuning_config_that_cannot_build_stops_with_the_models_error(tmp_path):
+    def wrong_type(config):
+        config["encoder"] = "transformer"
+        config["encoder_conf"] = dict(output_size=256, input_layer="linear", num_blocks="two")
+
+    config = edited(tmp_path, MINI["asr_config"], wrong_type)
+    with pytest.raises(
+        ConfigError,
+        match='--asr_config .* does not build on .*TypeCheckError: argument "num_blocks"',
+    ):
+        check_pipeline_configs(**dict(MINI, asr_config=config))
