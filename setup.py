@@ -20,6 +20,7 @@ setup(
         "soundfile",
         "kaldiio",
         "jiwer",  # WER/CER alignment counts for RESULTS.md
+        "flashlight-text==0.0.7",  # lexicon beam search with KenLM (torchaudio's ctc_decoder)
         "huggingface_hub",  # optional upload of packed models (stage 12)
         "tqdm",
         "PyYAML",

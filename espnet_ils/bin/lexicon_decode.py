@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Lexicon beam search with a word n-gram over cached CTC log-probs (Flashlight via torchaudio).
+
+    # letter lexicon of the LM's words, spelled with the fine-tuning token list
+    python -m espnet_ils.bin.lexicon_decode lexicon --token_list dump/token_list/char/tokens.txt \
+        --word_list exp/ngram_4gram/words.txt --output exp/ngram_4gram/lexicon.txt
+    # LM weight x word score on the valid set: wer_grid.tsv, best.json and text in --outdir
+    python -m espnet_ils.bin.lexicon_decode tune --logprobs_scp ${asr_exp}/ctc_logprobs/dev_clean/feats.*.scp \
+        --ref_text dump/raw/dev_clean/text --token_list ... --lexicon ... --lm exp/ngram_4gram/lm.arpa \
+        --lm_weights 0.5,1,2 --word_scores=-1,0,1 --outdir ${asr_exp}/decode_lexicon_4gram/tune_dev_clean
+    # decode a test set with the chosen pair: a Kaldi-style text
+    python -m espnet_ils.bin.lexicon_decode decode --logprobs_scp ${asr_exp}/ctc_logprobs/test_clean/feats.*.scp \
+        --token_list ... --lexicon ... --lm ... --tuned .../tune_dev_clean/best.json \
+        --output ${asr_exp}/decode_lexicon_4gram/test_clean/text
+
+Log-probs come from ``espnet_ils.bin.dump_ctc_logprobs``. Negative values in a list need ``=``
+(``--word_scores=-1,0,1``).
+"""
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_ils.audio import read_key_file
+from espnet_ils.bin import setup_logging
+from espnet_ils.lexicon_decoding import (
+    BEAM_SIZE,
+    BEAM_THRESHOLD,
+    LM_WEIGHT,
+    WORD_SCORE,
+    LexiconBeamSearch,
+    decode_all,
+    read_logprobs,
+    read_token_list,
+    read_word_list,
+    tune,
+    write_hypotheses,
+    write_lexicon,
+)
+from espnet_ils.shards import write_text_atomic
+
+logger = logging.getLogger("espnet_ils.lexicon_decode")
+
+
+def float_list(value: str) -> List[float]:
+    """``"0.5,1,2"`` -> ``[0.5, 1.0, 2.0]``."""
+    try:
+        return [float(v) for v in value.split(",") if v]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: expected numbers separated by commas"
+        ) from error
+
+
+def read_tuned(path: Path) -> dict:
+    """``best.json`` of the tune mode: ``lm_weight`` and ``word_score``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such tuning result (run the tune mode first)")
+    tuned = json.loads(path.read_text())
+    if not {"lm_weight", "word_score"} <= set(tuned):
+        raise ValueError(f"{path}: expected lm_weight and word_score, found {sorted(tuned)}")
+    return tuned
+
+
+def make_search(args: argparse.Namespace) -> LexiconBeamSearch:
+    return LexiconBeamSearch(
+        read_token_list(args.token_list),
+        args.lexicon,
+        args.lm,
+        beam_size=args.beam_size,
+        beam_threshold=args.beam_threshold,
+        sil_score=args.sil_score,
+    )
+
+
+def run_lexicon(args: argparse.Namespace) -> None:
+    lexicon = read_word_list(args.word_list, read_token_list(args.token_list))
+    write_lexicon(lexicon, args.output)
+    logger.info("wrote %s (%d words)", args.output, len(lexicon))
+
+
+def run_decode(args: argparse.Namespace) -> None:
+    if args.tuned is not None:
+        if args.lm_weight is not None or args.word_score is not None:
+            raise ValueError(
+                "--tuned gives lm_weight and word_score: drop --lm_weight/--word_score"
+            )
+        tuned = read_tuned(args.tuned)
+        lm_weight, word_score = tuned["lm_weight"], tuned["word_score"]
+    else:
+        lm_weight = LM_WEIGHT if args.lm_weight is None else args.lm_weight
+        word_score = WORD_SCORE if args.word_score is None else args.word_score
+    hyps = decode_all(
+        make_search(args), read_logprobs(args.logprobs_scp).items(), lm_weight, word_score
+    )
+    write_hypotheses(hyps, args.output)
+    logger.info(
+        "wrote %s (%d utterances; lm_weight %g, word_score %g)",
+        args.output,
+        len(hyps),
+        lm_weight,
+        word_score,
+    )
+
+
+def run_tune(args: argparse.Namespace) -> None:
+    search = make_search(args)
+    log_probs = read_logprobs(args.logprobs_scp)
+    refs = read_key_file(args.ref_text)
+    result = tune(search, log_probs, refs, args.lm_weights, args.word_scores)
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.outdir / "wer_grid.tsv", result.tsv_lines())
+    write_hypotheses(result.best_hyps, args.outdir / "text")
+    chosen = {
+        "lm_weight": result.best[0],
+        "word_score": result.best[1],
+        "wer": round(result.best_wer, 2),
+        "best_path_wer": round(result.best_path_wer, 2),
+        "beam_size": args.beam_size,
+        "beam_threshold": args.beam_threshold,
+        "sil_score": args.sil_score,
+        "utterances": len(log_probs),
+    }
+    write_text_atomic(args.outdir / "best.json", [json.dumps(chosen, indent=1)])
+    logger.info(
+        "best: lm_weight %g, word_score %g, WER %.2f%% -> %s",
+        *result.best,
+        result.best_wer,
+        args.outdir,
+    )
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--logprobs_scp",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="feats.*.scp of dump_ctc_logprobs",
+    )
+    parser.add_argument(
+        "--token_list", type=Path, required=True, help="tokens.txt of the ASR model"
+    )
+    parser.add_argument(
+        "--lexicon", type=Path, required=True, help="letter lexicon (WORD L E T ...)"
+    )
+    parser.add_argument(
+        "--lm", type=Path, default=None, help="ARPA (.gz) or KenLM binary; none: lexicon only"
+    )
+    parser.add_argument("--beam_size", type=int, default=BEAM_SIZE, help="hypotheses per frame")
+    parser.add_argument(
+        "--beam_threshold", type=float, default=BEAM_THRESHOLD, help="score margin of the beam"
+    )
+    parser.add_argument("--sil_score", type=float, default=0.0, help="score per word boundary")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    modes = parser.add_subparsers(dest="mode", required=True)
+    lexicon = modes.add_parser("lexicon", help="spell a word list with the token list's letters")
+    lexicon.add_argument(
+        "--token_list", type=Path, required=True, help="tokens.txt of the ASR model"
+    )
+    lexicon.add_argument("--word_list", type=Path, required=True, help="one word per line")
+    lexicon.add_argument("--output", type=Path, required=True, help="lexicon to write")
+    decode = modes.add_parser("decode", help="decode log-probs into a Kaldi-style text")
+    add_search_arguments(decode)
+    decode.add_argument(
+        "--lm_weight", type=float, default=None, help=f"LM weight (default {LM_WEIGHT})"
+    )
+    decode.add_argument(
+        "--word_score", type=float, default=None, help=f"score per word (default {WORD_SCORE})"
+    )
+    decode.add_argument("--tuned", type=Path, default=None, help="best.json of the tune mode")
+    decode.add_argument("--output", type=Path, required=True, help="text to write")
+    tune_mode = modes.add_parser("tune", help="grid of LM weight x word score on a valid set")
+    add_search_arguments(tune_mode)
+    tune_mode.add_argument(
+        "--ref_text", type=Path, required=True, help="Kaldi text of the valid set"
+    )
+    tune_mode.add_argument("--lm_weights", type=float_list, required=True, help="e.g. 0.5,1,2")
+    tune_mode.add_argument("--word_scores", type=float_list, required=True, help="e.g. =-1,0,1")
+    tune_mode.add_argument(
+        "--outdir", type=Path, required=True, help="writes wer_grid.tsv, best.json, text"
+    )
+    return parser
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    setup_logging(args)
+    run = {"lexicon": run_lexicon, "decode": run_decode, "tune": run_tune}[args.mode]
+    try:
+        run(args)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"lexicon_decode {args.mode}: error: {error}") from error
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,382 @@
+"""Lexicon beam search with a word n-gram (espnet_ils.lexicon_decoding, espnet_ils.ngram).
+
+Synthetic CTC log-probs spell words whose best path is misspelled (KAT) or acoustically ambiguous
+(HAT/MAT, HAT/SAT); the letter lexicon repairs the spelling and the LM picks the reference word.
+"""
+
+import json
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+import torch
+
+from espnet_ils.bin import build_ngram as build_ngram_bin
+from espnet_ils.bin import lexicon_decode as lexicon_decode_bin
+from espnet_ils.lexicon_decoding import (
+    LexiconBeamSearch,
+    best_path,
+    decode_all,
+    letter_lexicon,
+    read_lexicon,
+    read_logprobs,
+    read_token_list,
+    read_word_list,
+    tune,
+    write_lexicon,
+)
+from espnet_ils.ngram import arpa_counts, arpa_words, build_arpa, irstlm_tool, ngram_perplexity
+from espnet_ils.scoring import count_errors
+from espnet_ils.shards import feature_shard_writer
+
+TOKENS = [
+    "<blank>",
+    "<unk>",
+    "A",
+    "C",
+    "E",
+    "H",
+    "K",
+    "M",
+    "N",
+    "O",
+    "S",
+    "T",
+    "<space>",
+    "<sos/eos>",
+]
+WORDS = ["CAT", "HAT", "MAT", "ON", "SAT", "THE"]
+
+# A bigram in which THE is followed by CAT or MAT, CAT by SAT; HAT is rare (log10 probabilities).
+TINY_ARPA = """
+\\data\\
+ngram 1=9
+ngram 2=8
+
+\\1-grams:
+-1.0\t<unk>
+-99\t<s>\t-0.30
+-1.0\t</s>
+-0.8\tTHE\t-0.30
+-1.0\tCAT\t-0.30
+-1.0\tSAT\t-0.30
+-1.2\tMAT\t-0.30
+-2.5\tHAT\t-0.30
+-1.2\tON\t-0.30
+
+\\2-grams:
+-0.2\t<s> THE
+-0.4\tTHE CAT
+-0.5\tTHE MAT
+-0.1\tCAT SAT
+-0.3\tSAT </s>
+-0.2\tSAT ON
+-0.1\tON THE
+-0.2\tMAT </s>
+
+\\end\\
+"""
+
+REFS = {"utt1": "THE CAT SAT", "utt2": "THE MAT", "utt3": "THE CAT SAT ON THE MAT"}
+
+# Per utterance, the emitting frames (token -> probability); each is followed by a blank frame.
+ACOUSTICS = {
+    "utt1": ["T", "H", "E", "<space>", {"K": 0.6, "C": 0.4}, "A", "T", "<space>", "S", "A", "T"],
+    "utt2": ["T", "H", "E", "<space>", {"H": 0.55, "M": 0.45}, "A", "T"],
+    "utt3": ["T", "H", "E", "<space>", "C", "A", "T", "<space>", {"H": 0.55, "S": 0.45}, "A", "T",
+             "<space>", "O", "N", "<space>", "T", "H", "E", "<space>", {"H": 0.55, "M": 0.45}, "A", "T"],
+}  # fmt: skip
+
+
+def ctc_log_probs(frames: List) -> torch.Tensor:
+    """(2 * len(frames), V) float32 log-probs: each frame's tokens, then a blank frame."""
+    rows = []
+    for frame in frames:
+        for probs in (frame if isinstance(frame, dict) else {frame: 1.0}, {"<blank>": 1.0}):
+            row = torch.full((len(TOKENS),), 1e-3)
+            for token, prob in probs.items():
+                row[TOKENS.index(token)] = prob
+            rows.append(row / row.sum())
+    return torch.stack(rows).log()  # (T, V)
+
+
+@pytest.fixture
+def log_probs() -> Dict[str, np.ndarray]:
+    return {utt: ctc_log_probs(frames).numpy() for utt, frames in ACOUSTICS.items()}
+
+
+@pytest.fixture
+def files(tmp_path) -> Dict[str, Path]:
+    (tmp_path / "tokens.txt").write_text("".join(t + "\n" for t in TOKENS))
+    write_lexicon(letter_lexicon(WORDS, TOKENS), tmp_path / "lexicon.txt")
+    (tmp_path / "lm.arpa").write_text(TINY_ARPA.lstrip())
+    return {name: tmp_path / f for name, f in
+            (("tokens", "tokens.txt"), ("lexicon", "lexicon.txt"), ("lm", "lm.arpa"))}  # fmt: skip
+
+
+def wer(hyps: Dict[str, str]) -> float:
+    return count_errors(REFS, hyps, "word").error_rate
+
+
+def test_letter_lexicon_spells_words_without_a_boundary_token(files):
+    assert letter_lexicon(["IT", "<unk>", "</s>"], ["<blank>", "I", "T", "<space>"]) == {
+        "IT": ["I", "T"]
+    }
+    assert files["lexicon"].read_text().splitlines()[0] == "CAT C A T"
+    assert read_lexicon(files["lexicon"], TOKENS)["THE"] == [["T", "H", "E"]]
+
+
+def test_best_path_is_misspelled_and_the_lm_moves_the_output_to_the_reference(files, log_probs):
+    greedy = {utt: best_path(torch.from_numpy(m), TOKENS) for utt, m in log_probs.items()}
+    assert greedy["utt1"] == "THE KAT SAT"  # not a word of the lexicon
+    search = LexiconBeamSearch(TOKENS, files["lexicon"], files["lm"], beam_size=50)
+    no_lm = decode_all(search, log_probs.items(), lm_weight=0.0, word_score=0.0)
+    with_lm = decode_all(search, log_probs.items(), lm_weight=2.0, word_score=0.0)
+    assert no_lm["utt1"] == "THE CAT SAT"  # the lexicon alone repairs the spelling
+    assert no_lm["utt2"] == "THE HAT"  # acoustically best, unlikely under the LM
+    assert with_lm == REFS
+    assert wer(with_lm) == 0.0 < wer(no_lm) < wer(greedy)
+    lexicon_only = LexiconBeamSearch(TOKENS, files["lexicon"], None, beam_size=50)
+    assert decode_all(lexicon_only, log_probs.items(), 2.0, 0.0) == no_lm
+
+
+def test_the_word_boundary_is_the_decoders_silence(files, log_probs):
+    search = LexiconBeamSearch(TOKENS, files["lexicon"], files["lm"], beam_size=50)
+    emissions = torch.from_numpy(log_probs["utt2"])[None].contiguous()  # (1, T, V)
+    hypothesis = search.search(lm_weight=2.0, word_score=0.0)(emissions)[0][0]
+    path = [TOKENS[i] for i in hypothesis.tokens]  # Flashlight starts and ends in silence
+    assert path == ["<space>", "T", "H", "E", "<space>", "M", "A", "T", "<space>"]
+    assert hypothesis.words == ["THE", "MAT"]
+
+
+def test_decode_rejects_log_probs_of_another_token_list(files, log_probs):
+    search = LexiconBeamSearch(TOKENS, files["lexicon"], files["lm"], beam_size=10)
+    with pytest.raises(ValueError, match=r"utterance utt2: .*\(14, 13\): expected \(T, 14\)"):
+        decode_all(search, [("utt2", log_probs["utt2"][:, :-1])], 1.0, 0.0)
+
+
+def test_lexicon_letter_outside_the_token_list_names_file_line_and_letter(tmp_path):
+    lexicon = tmp_path / "lexicon.txt"
+    lexicon.write_text("CAT C A T\nTHE T H E\nZOO Z O O\n")
+    with pytest.raises(ValueError, match=r"lexicon\.txt:3: word 'ZOO' is spelled with 'Z'"):
+        read_lexicon(lexicon, TOKENS)
+    lexicon.write_text("CAT C A T\nTHE T H E <space>\n")
+    with pytest.raises(ValueError, match=r"lexicon\.txt:2: .* '<space>', which is not a letter"):
+        read_lexicon(lexicon, TOKENS)
+    words = tmp_path / "words.txt"
+    words.write_text("CAT\nTHE\nZOO\n")
+    with pytest.raises(ValueError, match=r"words\.txt:3: word 'ZOO' has the letter 'Z'"):
+        read_word_list(words, TOKENS)
+    with pytest.raises(ValueError, match=r"word 2 of the word list: word 'ZOO' has the letter 'Z'"):
+        letter_lexicon(["CAT", "ZOO"], TOKENS)
+
+
+def test_search_checks_its_inputs_before_decoding(files, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.arpa: no such language model file"):
+        LexiconBeamSearch(TOKENS, files["lexicon"], tmp_path / "nope.arpa")
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt: no such lexicon"):
+        LexiconBeamSearch(TOKENS, tmp_path / "nope.txt", files["lm"])
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt: no such token list"):
+        read_token_list(tmp_path / "nope.txt")
+    no_space = tmp_path / "tokens_no_space.txt"
+    no_space.write_text("<blank>\n<unk>\nA\n")
+    with pytest.raises(
+        ValueError, match=r"tokens_no_space\.txt: the token list has no \['<space>'\]"
+    ):
+        read_token_list(no_space)
+
+
+def test_an_arpa_that_does_not_parse_is_named(files, tmp_path):
+    not_arpa = tmp_path / "not.arpa"
+    not_arpa.write_text("THE CAT SAT\n")
+    with pytest.raises(ValueError, match=r"not\.arpa:1: not an ARPA file"):
+        LexiconBeamSearch(TOKENS, files["lexicon"], not_arpa)
+    no_counts = tmp_path / "no_counts.arpa"
+    no_counts.write_text("\\data\\\n\\1-grams:\n-1.0\tTHE\n")
+    with pytest.raises(ValueError, match=r"no_counts\.arpa:2: ARPA header has 0"):
+        arpa_counts(no_counts)
+    broken_body = tmp_path / "broken_body.arpa"  # a sound header, a body KenLM refuses
+    broken_body.write_text(TINY_ARPA.lstrip().replace("-1.2\tON\t-0.30", "ON is here"))
+    with pytest.raises(ValueError, match=r"broken_body\.arpa: KenLM cannot load"):
+        LexiconBeamSearch(TOKENS, files["lexicon"], broken_body)
+
+
+def test_arpa_header_counts_and_words(files):
+    assert arpa_counts(files["lm"]) == {1: 9, 2: 8}
+    assert arpa_words(files["lm"]) == sorted(WORDS)
+
+
+def write_scp(log_probs: Dict[str, np.ndarray], outdir: Path) -> Path:
+    with feature_shard_writer(outdir, 1) as writer:
+        for utt, matrix in log_probs.items():
+            writer[utt] = matrix
+    return outdir / "feats.1.scp"
+
+
+def test_logprobs_round_trip_through_kaldiio(log_probs, tmp_path):
+    loaded = read_logprobs([write_scp(log_probs, tmp_path / "logprobs")])
+    assert list(loaded) == sorted(log_probs)
+    for utt, matrix in log_probs.items():
+        assert loaded[utt].dtype == np.float32
+        np.testing.assert_array_equal(loaded[utt], matrix)
+
+
+def test_tuning_picks_the_pair_with_the_lowest_valid_wer(files, log_probs):
+    search = LexiconBeamSearch(TOKENS, files["lexicon"], files["lm"], beam_size=50)
+    result = tune(search, log_probs, REFS, lm_weights=[0.0, 2.0], word_scores=[0.0, 1.0])
+    assert list(result.wers) == [(0.0, 0.0), (0.0, 1.0), (2.0, 0.0), (2.0, 1.0)]
+    assert result.wers[(0.0, 0.0)] > result.wers[(2.0, 0.0)] == 0.0
+    assert result.best == min(result.wers, key=result.wers.get)
+    assert result.best[0] == 2.0 and result.best_wer == 0.0 and result.best_hyps == REFS
+    assert result.best_path_wer > result.wers[(0.0, 0.0)]
+    with pytest.raises(ValueError, match="no reference"):
+        tune(search, log_probs, {"utt1": REFS["utt1"]}, [1.0], [0.0])
+
+
+def test_bin_tune_then_decode_with_the_chosen_pair(files, log_probs, tmp_path):
+    scp = write_scp(log_probs, tmp_path / "logprobs")
+    ref_text = tmp_path / "text_ref"
+    ref_text.write_text("".join(f"{utt} {text}\n" for utt, text in REFS.items()))
+    common = ["--logprobs_scp", str(scp), "--token_list", str(files["tokens"]),
+              "--lexicon", str(files["lexicon"]), "--lm", str(files["lm"]), "--beam_size", "50"]  # fmt: skip
+    outdir = tmp_path / "tune"
+    lexicon_decode_bin.main(["tune", *common, "--ref_text", str(ref_text), "--lm_weights", "0,2",
+                             "--word_scores=-1,0", "--outdir", str(outdir)])  # fmt: skip
+    rows = [line.split("\t") for line in (outdir / "wer_grid.tsv").read_text().splitlines()]
+    assert rows[0] == ["lm_weight", "word_score", "wer"] and len(rows) == 5
+    assert [(r[0], r[1]) for r in rows[1:]] == [("0", "-1"), ("0", "0"), ("2", "-1"), ("2", "0")]
+    best = json.loads((outdir / "best.json").read_text())
+    assert best["lm_weight"] == 2.0 and best["wer"] == 0.0
+    assert best["wer"] == min(float(r[2]) for r in rows[1:])
+    output = tmp_path / "decode" / "text"
+    lexicon_decode_bin.main(["decode", *common, "--tuned", str(outdir / "best.json"),
+                             "--output", str(output)])  # fmt: skip
+    assert output.read_text() == "".join(f"{utt} {text}\n" for utt, text in sorted(REFS.items()))
+    with pytest.raises(SystemExit, match="drop --lm_weight"):
+        lexicon_decode_bin.main(["decode", *common, "--tuned", str(outdir / "best.json"),
+                                 "--lm_weight", "1", "--output", str(output)])  # fmt: skip
+
+
+def irstlm_installed() -> bool:
+    try:
+        irstlm_tool("build-lm.sh")
+        irstlm_tool("compile-lm")
+    except FileNotFoundError:
+        return False
+    return True
+
+
+needs_irstlm = pytest.mark.skipif(
+    not irstlm_installed(),
+    reason="IRSTLM is not installed (egs2/librispeech_ils/ssl1/local/install_lm_tools.sh)",
+)
+
+LM_TEXT = ["THE CAT SAT", "THE CAT SAT ON THE MAT", "THE MAT", "THE CAT SAT ON THE MAT", "THE HAT"]
+
+
+@needs_irstlm
+@pytest.mark.parametrize("order,smoothing", [(3, "witten-bell"), (4, "improved-kneser-ney")])
+def test_irstlm_arpa_loads_in_the_decoder_and_fixes_the_ambiguous_word(
+    order, smoothing, files, log_probs, tmp_path
+):
+    text = tmp_path / "lm_text"
+    text.write_text("".join(f"utt{i} {line}\n" for i, line in enumerate(LM_TEXT)))
+    outdir = tmp_path / "ngram"
+    build_ngram_bin.main(["--text", str(text), "--keyed", "true", "--order", str(order),
+                          "--smoothing", smoothing, "--outdir", str(outdir)])  # fmt: skip
+    assert sorted(arpa_counts(outdir / "lm.arpa")) == list(range(1, order + 1))
+    assert (outdir / "words.txt").read_text().split() == sorted(WORDS)
+    lexicon_decode_bin.main(["lexicon", "--token_list", str(files["tokens"]), "--word_list",
+                             str(outdir / "words.txt"), "--output", str(outdir / "lexicon.txt")])  # fmt: skip
+    search = LexiconBeamSearch(TOKENS, outdir / "lexicon.txt", outdir / "lm.arpa", beam_size=50)
+    no_lm = decode_all(search, log_probs.items(), 0.0, 0.0)
+    with_lm = decode_all(search, log_probs.items(), 2.0, 0.0)
+    assert with_lm["utt2"] == "THE MAT" and no_lm["utt2"] == "THE HAT"
+    assert wer(with_lm) < wer(no_lm)
+
+
+@needs_irstlm
+def test_ngram_perplexity_and_oov_rate(tmp_path):
+    train = tmp_path / "train.txt"
+    train.write_text("".join(line + "\n" for line in LM_TEXT))
+    arpa = tmp_path / "lm.arpa"
+    build_arpa([train], arpa, order=3, smoothing="witten-bell")
+    in_domain, shuffled, with_oov = (tmp_path / name for name in ("a.txt", "b.txt", "c.txt"))
+    in_domain.write_text("THE CAT SAT ON THE MAT\n")
+    shuffled.write_text("MAT THE ON SAT CAT THE\n")
+    with_oov.write_text("THE DOG SAT\n")  # THE DOG SAT </s>: 1 OOV in 4 scored words
+    ppl_in, oov_in = ngram_perplexity(arpa, in_domain)
+    ppl_shuffled, _ = ngram_perplexity(arpa, shuffled)
+    assert oov_in == 0.0 and 1.0 < ppl_in < ppl_shuffled
+    assert ngram_perplexity(arpa, with_oov)[1] == pytest.approx(25.0)
+    (tmp_path / "empty.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"empty\.txt: no words to evaluate"):
+        ngram_perplexity(arpa, tmp_path / "empty.txt")
+
+
+def test_build_arpa_rejects_bad_options(tmp_path):
+    with pytest.raises(ValueError, match="order=1"):
+        build_arpa([tmp_path / "x"], tmp_path / "lm.arpa", order=1)
+    with pytest.raises(ValueError, match="smoothing='good-turing'"):
+        build_arpa([tmp_path / "x"], tmp_path / "lm.arpa", smoothing="good-turing")
+    with pytest.raises(FileNotFoundError, match="no such LM training text"):
+        build_arpa([tmp_path / "x"], tmp_path / "lm.arpa")
+
+
+def tiny_asr_model(tmp_path: Path):
+    """A CTC-only ESPnet ASR model (fbank frontend, linear encoder) saved as config + weights."""
+    import yaml
+
+    from espnet_ils.tasks import ILSASRTask
+
+    token_list = tmp_path / "tokens.txt"
+    token_list.write_text("".join(t + "\n" for t in TOKENS))
+    args = ILSASRTask.get_parser().parse_args(
+        ["--token_list", str(token_list), "--output_dir", str(tmp_path), "--token_type", "char",
+         "--frontend", "default", "--frontend_conf", "n_fft=128", "--frontend_conf", "hop_length=64",
+         "--frontend_conf", "n_mels=8", "--normalize", "none", "--encoder", "linear",
+         "--encoder_conf", "output_size=16", "--decoder", "none", "--model_conf", "ctc_weight=1.0"]
+    )  # fmt: skip
+    model = ILSASRTask.build_model(args).eval()
+    args.token_list = str(token_list)
+    config, weights = tmp_path / "config.yaml", tmp_path / "model.pth"
+    config.write_text(yaml.safe_dump(vars(args)))
+    torch.save(model.state_dict(), weights)
+    return model, config, weights
+
+
+def test_dumped_logprobs_equal_the_models_ctc_outputs_and_are_not_recomputed(tmp_path):
+    import soundfile as sf
+
+    from espnet_ils.bin import dump_ctc_logprobs as dump_bin
+    from espnet_ils.lexicon_decoding import compute_ctc_logprobs
+
+    model, config, weights = tiny_asr_model(tmp_path)
+    rng = np.random.default_rng(0)
+    waves = {
+        f"utt{i}": (0.1 * rng.standard_normal(1600 * (i + 2))).astype(np.float32) for i in range(3)
+    }
+    lines = []
+    for utt, wave in waves.items():
+        sf.write(tmp_path / f"{utt}.wav", wave, 16000, subtype="FLOAT")
+        lines.append(f"{utt} {tmp_path / f'{utt}.wav'}\n")
+    (tmp_path / "wav.scp").write_text("".join(lines))
+    outdir = tmp_path / "logprobs"
+    for job in (1, 2):
+        dump_bin.main(["--asr_train_config", str(config), "--asr_model_file", str(weights),
+                       "--wav_scp", str(tmp_path / "wav.scp"), "--outdir", str(outdir),
+                       "--nj", "2", "--job", str(job)])  # fmt: skip
+    loaded = read_logprobs(sorted(outdir.glob("feats.*.scp")))
+    assert list(loaded) == sorted(waves)
+    for utt, wave in waves.items():
+        expected = compute_ctc_logprobs(model, wave)
+        assert loaded[utt].shape == expected.shape and expected.shape[1] == len(TOKENS)
+        assert expected.shape[0] > 1  # frames at the model's rate, more than one
+        np.testing.assert_allclose(loaded[utt], expected, atol=1e-6)
+        np.testing.assert_allclose(np.logaddexp.reduce(loaded[utt], axis=1), 0.0, atol=1e-4)
+    ark = outdir / "feats.1.ark"
+    before = ark.stat().st_mtime_ns
+    dump_bin.main(["--asr_train_config", str(config), "--asr_model_file", str(weights),
+                   "--wav_scp", str(tmp_path / "wav.scp"), "--outdir", str(outdir), "--nj", "2", "--job", "1"])  # fmt: skip
+    assert ark.stat().st_mtime_ns == before  # same identity: skipped
