@@ -295,7 +295,8 @@ if run_stage 5; then
     log "Stage 5: iteration-2 targets: block ${it2_layer} of ${it1_exp} -> ${dumpdir}/feats_${it2_tag}, k-means ${it2_n_clusters}"
     [ -f "${it1_exp}/valid.loss.best.pth" ] || die "${it1_exp}/valid.loss.best.pth missing: run stage 4 first"
     for dset in ${ssl_sets}; do
-        ${cuda_cmd} JOB=1:"${nj}" "${dumpdir}/feats_${it2_tag}/${dset}/log/extract.JOB.log" \
+        ${cuda_cmd} --gpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)" JOB=1:"${nj}" \
+            "${dumpdir}/feats_${it2_tag}/${dset}/log/extract.JOB.log" \
             ${python} -m espnet_ils.bin.extract_layer_features \
                 --model_file "${it1_exp}/valid.loss.best.pth" --layer "${it2_layer}" \
                 --wav_scp "${dumpdir}/raw/${dset}/wav.scp" --out_dir "${dumpdir}/feats_${it2_tag}/${dset}" \
