@@ -4,6 +4,7 @@ Synthetic CTC log-probs spell words whose best path is misspelled (KAT) or acous
 (HAT/MAT, HAT/SAT); the letter lexicon repairs the spelling and the LM picks the reference word.
 """
 
+import gzip
 import json
 from pathlib import Path
 from typing import Dict, List
@@ -202,9 +203,22 @@ def test_an_arpa_that_does_not_parse_is_named(files, tmp_path):
         LexiconBeamSearch(TOKENS, files["lexicon"], broken_body)
 
 
-def test_arpa_header_counts_and_words(files):
+def test_arpa_header_counts_and_words(files, tmp_path):
     assert arpa_counts(files["lm"]) == {1: 9, 2: 8}
     assert arpa_words(files["lm"]) == sorted(WORDS)
+    gzipped = tmp_path / "lm.arpa.gz"
+    gzipped.write_bytes(gzip.compress(files["lm"].read_bytes()))
+    lexicon = tmp_path / "from_arpa.txt"
+    lexicon_decode_bin.main(["lexicon", "--token_list", str(files["tokens"]), "--arpa",
+                             str(gzipped), "--output", str(lexicon)])  # fmt: skip
+    assert lexicon.read_text() == files["lexicon"].read_text()
+    zoo = tmp_path / "zoo.arpa"
+    zoo.write_text(TINY_ARPA.lstrip().replace("\tON\t", "\tZOO\t"))
+    with pytest.raises(
+        SystemExit, match=r"zoo\.arpa: word 6 of the word list: word 'ZOO' has the letter 'Z'"
+    ):
+        lexicon_decode_bin.main(["lexicon", "--token_list", str(files["tokens"]), "--arpa",
+                                 str(zoo), "--output", str(lexicon)])  # fmt: skip
 
 
 def write_scp(log_probs: Dict[str, np.ndarray], outdir: Path) -> Path:

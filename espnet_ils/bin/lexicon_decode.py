@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Lexicon beam search with a word n-gram over cached CTC log-probs (Flashlight via torchaudio).
 
-    # letter lexicon of the LM's words, spelled with the fine-tuning token list
+    # letter lexicon of the LM's words (--word_list words.txt or --arpa lm.arpa.gz), spelled
+    # with the fine-tuning token list
     python -m espnet_ils.bin.lexicon_decode lexicon --token_list dump/token_list/char/tokens.txt \
         --word_list exp/ngram_4gram/words.txt --output exp/ngram_4gram/lexicon.txt
     # LM weight x word score on the valid set: wer_grid.tsv, best.json and text in --outdir
@@ -32,6 +33,7 @@ from espnet_ils.lexicon_decoding import (
     WORD_SCORE,
     LexiconBeamSearch,
     decode_all,
+    letter_lexicon,
     read_logprobs,
     read_token_list,
     read_word_list,
@@ -39,6 +41,7 @@ from espnet_ils.lexicon_decoding import (
     write_hypotheses,
     write_lexicon,
 )
+from espnet_ils.ngram import arpa_words
 from espnet_ils.shards import write_text_atomic
 
 logger = logging.getLogger("espnet_ils.lexicon_decode")
@@ -76,7 +79,14 @@ def make_search(args: argparse.Namespace) -> LexiconBeamSearch:
 
 
 def run_lexicon(args: argparse.Namespace) -> None:
-    lexicon = read_word_list(args.word_list, read_token_list(args.token_list))
+    tokens = read_token_list(args.token_list)
+    if args.word_list is not None:
+        lexicon = read_word_list(args.word_list, tokens)
+    else:
+        try:
+            lexicon = letter_lexicon(arpa_words(args.arpa), tokens)
+        except ValueError as error:
+            raise ValueError(f"{args.arpa}: {error}") from error
     write_lexicon(lexicon, args.output)
     logger.info("wrote %s (%d words)", args.output, len(lexicon))
 
@@ -163,7 +173,9 @@ def get_parser() -> argparse.ArgumentParser:
     lexicon.add_argument(
         "--token_list", type=Path, required=True, help="tokens.txt of the ASR model"
     )
-    lexicon.add_argument("--word_list", type=Path, required=True, help="one word per line")
+    words = lexicon.add_mutually_exclusive_group(required=True)
+    words.add_argument("--word_list", type=Path, help="one word per line")
+    words.add_argument("--arpa", type=Path, help="an ARPA file (.gz too): its 1-grams")
     lexicon.add_argument("--output", type=Path, required=True, help="lexicon to write")
     decode = modes.add_parser("decode", help="decode log-probs into a Kaldi-style text")
     add_search_arguments(decode)
