@@ -27,7 +27,7 @@ lint: install
 	$(PYTHON) -m ruff format --check espnet_ils tests bench
 	cd egs2/librispeech_ils/ssl1 && shellcheck -x *.sh local/*.sh utils/run.sh utils/slurm.pl
 
-# The main job: the whole recipe on the embedded mini corpus (2 CPU cores, 27-34 min by host),
+# The main job: the whole recipe on the embedded mini corpus (2 CPU cores, within 30 min; RESULTS.md),
 # ending with the ILS vs HuBERT table.
 demo: install tts
 	cd egs2/librispeech_ils/ssl1 && ./run_mini.sh --profile mini

@@ -2,9 +2,10 @@
 # ILS-SSL on the embedded mini corpus (synthesised here, no download): the whole pipeline on 2 CPU
 # cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
 #   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
-#   --profile mini  ~1 h of audio, the demo (make demo): 27-34 min on 2 cores, by host
-#   --profile small ~2 h of audio, 2000 pretraining steps per model (the demo: 600): 70-80 min
-#                   on 2 cores, minutes on a GPU
+#   --profile mini  ~1 h of audio, the demo (make demo): 500 pretraining steps of 10 s per model,
+#                   360 fine-tuning steps; under 30 min on 2 cores (see RESULTS.md per host)
+#   --profile small ~2 h of audio, 2000 pretraining steps of 12 s per model, 800 fine-tuning
+#                   steps: 70-80 min on 2 cores, minutes on a GPU
 # Other options are passed on to ils.sh, which accepts only its own (see ./ils.sh --help).
 set -euo pipefail
 
@@ -42,8 +43,8 @@ case ${profile} in
     small)
         profile_args=(--mini_hours 2.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 0.5 --kmeans_n_init 5 --it2_seeds "0 1" --beam_size 10
-            --pretrain_args "--max_epoch 20 --scheduler_conf warmup_steps_list=[0,200,2000]"
-            --asr_args "--max_epoch 16 --scheduler_conf max_steps=800") ;;
+            --pretrain_args "--max_epoch 20 --batch_bins 192000 --scheduler_conf warmup_steps_list=[0,200,2000]"
+            --asr_args "--max_epoch 16 --num_iters_per_epoch 50 --batch_bins 192000 --scheduler_conf max_steps=800") ;;
     *) echo "$0: --profile ${profile}: ci, mini or small" >&2; exit 1 ;;
 esac
 
