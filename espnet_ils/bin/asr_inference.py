@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""ESPnet ASR decoding with ILS classes registered: same flags as ``espnet2.bin.asr_inference``."""
+"""ESPnet ASR decoding with ILS classes registered: same flags as ``espnet2.bin.asr_inference``.
+
+With ``--lm_train_config``, the LM's files and token list are checked against the ASR model's
+first (``espnet_ils.lm_check``): ESPnet fuses an LM of another token list without an error.
+"""
 
 from typing import List, Optional
 
 from espnet2.bin import asr_inference
 
 import espnet_ils  # noqa: F401  (registers our classes)
+from espnet_ils.lm_check import check_lm_for_asr
 
 
 def get_parser():
@@ -13,6 +18,12 @@ def get_parser():
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    if args.lm_train_config is not None:
+        try:
+            check_lm_for_asr(args.asr_train_config, args.lm_train_config, args.lm_file)
+        except (FileNotFoundError, ValueError) as error:
+            raise SystemExit(f"asr_inference: error: {error}") from error
     asr_inference.main(cmd)
 
 

@@ -1,0 +1,298 @@
+"""Letter Transformer LM: text for ESPnet's LM task (espnet_ils.lm_text, bin/prepare_lm_text),
+training through ESPnet's ``lm_train`` (bin/lm_train), and shallow fusion in ``espnet_ils.bin.asr_inference``
+with the token-list check of espnet_ils.lm_check.
+
+The LM learns a small grammar (THE CAT SAT ON THE MAT ...) over the letters of
+test_lexicon_decoding's token list and is fused with that file's tiny CTC model.
+"""
+
+import gzip
+import math
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+from espnet2.tasks.lm import LMTask
+from espnet2.text.char_tokenizer import CharTokenizer
+from test_lexicon_decoding import TOKENS, tiny_asr_model
+from test_training import run_module
+
+from espnet_ils.bin import asr_inference, lm_calc_perplexity
+from espnet_ils.bin import prepare_lm_text as prepare_bin
+from espnet_ils.lm_check import check_lm_for_asr, check_same_token_list, config_token_list
+from espnet_ils.lm_text import (
+    SHAPE_FILE,
+    Exclusions,
+    TextSource,
+    prepare_lm_text,
+    unigram_perplexity,
+    write_lm_split,
+)
+
+NOUNS = ["CAT", "MAT", "HAT"]
+LM_CONFIG = {
+    "lm": "transformer",
+    "lm_conf": {
+        "pos_enc": "sinusoidal",  # one block cannot tell the previous letter from a bag of letters
+        "embed_unit": 16,
+        "att_unit": 32,
+        "head": 2,
+        "unit": 64,
+        "layer": 1,
+        "dropout_rate": 0.0,
+    },
+    "batch_type": "unsorted",
+    "batch_size": 16,
+    "max_epoch": 4,
+    "num_iters_per_epoch": 15,
+    "num_workers": 0,
+    "optim": "adam",
+    "optim_conf": {"lr": 0.01},
+    "best_model_criterion": [["valid", "loss", "min"]],
+    "keep_nbest_models": 1,
+    "seed": 0,
+}
+
+
+def grammar_sentence(rng: np.random.Generator) -> str:
+    """THE <noun> (SAT ON THE <noun>)*: every letter but the nouns' first ones is predictable."""
+    words = ["THE", str(rng.choice(NOUNS))]
+    while rng.random() < 0.5:
+        words += ["SAT", "ON", "THE", str(rng.choice(NOUNS))]
+    return " ".join(words)
+
+
+def write_keyed(path: Path, prefix: str, sentences: List[str]) -> Path:
+    path.write_text("".join(f"{prefix}{i:03d} {s}\n" for i, s in enumerate(sentences)))
+    return path
+
+
+def read_keyed(path: Path) -> Dict[str, str]:
+    return dict((line.split(" ", 1) + [""])[:2] for line in path.read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def lm_root(tmp_path_factory) -> Path:
+    """``tokens.txt``, grammar texts (train 300, dev 30, test 20 sentences) and the LM text."""
+    root = tmp_path_factory.mktemp("lm")
+    (root / "tokens.txt").write_text("".join(t + "\n" for t in TOKENS))
+    rng = np.random.default_rng(0)
+    write_keyed(root / "train_text", "tr", [grammar_sentence(rng) for _ in range(300)])
+    write_keyed(root / "dev_text", "dv", [grammar_sentence(rng) for _ in range(30)])
+    write_keyed(root / "test_text", "te", [grammar_sentence(rng) for _ in range(20)])
+    prepare_bin.main(["--token_list", str(root / "tokens.txt"),
+                      "--train_text", str(root / "train_text"), "--dev_text", str(root / "dev_text"),
+                      "--exclude_text", str(root / "test_text"), "--outdir", str(root / "lm_text")])  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def lm_exp(lm_root) -> Path:
+    """The LM trained through ESPnet's LM task as ESPnet's asr.sh runs it (60 steps, seconds)."""
+    (lm_root / "lm.yaml").write_text(yaml.safe_dump(LM_CONFIG))
+    exp = lm_root / "exp" / "lm"
+    text = lm_root / "lm_text"
+    run_module(
+        "espnet_ils.bin.lm_train",
+        ["--config", lm_root / "lm.yaml", "--ngpu", 0, "--output_dir", exp,
+         "--token_type", "char", "--token_list", lm_root / "tokens.txt",
+         "--train_data_path_and_name_and_type", f"{text / 'train' / 'text'},text,text",
+         "--valid_data_path_and_name_and_type", f"{text / 'dev' / 'text'},text,text",
+         "--train_shape_file", text / "train" / SHAPE_FILE,
+         "--valid_shape_file", text / "dev" / SHAPE_FILE],
+        lm_root,
+    )  # fmt: skip
+    return exp
+
+
+def test_lm_text_is_keyed_and_its_shapes_count_espnets_char_tokens(tmp_path):
+    """Keys kept or numbered, whitespace single, shape = ESPnet CharTokenizer's token count."""
+    text = tmp_path / "text"
+    text.write_text("u2 THE  CAT\tSAT\nu1 ON THE MAT\nu3\n")
+    corpus = tmp_path / "lm-norm.txt.gz"
+    with gzip.open(corpus, "wt") as f:
+        f.write("THE HAT\n\n THE   MAT \n")
+    sources = [TextSource(text, keyed=True), TextSource(corpus, keyed=False)]
+    stats = write_lm_split(sources, TOKENS, tmp_path / "out")
+    written = read_keyed(tmp_path / "out" / "text")
+    assert written == {
+        "u2": "THE CAT SAT",
+        "u1": "ON THE MAT",
+        "lm_norm_000000001": "THE HAT",
+        "lm_norm_000000003": "THE MAT",
+    }
+    assert (stats.sentences, stats.empty) == (4, 2)
+    tokenizer = CharTokenizer()
+    for line in (tmp_path / "out" / SHAPE_FILE).read_text().splitlines():
+        key, shape = line.split()
+        tokens = tokenizer.text2tokens(written[key])
+        assert shape == f"{len(tokens)},{len(TOKENS)}"
+        assert "<space>" in tokens and set(tokens) <= set(TOKENS)
+    assert stats.characters == sum(len(s) for s in written.values())
+
+
+def test_test_ids_and_test_sentences_are_left_out_and_counted(lm_root, tmp_path):
+    train = write_keyed(tmp_path / "train", "tr", ["THE CAT", "THE MAT", "THE HAT SAT"])
+    exclusions = Exclusions(ids={"tr000"}, sentences={"THE HAT SAT"})
+    stats = write_lm_split([TextSource(train, keyed=True)], TOKENS, tmp_path / "out", exclusions)
+    assert read_keyed(tmp_path / "out" / "text") == {"tr001": "THE MAT"}
+    assert (stats.excluded_id, stats.excluded_sentence) == (1, 1)
+    # the fixture's test set: every test transcript that the training grammar also drew is out
+    report = (lm_root / "lm_text" / "stats.tsv").read_text()
+    test_sentences = set(read_keyed(lm_root / "test_text").values())
+    expected = sum(s in test_sentences for s in read_keyed(lm_root / "train_text").values())
+    assert expected > 0  # the grammar is small: short sentences repeat
+    assert f"train\texcluded_test_sentence\t{expected}\n" in report
+    assert not test_sentences & set(read_keyed(lm_root / "lm_text" / "train" / "text").values())
+
+
+def test_a_few_unknown_characters_become_unk_and_are_reported(tmp_path):
+    sentences = ["THE CAT"] * 300 + ["THE DOG"]  # D and G: 2 of 2107 characters
+    train = write_keyed(tmp_path / "train", "tr", sentences)
+    stats = write_lm_split(
+        [TextSource(train, keyed=True)], TOKENS, tmp_path / "out", max_unknown_rate=0.001
+    )
+    assert stats.unknown == {"D": 1, "G": 1} and stats.sentences == 301
+    assert stats.first_unknown.startswith(f"{train}:301: 'D'")
+
+
+def test_many_unknown_characters_raise_naming_the_first_line(tmp_path):
+    train = write_keyed(tmp_path / "train", "tr", ["THE CAT", "the mat", "THE MAT"])
+    with pytest.raises(ValueError, match=f"{train}:2: 't' in 'the mat'.*not in the token list"):
+        write_lm_split([TextSource(train, keyed=True)], TOKENS, tmp_path / "out")
+    assert not (tmp_path / "out" / "text").exists()  # nothing half-written under the final name
+
+
+def test_a_key_written_twice_raises_naming_both_places(tmp_path):
+    first = write_keyed(tmp_path / "a", "u", ["THE CAT"])
+    second = write_keyed(tmp_path / "b", "u", ["THE MAT"])
+    sources = [TextSource(first, keyed=True), TextSource(second, keyed=True)]
+    with pytest.raises(ValueError, match=f"{second}:1: key 'u000' is also at {first}:1"):
+        write_lm_split(sources, TOKENS, tmp_path / "out")
+
+
+def test_token_list_must_end_with_sos_eos(lm_root, tmp_path):
+    (tmp_path / "tokens.txt").write_text("".join(t + "\n" for t in TOKENS[:-1]))
+    with pytest.raises(ValueError, match="the last token is '<space>'"):
+        prepare_lm_text([], [], tmp_path / "tokens.txt", tmp_path / "out")
+
+
+def test_unigram_perplexity_of_a_one_letter_language(tmp_path):
+    """Train and dev all "A": p(A) = (n_A + 1) / (n + V - 1), p(eos) likewise, by hand."""
+    train = write_keyed(tmp_path / "train", "t", ["A"] * 10)
+    dev = write_keyed(tmp_path / "dev", "d", ["A"])
+    p = 11 / (20 + len(TOKENS) - 1)  # 10 A and 10 <sos/eos>, each + 1
+    assert unigram_perplexity(train, dev, TOKENS) == pytest.approx(1 / p)
+
+
+def test_lm_dev_perplexity_beats_the_uniform_and_unigram_letter_models(lm_root, lm_exp):
+    out = lm_exp / "perplexity_dev"
+    lm_calc_perplexity.main(["--ngpu", "0", "--output_dir", str(out),
+                             "--data_path_and_name_and_type", f"{lm_root / 'lm_text' / 'dev' / 'text'},text,text",
+                             "--train_config", str(lm_exp / "config.yaml"),
+                             "--model_file", str(lm_exp / "valid.loss.best.pth")])  # fmt: skip
+    ppl = float((out / "ppl").read_text().split()[0])
+    uniform = len(TOKENS) - 1  # every token but <blank>
+    report = (lm_root / "lm_text" / "stats.tsv").read_text().splitlines()
+    unigram = float(next(r for r in report if "unigram_perplexity" in r).split("\t")[2])
+    assert 5.0 < unigram < uniform
+    assert ppl < 0.5 * unigram, f"LM dev perplexity {ppl:.2f}, unigram {unigram:.2f}"
+
+
+@pytest.fixture(scope="module")
+def asr_dir(tmp_path_factory) -> Dict[str, Path]:
+    """test_lexicon_decoding's tiny CTC model (untrained) and a wav.scp of 3 noise utterances."""
+    root = tmp_path_factory.mktemp("asr")
+    _, config, weights = tiny_asr_model(root)
+    rng = np.random.default_rng(1)
+    lines = []
+    for i in range(3):
+        sf.write(root / f"utt{i}.wav", 0.1 * rng.standard_normal(4800), 16000, subtype="FLOAT")
+        lines.append(f"utt{i} {root / f'utt{i}.wav'}\n")
+    (root / "wav.scp").write_text("".join(lines))
+    return {"config": config, "model": weights, "wav_scp": root / "wav.scp", "root": root}
+
+
+def decode(asr_dir, lm_exp, outdir: Path, lm_weight: float, lm_config=None) -> Dict[str, tuple]:
+    """Beam 4 through espnet_ils.bin.asr_inference; ``{utt: (text, score)}``."""
+    asr_inference.main(["--ngpu", "0", "--batch_size", "1", "--beam_size", "4",
+                        "--data_path_and_name_and_type", f"{asr_dir['wav_scp']},speech,sound",
+                        "--asr_train_config", str(asr_dir["config"]),
+                        "--asr_model_file", str(asr_dir["model"]),
+                        "--lm_train_config", str(lm_config or lm_exp / "config.yaml"),
+                        "--lm_file", str(lm_exp / "valid.loss.best.pth"),
+                        "--ctc_weight", "1.0", "--lm_weight", str(lm_weight),
+                        "--output_dir", str(outdir)])  # fmt: skip
+    best = outdir / "1best_recog"
+    texts, scores = read_keyed(best / "text"), read_keyed(best / "score")
+    return {utt: (texts[utt], float(scores[utt].strip("tensor()"))) for utt in scores}
+
+
+def lm_log_prob(lm_exp: Path, sentence: str) -> float:
+    """log P(sentence <eos>) under the LM, summed over its letters (ESPnet's LM nll)."""
+    model, args = LMTask.build_model_from_file(
+        lm_exp / "config.yaml", lm_exp / "valid.loss.best.pth", "cpu"
+    )
+    ids = [args.token_list.index(t) for t in CharTokenizer().text2tokens(sentence)]
+    model.eval()  # as Speech2Text runs it: no positional or attention dropout
+    with torch.no_grad():
+        nll, _ = model.nll(torch.tensor([ids], dtype=torch.long), torch.tensor([len(ids)]))
+    return -float(nll.sum())
+
+
+def test_fused_lm_adds_its_log_probability_to_each_hypothesis(asr_dir, lm_exp, tmp_path):
+    without = decode(asr_dir, lm_exp, tmp_path / "w0", lm_weight=0.0)
+    weight = 0.01  # small enough to leave hypotheses as they are
+    fused = decode(asr_dir, lm_exp, tmp_path / "w001", lm_weight=weight)
+    assert sorted(fused) == ["utt0", "utt1", "utt2"]
+    same = [utt for utt in fused if fused[utt][0] == without[utt][0]]
+    assert same, f"the LM changed every hypothesis at weight {weight}: {fused} vs {without}"
+    for utt in same:
+        text, score = fused[utt]
+        expected = without[utt][1] + weight * lm_log_prob(lm_exp, text)
+        assert score == pytest.approx(expected, abs=1e-3), utt
+
+
+def test_a_heavy_lm_turns_noise_into_its_grammar(asr_dir, lm_exp, tmp_path):
+    fused = decode(asr_dir, lm_exp, tmp_path / "w5", lm_weight=5.0)
+    for utt, (text, _) in fused.items():
+        assert text.startswith("THE"), f"{utt}: {text!r}"
+        assert math.isfinite(lm_log_prob(lm_exp, text))
+
+
+def swapped_token_config(lm_exp: Path, tmp_path: Path) -> Path:
+    config = yaml.safe_load((lm_exp / "config.yaml").read_text())
+    tokens = config["token_list"]
+    tokens[3], tokens[4] = tokens[4], tokens[3]  # C and E
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path / "config.yaml"
+
+
+def test_an_lm_of_another_token_list_is_refused_before_decoding(asr_dir, lm_exp, tmp_path):
+    config = swapped_token_config(lm_exp, tmp_path)
+    with pytest.raises(
+        SystemExit,
+        match=f"at token 3: the LM config {config} has 'E' .*ASR config {asr_dir['config']} has 'C'",
+    ):
+        decode(asr_dir, lm_exp, tmp_path / "out", lm_weight=0.3, lm_config=config)
+    assert not (tmp_path / "out").exists()
+
+
+def test_token_lists_of_different_lengths_name_the_missing_token(asr_dir, lm_exp, tmp_path):
+    config = yaml.safe_load((lm_exp / "config.yaml").read_text())
+    config["token_list"] = config["token_list"][:-1]
+    (tmp_path / "short.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(
+        ValueError, match=r"at token 13: the LM config .* has no token \(13 tokens\)"
+    ):
+        check_same_token_list(asr_dir["config"], tmp_path / "short.yaml")
+    assert config_token_list(asr_dir["config"]) == TOKENS  # a path in the ASR config, read
+
+
+def test_missing_lm_file_is_named(asr_dir, lm_exp, tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"--lm_file {tmp_path / 'none.pth'}: no such"):
+        check_lm_for_asr(asr_dir["config"], lm_exp / "config.yaml", tmp_path / "none.pth")
