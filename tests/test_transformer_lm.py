@@ -296,3 +296,28 @@ def test_token_lists_of_different_lengths_name_the_missing_token(asr_dir, lm_exp
 def test_missing_lm_file_is_named(asr_dir, lm_exp, tmp_path):
     with pytest.raises(FileNotFoundError, match=f"--lm_file {tmp_path / 'none.pth'}: no such"):
         check_lm_for_asr(asr_dir["config"], lm_exp / "config.yaml", tmp_path / "none.pth")
+
+
+RECIPE_CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
+
+
+@pytest.mark.parametrize(
+    "name, blocks", [("train_lm_transformer_mini", 2), ("train_lm_transformer_librispeech", 16)]
+)
+def test_recipe_lm_configs_build_through_espnets_lm_task(lm_root, name, blocks):
+    args = LMTask.get_parser().parse_args(
+        ["--config", str(RECIPE_CONF / f"{name}.yaml"), "--token_list", str(lm_root / "tokens.txt")]
+    )
+    model = LMTask.build_model(args)
+    assert len(model.lm.encoder.encoders) == blocks
+    assert model.lm.decoder.out_features == len(TOKENS)
+
+
+def test_a_beam_wider_than_the_token_list_is_refused_before_decoding(asr_dir, tmp_path):
+    """ESPnet's batch beam search would fail inside its first step (top 15 of 1 x 14 scores)."""
+    with pytest.raises(SystemExit, match="--beam_size 15 is wider than the 14 tokens"):
+        asr_inference.main(["--ngpu", "0", "--beam_size", "15", "--output_dir", str(tmp_path / "o"),
+                            "--data_path_and_name_and_type", f"{asr_dir['wav_scp']},speech,sound",
+                            "--asr_train_config", str(asr_dir["config"]),
+                            "--asr_model_file", str(asr_dir["model"])])  # fmt: skip
+    assert not (tmp_path / "o").exists()
