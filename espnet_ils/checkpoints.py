@@ -16,6 +16,11 @@ best-model links to an epoch file that is never written.
   ``checkpoint.pth`` that cannot be read (cut short before writes were atomic) is kept as
   ``checkpoint.pth.corrupt`` and replaced by one built from the newest readable ``<N>epoch.pth``
   (the model and the epoch count only), or removed when there is none (training restarts).
+
+It also writes the n-best averages (``<phase>.<key>.ave_<n>best.pth``, ``--inference_model
+valid.loss.ave.pth``) again, one criterion at a time (:func:`average_each_criterion`): ESPnet
+202511 averages every criterion in one call that reuses the first loaded epoch's state dict as its
+sum, so every criterion after the first averages weights already summed for another.
 """
 
 import contextlib
@@ -27,6 +32,7 @@ from typing import Any, Dict, Iterator, Optional, Sequence
 
 import torch
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
+from espnet2.main_funcs.average_nbest_models import average_nbest_models
 from espnet2.schedulers.abs_scheduler import AbsScheduler
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.distributed_utils import DistributedOption
@@ -189,6 +195,25 @@ def prepare_resume(output_dir: Path, best_model_criterion: Sequence[Sequence[str
         link.symlink_to(epoch_file.name)
 
 
+def average_each_criterion(output_dir: Path, criteria: Sequence[Sequence[str]], nbest: int) -> None:
+    """Write ESPnet's n-best averages with one ``average_nbest_models`` call per criterion.
+
+    Each call loads its epochs afresh, so no criterion sums into another's state dicts. The
+    n-best epochs come from the reporter that ``checkpoint.pth`` holds at the end of training.
+
+    Args:
+        output_dir: The training's output directory.
+        criteria: ``best_model_criterion``, e.g. ``[["valid", "loss", "min"]]``.
+        nbest: ``keep_nbest_models``.
+    """
+    reporter = Reporter()
+    reporter.load_state_dict(
+        torch.load(output_dir / CHECKPOINT, map_location="cpu", weights_only=False)["reporter"]
+    )
+    for criterion in criteria:
+        average_nbest_models(output_dir, reporter, [criterion], nbest)
+
+
 class CrashSafeTrainer(Trainer):
     """ESPnet's Trainer with atomic checkpoint writes and :func:`prepare_resume` before resuming."""
 
@@ -222,3 +247,9 @@ class CrashSafeTrainer(Trainer):
                 trainer_options=trainer_options,
                 distributed_option=distributed_option,
             )
+            if not distributed_option.distributed or distributed_option.dist_rank == 0:
+                average_each_criterion(
+                    Path(trainer_options.output_dir),
+                    trainer_options.best_model_criterion,
+                    trainer_options.keep_nbest_models,
+                )

@@ -26,7 +26,7 @@ SSL_CONFIG = {
     "num_iters_per_epoch": 4,
     "num_workers": 0,
     "num_att_plot": 0,
-    "keep_nbest_models": 10,
+    "keep_nbest_models": 4,  # every epoch: the loss test reads 1epoch.pth, the average all four
     "seed": 3,
     "collate_fn_conf": {"label_downsampling": 1, "pad": False, "rand_crop": True},
     "frontend": "ils_cnn",
@@ -205,6 +205,17 @@ def test_ssl_train_writes_checkpoints_and_the_loss_falls(ssl_exp, workdir):
     first = fixed_batch_loss(ssl_exp, "1epoch.pth", workdir)
     last = fixed_batch_loss(ssl_exp, "4epoch.pth", workdir)
     assert last < first - 0.3, f"loss on a fixed batch did not fall: {first:.3f} -> {last:.3f}"
+
+
+def test_the_average_of_the_best_checkpoints_is_written_as_espnet_recipes_use_it(ssl_exp):
+    """``--inference_model valid.loss.ave.pth``: ESPnet's average of the ``keep_nbest_models``
+    best epochs, written at the end of training through our crash-safe trainer."""
+    averaged = torch.load(ssl_exp / "valid.loss.ave.pth", map_location="cpu")
+    assert (ssl_exp / "valid.loss.ave.pth").resolve().name == "valid.loss.ave_4best.pth"
+    epochs = [torch.load(ssl_exp / f"{n}epoch.pth", map_location="cpu") for n in range(1, 5)]
+    name = "encoder.encoders.0.fc1.weight"
+    torch.testing.assert_close(averaged[name], sum(e[name] for e in epochs) / 4)
+    assert not torch.equal(averaged[name], epochs[-1][name])
 
 
 @pytest.fixture(scope="module")
