@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install tts test lint demo device-wheels clean
+.PHONY: install tts lm-tools test lint demo device-wheels clean
 
 install: $(STAMP)
 
@@ -19,7 +19,11 @@ $(STAMP): setup.py
 tts:
 	bash egs2/librispeech_ils/ssl1/local/install_tts.sh
 
-test: install tts
+# IRSTLM, which builds the word n-gram of decode mode ngram (a Debian package; needs root).
+lm-tools:
+	bash egs2/librispeech_ils/ssl1/local/install_lm_tools.sh
+
+test: install tts lm-tools
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 lint: install

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from espnet_ils.bin import build_ngram as build_ngram_bin
-from espnet_ils.bin import lexicon_decode as lexicon_decode_bin
+from espnet_ils.bin import ctc_decode as ctc_decode_bin
 from espnet_ils.lexicon_decoding import (
     LexiconBeamSearch,
     best_path,
@@ -209,7 +209,7 @@ def test_arpa_header_counts_and_words(files, tmp_path):
     gzipped = tmp_path / "lm.arpa.gz"
     gzipped.write_bytes(gzip.compress(files["lm"].read_bytes()))
     lexicon = tmp_path / "from_arpa.txt"
-    lexicon_decode_bin.main(["lexicon", "--token_list", str(files["tokens"]), "--arpa",
+    ctc_decode_bin.main(["lexicon", "--token_list", str(files["tokens"]), "--arpa",
                              str(gzipped), "--output", str(lexicon)])  # fmt: skip
     assert lexicon.read_text() == files["lexicon"].read_text()
     zoo = tmp_path / "zoo.arpa"
@@ -217,7 +217,7 @@ def test_arpa_header_counts_and_words(files, tmp_path):
     with pytest.raises(
         SystemExit, match=r"zoo\.arpa: word 6 of the word list: word 'ZOO' has the letter 'Z'"
     ):
-        lexicon_decode_bin.main(["lexicon", "--token_list", str(files["tokens"]), "--arpa",
+        ctc_decode_bin.main(["lexicon", "--token_list", str(files["tokens"]), "--arpa",
                                  str(zoo), "--output", str(lexicon)])  # fmt: skip
 
 
@@ -255,7 +255,7 @@ def test_bin_tune_then_decode_with_the_chosen_pair(files, log_probs, tmp_path):
     common = ["--logprobs_scp", str(scp), "--token_list", str(files["tokens"]),
               "--lexicon", str(files["lexicon"]), "--lm", str(files["lm"]), "--beam_size", "50"]  # fmt: skip
     outdir = tmp_path / "tune"
-    lexicon_decode_bin.main(["tune", *common, "--ref_text", str(ref_text), "--lm_weights", "0,2",
+    ctc_decode_bin.main(["tune", *common, "--ref_text", str(ref_text), "--lm_weights", "0,2",
                              "--word_scores=-1,0", "--outdir", str(outdir)])  # fmt: skip
     rows = [line.split("\t") for line in (outdir / "wer_grid.tsv").read_text().splitlines()]
     assert rows[0] == ["lm_weight", "word_score", "wer"] and len(rows) == 5
@@ -264,12 +264,26 @@ def test_bin_tune_then_decode_with_the_chosen_pair(files, log_probs, tmp_path):
     assert best["lm_weight"] == 2.0 and best["wer"] == 0.0
     assert best["wer"] == min(float(r[2]) for r in rows[1:])
     output = tmp_path / "decode" / "text"
-    lexicon_decode_bin.main(["decode", *common, "--tuned", str(outdir / "best.json"),
+    ctc_decode_bin.main(["decode", *common, "--tuned", str(outdir / "best.json"),
                              "--output", str(output)])  # fmt: skip
     assert output.read_text() == "".join(f"{utt} {text}\n" for utt, text in sorted(REFS.items()))
     with pytest.raises(SystemExit, match="drop --lm_weight"):
-        lexicon_decode_bin.main(["decode", *common, "--tuned", str(outdir / "best.json"),
+        ctc_decode_bin.main(["decode", *common, "--tuned", str(outdir / "best.json"),
                                  "--lm_weight", "1", "--output", str(output)])  # fmt: skip
+
+
+def test_bin_greedy_writes_the_best_path_and_checks_the_width(files, log_probs, tmp_path):
+    scp = write_scp(log_probs, tmp_path / "logprobs")
+    output = tmp_path / "greedy" / "text"
+    ctc_decode_bin.main(["greedy", "--logprobs_scp", str(scp), "--token_list", str(files["tokens"]),
+                         "--output", str(output)])  # fmt: skip
+    expected = {utt: best_path(torch.from_numpy(m), TOKENS) for utt, m in log_probs.items()}
+    assert output.read_text() == "".join(f"{u} {t}\n" for u, t in sorted(expected.items()))
+    assert "utt1 THE KAT SAT" in output.read_text()
+    narrow = write_scp({"utt1": log_probs["utt1"][:, :-1]}, tmp_path / "narrow")
+    with pytest.raises(SystemExit, match="utterance utt1: log-probs of width 13, but .* 14 tokens"):
+        ctc_decode_bin.main(["greedy", "--logprobs_scp", str(narrow), "--token_list",
+                             str(files["tokens"]), "--output", str(output)])  # fmt: skip
 
 
 def irstlm_installed() -> bool:
@@ -301,7 +315,7 @@ def test_irstlm_arpa_loads_in_the_decoder_and_fixes_the_ambiguous_word(
                           "--smoothing", smoothing, "--outdir", str(outdir)])  # fmt: skip
     assert sorted(arpa_counts(outdir / "lm.arpa")) == list(range(1, order + 1))
     assert (outdir / "words.txt").read_text().split() == sorted(WORDS)
-    lexicon_decode_bin.main(["lexicon", "--token_list", str(files["tokens"]), "--word_list",
+    ctc_decode_bin.main(["lexicon", "--token_list", str(files["tokens"]), "--word_list",
                              str(outdir / "words.txt"), "--output", str(outdir / "lexicon.txt")])  # fmt: skip
     search = LexiconBeamSearch(TOKENS, outdir / "lexicon.txt", outdir / "lm.arpa", beam_size=50)
     no_lm = decode_all(search, log_probs.items(), 0.0, 0.0)

@@ -91,6 +91,30 @@ def test_decoding_scoring_and_results(run):
             assert (asr / f"decode_{mode}" / "test" / "score_wer" / "result.txt").is_file()
     results = (exp / "RESULTS.md").read_text()
     assert "### WER" in results and "|decode_greedy/test|" in results
+    assert "|decode_ngram/test|" in results
+
+
+def test_ngram_decoding_tunes_on_dev_and_decodes_test(run):
+    dirs, _ = run
+    exp = dirs["exp"]
+    ngram = exp / "lm" / "ngram_3gram"
+    assert (ngram / "lm.arpa").read_text().lstrip().startswith("\\data\\")
+    words = set((ngram / "words.txt").read_text().split())
+    lexicon = (ngram / "lexicon.txt").read_text().splitlines()
+    assert {line.split()[0] for line in lexicon} == words - {"<s>", "</s>", "<unk>"}
+    perplexity = (ngram / "perplexity.tsv").read_text().splitlines()
+    assert perplexity[0] == "text\tppl\toov_percent" and len(perplexity) == 3  # dev and test
+    tests = read_key_file(dirs["dump"] / "raw" / "test" / "wav.scp")
+    for arm in ("ils", "hubert"):
+        asr = exp / f"asr_it2_L2_km100_{arm}_seed0_train_asr_ctc_mini"
+        grid = (asr / "decode_ngram" / "tune_dev" / "wer_grid.tsv").read_text().splitlines()
+        assert len(grid) == 1 + 2  # header, LM weights 0 and 2 x word score 0
+        best = yaml.safe_load((asr / "decode_ngram" / "tune_dev" / "best.json").read_text())
+        assert best["lm_weight"] in (0, 2) and best["word_score"] == 0
+        lines = (asr / "decode_ngram" / "test" / "text").read_text().splitlines()
+        assert sorted(line.split(" ")[0] for line in lines) == sorted(tests)
+        # Only lexicon words come out of the lexicon search.
+        assert {word for line in lines for word in line.split()[1:]} <= words
 
 
 def test_packed_model_loads_in_speech2text_elsewhere(run, tmp_path):
@@ -141,6 +165,10 @@ def test_a_second_run_skips_every_finished_stage(run):
         exp / "cluster_quality_it2_L2_km100" / "cluster_quality.tsv",
         asr / "valid.loss.best.pth",
         asr / "decode_beam" / "test" / "text",
+        exp / "lm" / "ngram_3gram" / "lm.arpa",
+        asr / "ctc_logprobs" / "test" / "feats.1.ark",
+        asr / "decode_ngram" / "tune_dev" / "best.json",
+        asr / "decode_ngram" / "test" / "text",
         exp / "RESULTS.md",
         exp / "comparison_test.md",
         *(asr / "packed").glob("*.zip"),
@@ -158,7 +186,9 @@ def test_a_second_run_skips_every_finished_stage(run):
         "Stage 7: cluster quality",
         "Stage 8: letter token list",
         "Stage 8: fine-tuning",
+        "Stage 8: word n-gram",
         "Stage 9: decoding",
+        "Stage 9: n-gram LM weight",
         "Stage 10: scoring",
         "Stage 11: packing",
     ):

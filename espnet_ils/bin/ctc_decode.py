@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Lexicon beam search with a word n-gram over cached CTC log-probs (Flashlight via torchaudio).
+"""Decode cached CTC log-probs: best path, or lexicon beam search with a word n-gram.
 
-    # letter lexicon of the LM's words (--word_list words.txt or --arpa lm.arpa.gz), spelled
+    # greedy CTC decoding (best path: argmax per frame, repeats merged, blanks dropped)
+    python -m espnet_ils.bin.ctc_decode greedy --logprobs_scp ${asr_exp}/ctc_logprobs/test_clean/feats.*.scp \
+        --token_list dump/token_list/char/tokens.txt --output ${asr_exp}/decode_greedy/test_clean/text
+    # lexicon beam search (Flashlight via torchaudio): the letter lexicon of the LM's words (--word_list words.txt or --arpa lm.arpa.gz), spelled
     # with the fine-tuning token list
-    python -m espnet_ils.bin.lexicon_decode lexicon --token_list dump/token_list/char/tokens.txt \
+    python -m espnet_ils.bin.ctc_decode lexicon --token_list dump/token_list/char/tokens.txt \
         --word_list exp/ngram_4gram/words.txt --output exp/ngram_4gram/lexicon.txt
     # LM weight x word score on the valid set: wer_grid.tsv, best.json and text in --outdir
-    python -m espnet_ils.bin.lexicon_decode tune --logprobs_scp ${asr_exp}/ctc_logprobs/dev_clean/feats.*.scp \
+    python -m espnet_ils.bin.ctc_decode tune --logprobs_scp ${asr_exp}/ctc_logprobs/dev_clean/feats.*.scp \
         --ref_text dump/raw/dev_clean/text --token_list ... --lexicon ... --lm exp/ngram_4gram/lm.arpa \
         --lm_weights 0.5,1,2 --word_scores=-1,0,1 --outdir ${asr_exp}/decode_lexicon_4gram/tune_dev_clean
     # decode a test set with the chosen pair: a Kaldi-style text
-    python -m espnet_ils.bin.lexicon_decode decode --logprobs_scp ${asr_exp}/ctc_logprobs/test_clean/feats.*.scp \
+    python -m espnet_ils.bin.ctc_decode decode --logprobs_scp ${asr_exp}/ctc_logprobs/test_clean/feats.*.scp \
         --token_list ... --lexicon ... --lm ... --tuned .../tune_dev_clean/best.json \
         --output ${asr_exp}/decode_lexicon_4gram/test_clean/text
 
@@ -24,6 +27,8 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
+import torch
+
 from espnet_ils.audio import read_key_file
 from espnet_ils.bin import setup_logging
 from espnet_ils.lexicon_decoding import (
@@ -32,6 +37,7 @@ from espnet_ils.lexicon_decoding import (
     LM_WEIGHT,
     WORD_SCORE,
     LexiconBeamSearch,
+    best_path,
     decode_all,
     letter_lexicon,
     read_logprobs,
@@ -44,7 +50,7 @@ from espnet_ils.lexicon_decoding import (
 from espnet_ils.ngram import arpa_words
 from espnet_ils.shards import write_text_atomic
 
-logger = logging.getLogger("espnet_ils.lexicon_decode")
+logger = logging.getLogger("espnet_ils.ctc_decode")
 
 
 def float_list(value: str) -> List[float]:
@@ -89,6 +95,20 @@ def run_lexicon(args: argparse.Namespace) -> None:
             raise ValueError(f"{args.arpa}: {error}") from error
     write_lexicon(lexicon, args.output)
     logger.info("wrote %s (%d words)", args.output, len(lexicon))
+
+
+def run_greedy(args: argparse.Namespace) -> None:
+    tokens = read_token_list(args.token_list)
+    hyps = {}
+    for utt, matrix in read_logprobs(args.logprobs_scp).items():
+        if matrix.shape[1] != len(tokens):
+            raise ValueError(
+                f"utterance {utt}: log-probs of width {matrix.shape[1]}, but {args.token_list} "
+                f"has {len(tokens)} tokens"
+            )
+        hyps[utt] = best_path(torch.tensor(matrix), tokens)  # a copy: kaldiio maps read-only
+    write_hypotheses(hyps, args.output)
+    logger.info("wrote %s (%d utterances, best path)", args.output, len(hyps))
 
 
 def run_decode(args: argparse.Namespace) -> None:
@@ -142,7 +162,7 @@ def run_tune(args: argparse.Namespace) -> None:
     )
 
 
-def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+def add_logprob_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--logprobs_scp",
         type=Path,
@@ -153,6 +173,10 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--token_list", type=Path, required=True, help="tokens.txt of the ASR model"
     )
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    add_logprob_arguments(parser)
     parser.add_argument(
         "--lexicon", type=Path, required=True, help="letter lexicon (WORD L E T ...)"
     )
@@ -169,6 +193,9 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     modes = parser.add_subparsers(dest="mode", required=True)
+    greedy = modes.add_parser("greedy", help="best path of the log-probs into a Kaldi-style text")
+    add_logprob_arguments(greedy)
+    greedy.add_argument("--output", type=Path, required=True, help="text to write")
     lexicon = modes.add_parser("lexicon", help="spell a word list with the token list's letters")
     lexicon.add_argument(
         "--token_list", type=Path, required=True, help="tokens.txt of the ASR model"
@@ -203,11 +230,16 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args)
-    run = {"lexicon": run_lexicon, "decode": run_decode, "tune": run_tune}[args.mode]
+    run = {
+        "greedy": run_greedy,
+        "lexicon": run_lexicon,
+        "decode": run_decode,
+        "tune": run_tune,
+    }[args.mode]
     try:
         run(args)
     except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"lexicon_decode {args.mode}: error: {error}") from error
+        raise SystemExit(f"ctc_decode {args.mode}: error: {error}") from error
 
 
 if __name__ == "__main__":

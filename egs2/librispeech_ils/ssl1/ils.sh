@@ -52,12 +52,19 @@ train_threads=0        # CPU threads per training process (0: all cores; sharded
 # Fine-tuning, decoding, packing
 asr_config=conf/tuning/train_asr_ctc_base_10h.yaml  # CTC fine-tuning config.
 asr_args=              # Extra arguments for asr_train.
-decode_modes="greedy beam"  # greedy: CTC best path; beam: CTC prefix beam search.
+decode_modes="greedy beam"  # greedy: CTC best path; beam: ESPnet's CTC prefix beam search; ngram: lexicon beam search with a word n-gram.
 beam_size=20           # Beam of the beam mode.
+ngram_text=            # Word n-gram: its training text (Kaldi text); empty: the transcripts of --train_set.
+ngram_arpa=            # Word n-gram: an existing ARPA (e.g. LibriSpeech's 4-gram.arpa.gz) instead of one built from ngram_text.
+ngram_order=4          # Word n-gram: order of the one built with IRSTLM (paper: 4-gram).
+lexicon_beam_size=500  # ngram mode: hypotheses per frame (paper: 1500; fairseq's HuBERT decoding: 500).
+lexicon_beam_threshold=100  # ngram mode: hypotheses this far below the best are dropped (fairseq: 100).
+lexicon_lm_weights=0.5,1,2,3  # ngram mode: LM weights tried on --valid_set.
+lexicon_word_scores=-1,0,1  # ngram mode: word insertion scores tried on --valid_set.
 lm_config=             # External LM: its train config (with lm_model); empty for none.
 lm_model=              # External LM: its model file.
 lm_weight=0.5          # External LM weight in beam search.
-inference_model=valid.cer_ctc.best.pth  # Checkpoint of the fine-tuned model to decode and pack.
+inference_model=valid.cer_ctc.best.pth  # Checkpoint of the fine-tuned model to decode and pack; valid.cer_ctc.ave.pth or valid.loss.ave.pth: ESPnet's average of the keep_nbest_models best.
 hf_repo=               # Hugging Face repository for stage 12; empty skips the upload.
 
 # Option parsing: the options are exactly the variables assigned from "# General options" down to
@@ -89,8 +96,8 @@ Stages:
   5: iteration-2 targets: block-${it2_layer} features of the iteration-1 model, k-means (${it2_n_clusters}), labels
   6: iteration-2 ILS pretraining (and the HuBERT baseline with --baseline true)
   7: cluster quality (phone purity, cluster purity, PNMI) per block, where phone alignments exist
-  8: CTC fine-tuning through ESPnet's ASR task
-  9: decoding (${decode_modes})
+  8: letter token list, the word n-gram and lexicon (decode mode ngram), CTC fine-tuning
+  9: decoding (${decode_modes}); ngram: CTC log-probs kept, LM weight x word score tuned on the valid set
  10: scoring (WER, CER) into \${expdir}/RESULTS.md (ESPnet's format), and with --baseline true
      the ILS vs HuBERT table (error rates, per-layer PNMI, seed spread) in \${expdir}/comparison_<set>.md
  11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
@@ -143,8 +150,20 @@ ${python} -m espnet_ils.bin.check_configs --it1_config "${it1_config}" --it1_n_c
     --it2_config "${it2_config}" --it2_n_clusters "${it2_n_clusters}" --asr_config "${asr_config}" \
     || die "the configs do not fit the options (see the error above)"
 for mode in ${decode_modes}; do
-    case ${mode} in greedy | beam) ;; *) die "--decode_modes: unknown mode '${mode}' (greedy, beam)" ;; esac
+    case ${mode} in greedy | beam | ngram) ;; *) die "--decode_modes: unknown mode '${mode}' (greedy, beam, ngram)" ;; esac
 done
+if [[ " ${decode_modes} " == *" ngram "* ]]; then
+    for option in ngram_order lexicon_beam_size; do
+        { is_int "${!option}" && [ "${!option}" -ge 1 ]; } || die "--${option} must be a positive integer, got '${!option}'"
+    done
+    if [ -n "${ngram_arpa}" ]; then
+        [ -f "${ngram_arpa}" ] || die "--ngram_arpa ${ngram_arpa}: no such file"
+    else
+        [ -z "${ngram_text}" ] || [ -f "${ngram_text}" ] || die "--ngram_text ${ngram_text}: no such file"
+        ${python} -c "from espnet_ils.ngram import irstlm_tool; irstlm_tool('build-lm.sh')" 2> /dev/null \
+            || die "decode mode ngram builds its n-gram with IRSTLM, which is not installed: run local/install_lm_tools.sh (root), or pass --ngram_arpa"
+    fi
+fi
 if [ -n "${lm_config}" ] || [ -n "${lm_model}" ]; then
     if [ ! -f "${lm_config}" ] || [ ! -f "${lm_model}" ]; then
         die "--lm_config and --lm_model must both name existing files"
@@ -249,8 +268,139 @@ ssl_pretrain() {
     step_finished "${exp}/.done"
 }
 
+# The word n-gram of decode mode ngram, built from ngram_text (or taken from ngram_arpa), and its
+# letter lexicon in the fine-tuning token list: ${ngram_dir}/{lm.arpa,words.txt,lexicon.txt} and the
+# perplexity and OOV rate of the valid and test sets (perplexity.tsv).
+prepare_ngram() {
+    local text=${ngram_text:-${dumpdir}/raw/${train_set}/text} inputs=() eval_texts=()
+    inputs=(--input "tokens=${token_dir}/tokens.txt")
+    if [ -n "${ngram_arpa}" ]; then inputs+=(--input "arpa=${ngram_arpa}"); else inputs+=(--input "text=${text}"); fi
+    for dset in ${valid_set} ${test_sets}; do
+        eval_texts+=(--eval_text "${dumpdir}/raw/${dset}/text")
+        inputs+=(--input "eval_${dset}=${dumpdir}/raw/${dset}/text")
+    done
+    if step_done "${ngram_dir}/.done" "Stage 8: word n-gram and lexicon ${ngram_dir}" \
+            --option "order=${ngram_order}" "${inputs[@]}"; then
+        return
+    fi
+    if [ -n "${ngram_arpa}" ]; then
+        log "Stage 8: letter lexicon of ${ngram_arpa} -> ${ngram_dir}/lexicon.txt"
+        mkdir -p "${ngram_dir}"
+        ln -sfn "$(realpath "${ngram_arpa}")" "${ngram_dir}/lm.arpa"
+        ${python} -m espnet_ils.bin.ctc_decode lexicon --token_list "${token_dir}/tokens.txt" \
+            --arpa "${ngram_arpa}" --output "${ngram_dir}/lexicon.txt"
+    else
+        log "Stage 8: ${ngram_order}-gram of ${text} (IRSTLM) and its letter lexicon -> ${ngram_dir}"
+        ${train_cmd} "${ngram_dir}/log/build_ngram.log" ${python} -m espnet_ils.bin.build_ngram \
+            --text "${text}" --keyed true --order "${ngram_order}" --outdir "${ngram_dir}" "${eval_texts[@]}"
+        ${python} -m espnet_ils.bin.ctc_decode lexicon --token_list "${token_dir}/tokens.txt" \
+            --word_list "${ngram_dir}/words.txt" --output "${ngram_dir}/lexicon.txt"
+        log "Stage 8: n-gram perplexity and OOV rate (%): $(tr '\n' ';' < "${ngram_dir}/perplexity.tsv")"
+    fi
+    step_finished "${ngram_dir}/.done"
+}
+
+# Decode mode beam, through ESPnet's Speech2Text: decode_beam <asr exp> <set>
+decode_beam() {
+    local asr_exp=$1 dset=$2 dir=$1/decode_beam/$2 inputs=() opts=() num_utts nj_decode
+    inputs=(--input "model=${asr_exp}/${inference_model}" --input "config=${asr_exp}/config.yaml"
+        --input "wav_scp=${dumpdir}/raw/${dset}/wav.scp")
+    opts=(--beam_size "${beam_size}")
+    if [ -n "${lm_model}" ]; then
+        inputs+=(--input "lm=${lm_model}" --input "lm=${lm_config}")
+        opts+=(--lm_train_config "${lm_config}" --lm_file "${lm_model}" --lm_weight "${lm_weight}")
+    fi
+    if step_done "${dir}.done" "Stage 9: decoding ${dir}" --option "beam_size=${beam_size}" \
+            --option "lm_weight=${lm_weight}" "${inputs[@]}"; then
+        return
+    fi
+    log "Stage 9: decoding ${dumpdir}/raw/${dset} with ${asr_exp} (beam ${beam_size}) -> ${dir}"
+    rm -rf "${dir}"; mkdir -p "${dir}/split"
+    num_utts=$(wc -l < "${dumpdir}/raw/${dset}/wav.scp")
+    nj_decode=$(( inference_nj < num_utts ? inference_nj : num_utts ))
+    ${python} -m espnet2.bin.split_scps --scps "${dumpdir}/raw/${dset}/wav.scp" \
+        --num_splits "${nj_decode}" --output_dir "${dir}/split"
+    for job in $(seq 1 "${nj_decode}"); do  # ESPnet numbers the splits from 0
+        mv "${dir}/split/wav.scp/split.$((job - 1))" "${dir}/split/keys.${job}"
+    done
+    ${decode_cmd} JOB=1:"${nj_decode}" "${dir}/log/decode.JOB.log" \
+        ${python} -m espnet_ils.bin.asr_inference --ngpu 0 --batch_size 1 \
+            --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
+            --key_file "${dir}/split/keys.JOB" \
+            --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
+            --output_dir "${dir}/output.JOB" --ctc_weight 1.0 --lm_weight 0.0 "${opts[@]}"
+    ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_decode}" --output "${dir}/text"
+    step_finished "${dir}.done"
+}
+
+# The CTC log-probs of one set under one model, computed once and shared by the greedy and ngram
+# modes: dump_logprobs <asr exp> <set> -> <asr exp>/ctc_logprobs/<set>/feats.JOB.{ark,scp}. Each shard
+# skips itself when its marker holds the same wav.scp, config and model checksums. Sets the arrays
+# logprob_scps (the shards) and logprob_inputs (their markers, for the callers' own markers).
+dump_logprobs() {
+    local asr_exp=$1 dset=$2 out=$1/ctc_logprobs/$2 job
+    ${decode_cmd} JOB=1:"${inference_nj}" "${out}/log/dump.JOB.log" \
+        ${python} -m espnet_ils.bin.dump_ctc_logprobs --asr_train_config "${asr_exp}/config.yaml" \
+            --asr_model_file "${asr_exp}/${inference_model}" --wav_scp "${dumpdir}/raw/${dset}/wav.scp" \
+            --outdir "${out}" --nj "${inference_nj}" --job JOB
+    logprob_scps=() logprob_inputs=()
+    for job in $(seq 1 "${inference_nj}"); do
+        logprob_scps+=("${out}/feats.${job}.scp")
+        logprob_inputs+=(--input "logprobs=${out}/.done.${job}")
+    done
+}
+
+# Decode mode greedy: the CTC best path of each utterance. decode_greedy <asr exp> <set>
+decode_greedy() {
+    local asr_exp=$1 dset=$2 dir=$1/decode_greedy/$2
+    dump_logprobs "${asr_exp}" "${dset}"
+    if step_done "${dir}.done" "Stage 9: decoding ${dir}" --input "tokens=${token_dir}/tokens.txt" \
+            "${logprob_inputs[@]}"; then
+        return
+    fi
+    log "Stage 9: best-path decoding of ${dset} with ${asr_exp} -> ${dir}"
+    ${python} -m espnet_ils.bin.ctc_decode greedy --logprobs_scp "${logprob_scps[@]}" \
+        --token_list "${token_dir}/tokens.txt" --output "${dir}/text"
+    step_finished "${dir}.done"
+}
+
+# Decode mode ngram for one fine-tuned model: the LM weight and word score chosen on the valid set
+# from the grid (decode_ngram/tune_<valid set>/{wer_grid.tsv,best.json}), the test sets decoded
+# with it. decode_ngram <asr exp>
+decode_ngram() {
+    local asr_exp=$1 dset dir tune_dir=$1/decode_ngram/tune_${valid_set}
+    local search=(--token_list "${token_dir}/tokens.txt" --lexicon "${ngram_dir}/lexicon.txt"
+        --lm "${ngram_dir}/lm.arpa" --beam_size "${lexicon_beam_size}" --beam_threshold "${lexicon_beam_threshold}")
+    local inputs=(--option "beam_size=${lexicon_beam_size}" --option "beam_threshold=${lexicon_beam_threshold}"
+        --input "lexicon=${ngram_dir}/lexicon.txt" --input "ngram=${ngram_dir}/.done")
+    dump_logprobs "${asr_exp}" "${valid_set}"
+    if ! step_done "${tune_dir}.done" "Stage 9: n-gram LM weight x word score on ${valid_set}" \
+            --option "lm_weights=${lexicon_lm_weights}" --option "word_scores=${lexicon_word_scores}" \
+            --input "ref=${dumpdir}/raw/${valid_set}/text" "${inputs[@]}" "${logprob_inputs[@]}"; then
+        log "Stage 9: n-gram decoding of ${valid_set}, LM weights ${lexicon_lm_weights} x word scores ${lexicon_word_scores} -> ${tune_dir}"
+        ${decode_cmd} "${tune_dir}/log/tune.log" ${python} -m espnet_ils.bin.ctc_decode tune \
+            --logprobs_scp "${logprob_scps[@]}" --ref_text "${dumpdir}/raw/${valid_set}/text" "${search[@]}" \
+            --lm_weights "${lexicon_lm_weights}" --word_scores="${lexicon_word_scores}" --outdir "${tune_dir}"
+        step_finished "${tune_dir}.done"
+    fi
+    for dset in ${test_sets}; do
+        dir=${asr_exp}/decode_ngram/${dset}
+        dump_logprobs "${asr_exp}" "${dset}"
+        if step_done "${dir}.done" "Stage 9: decoding ${dir}" --input "tuned=${tune_dir}/best.json" \
+                "${inputs[@]}" "${logprob_inputs[@]}"; then
+            continue
+        fi
+        log "Stage 9: n-gram decoding of ${dset} with ${asr_exp} ($(tr -d ' \n' < "${tune_dir}/best.json")) -> ${dir}"
+        ${decode_cmd} "${dir}/log/decode.log" ${python} -m espnet_ils.bin.ctc_decode decode \
+            --logprobs_scp "${logprob_scps[@]}" "${search[@]}" --tuned "${tune_dir}/best.json" --output "${dir}/text"
+        step_finished "${dir}.done"
+    done
+}
+
 # A run is <arm>_seed<seed>, e.g. ils_seed0; its experiments:
 ssl_exp_of() { echo "${expdir}/ssl_${it2_tag}_$1"; }
+token_dir=${dumpdir}/token_list/char
+ngram_dir=${expdir}/lm/ngram_${ngram_order}gram
 asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yaml)"; }
 
 log "${cmdline}"
@@ -344,7 +494,6 @@ if run_stage 7; then
 fi
 
 if run_stage 8; then
-    token_dir=${dumpdir}/token_list/char
     if ! step_done "${token_dir}/.done" "Stage 8: letter token list ${token_dir}" \
             --input "text=${dumpdir}/raw/${finetune_set}/text"; then
         log "Stage 8: letter token list from ${dumpdir}/raw/${finetune_set}/text -> ${token_dir}/tokens.txt"
@@ -354,6 +503,7 @@ if run_stage 8; then
         mv "${token_dir}/tokens.txt.tmp" "${token_dir}/tokens.txt"
         step_finished "${token_dir}/.done"
     fi
+    [[ " ${decode_modes} " == *" ngram "* ]] && prepare_ngram
     for run in ${runs}; do
         ssl_exp=$(ssl_exp_of "${run}") asr_exp=$(asr_exp_of "${run}")
         [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
@@ -387,36 +537,13 @@ if run_stage 9; then
         asr_exp=$(asr_exp_of "${run}")
         [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}/${inference_model} missing: run stage 8 first"
         for mode in ${decode_modes}; do
-            for dset in ${test_sets}; do
-                dir=${asr_exp}/decode_${mode}/${dset}
-                inputs=(--input "model=${asr_exp}/${inference_model}" --input "config=${asr_exp}/config.yaml"
-                    --input "wav_scp=${dumpdir}/raw/${dset}/wav.scp")
-                [ -n "${lm_model}" ] && inputs+=(--input "lm=${lm_model}" --input "lm=${lm_config}")
-                if step_done "${dir}.done" "Stage 9: decoding ${dir}" --option "mode=${mode}" \
-                        --option "beam_size=${beam_size}" --option "lm_weight=${lm_weight}" "${inputs[@]}"; then
-                    continue
-                fi
-                log "Stage 9: decoding ${dumpdir}/raw/${dset} with ${asr_exp} (${mode}) -> ${dir}"
-                rm -rf "${dir}"; mkdir -p "${dir}/split"
-                num_utts=$(wc -l < "${dumpdir}/raw/${dset}/wav.scp")
-                nj_decode=$(( inference_nj < num_utts ? inference_nj : num_utts ))
-                ${python} -m espnet2.bin.split_scps --scps "${dumpdir}/raw/${dset}/wav.scp" \
-                    --num_splits "${nj_decode}" --output_dir "${dir}/split"
-                for job in $(seq 1 "${nj_decode}"); do  # ESPnet numbers the splits from 0
-                    mv "${dir}/split/wav.scp/split.$((job - 1))" "${dir}/split/keys.${job}"
-                done
-                opts=(--beam_size "$([ "${mode}" = greedy ] && echo 1 || echo "${beam_size}")")
-                [ -n "${lm_model}" ] && [ "${mode}" = beam ] && opts+=(--lm_train_config "${lm_config}" --lm_file "${lm_model}" --lm_weight "${lm_weight}")
-                ${decode_cmd} JOB=1:"${nj_decode}" "${dir}/log/decode.JOB.log" \
-                    ${python} -m espnet_ils.bin.asr_inference --ngpu 0 --batch_size 1 \
-                        --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
-                        --key_file "${dir}/split/keys.JOB" \
-                        --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
-                        --output_dir "${dir}/output.JOB" --ctc_weight 1.0 --lm_weight 0.0 "${opts[@]}"
-                ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_decode}" \
-                    --output "${dir}/text"
-                step_finished "${dir}.done"
-            done
+            case ${mode} in
+                greedy) for dset in ${test_sets}; do decode_greedy "${asr_exp}" "${dset}"; done ;;
+                beam) for dset in ${test_sets}; do decode_beam "${asr_exp}" "${dset}"; done ;;
+                ngram)
+                    [ -f "${ngram_dir}/.done" ] || die "${ngram_dir} is not built: run stage 8 first"
+                    decode_ngram "${asr_exp}" ;;
+            esac
         done
     done
 fi

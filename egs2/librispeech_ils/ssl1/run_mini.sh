@@ -2,8 +2,8 @@
 # ILS-SSL on the embedded mini corpus (synthesised here, no download): the whole pipeline on 2 CPU
 # cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
 #   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
-#   --profile mini  ~1 h of audio, the demo (make demo): 500 pretraining steps of 10 s per model,
-#                   360 fine-tuning steps; under 30 min on 2 cores (see RESULTS.md per host)
+#   --profile mini  ~1 h of audio, the demo (make demo): 400 (it1) and 500 (it2) pretraining steps
+#                   of 10 s per model, 360 fine-tuning steps; under 30 min on 2 cores (RESULTS.md)
 #   --profile small ~2 h of audio, 2000 pretraining steps of 12 s per model, 800 fine-tuning
 #                   steps: 70-80 min on 2 cores, minutes on a GPU
 # Other options are passed on to ils.sh, which accepts only its own (see ./ils.sh --help).
@@ -35,6 +35,8 @@ case ${profile} in
     ci)
         profile_args=(--mini_hours 0.08 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 1.0 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
+            --decode_modes "greedy beam ngram" --ngram_order 3 --lexicon_beam_size 20
+            --lexicon_lm_weights 0,2 --lexicon_word_scores 0
             --pretrain_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000"
             --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;
     mini)
