@@ -49,27 +49,52 @@ def feature_shard_writer(outdir: Path, job: int) -> Iterator[kaldiio.WriteHelper
     """Write ``feats.<job>.ark`` / ``feats.<job>.scp`` atomically.
 
     Yields a kaldiio writer (``writer[utt] = array``); the files appear under their final names
-    only when the block ends without an error. The scp points at the final ark name.
+    only when the block ends without an error. The scp points at the final ark name. On an error
+    the temporary files are removed (on a full disk they would hold the space a re-run needs).
+
+    Raises:
+        OSError: A write failed (disk full, read-only), naming the shard.
     """
     outdir = Path(outdir).resolve()
     outdir.mkdir(parents=True, exist_ok=True)
     marker_path(outdir, job).unlink(missing_ok=True)
     ark, scp = outdir / f"feats.{job}.ark", outdir / f"feats.{job}.scp"
     tmp_ark, tmp_scp = ark.with_suffix(".ark.tmp"), scp.with_suffix(".scp.tmp")
-    with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
-        yield writer
-    lines = tmp_scp.read_text().splitlines()
-    tmp_scp.write_text("".join(line.replace(str(tmp_ark), str(ark), 1) + "\n" for line in lines))
-    os.replace(tmp_ark, ark)
-    os.replace(tmp_scp, scp)
+    with _removed_on_error(ark, tmp_ark, tmp_scp):
+        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+            yield writer
+        lines = tmp_scp.read_text().splitlines()
+        tmp_scp.write_text(
+            "".join(line.replace(str(tmp_ark), str(ark), 1) + "\n" for line in lines)
+        )
+        os.replace(tmp_ark, ark)
+        os.replace(tmp_scp, scp)
+
+
+@contextmanager
+def _removed_on_error(target: Path, *temporaries: Path) -> Iterator[None]:
+    """Remove ``temporaries`` when the block fails; an OSError is raised again naming ``target``."""
+    try:
+        yield
+    except BaseException as error:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno is not None:
+            raise OSError(error.errno, f"cannot write {target}: {error.strerror}") from error
+        raise
 
 
 def write_text_atomic(path: Path, lines: Sequence[str]) -> None:
-    """Write ``lines`` (newline-terminated) to ``path`` through a temporary file."""
+    """Write ``lines`` (newline-terminated) to ``path`` through a temporary file.
+
+    Raises:
+        OSError: The write failed (disk full, read-only), naming ``path``; nothing is left behind.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    with _removed_on_error(path, tmp):
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def read_features(scp: Path) -> Iterator:

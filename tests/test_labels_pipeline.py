@@ -1,6 +1,8 @@
 """MFCC -> k-means -> labels, through the entry points the recipe calls, on generated audio."""
 
+import errno
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from espnet_ils.bin.merge_labels import merge_labels
 from espnet_ils.labels import encoder_frames, to_encoder_rate
 from espnet_ils.metrics import cluster_quality, joint_counts
 from espnet_ils.mfcc import compute_mfcc
+from espnet_ils.shards import feature_shard_writer, write_text_atomic
 
 
 def write_wavs(root: Path, count: int = 6) -> Path:
@@ -205,3 +208,23 @@ def test_cluster_quality_extremes():
     assert perfect == pytest.approx({"phone_purity": 1.0, "cluster_purity": 1.0, "pnmi": 1.0})
     independent = cluster_quality(joint_counts(list("aabb"), [0, 1, 0, 1]))
     assert independent["pnmi"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_full_disk_leaves_no_partial_shard_and_names_it(tmp_path):
+    """A write that fails (ENOSPC here) removes the temporary files, which would otherwise hold
+    the space a re-run needs, and the error names the shard; no marker is written."""
+    with pytest.raises(OSError, match=r"cannot write .*feats\.1\.ark: No space left on device"):
+        with feature_shard_writer(tmp_path, 1) as writer:
+            writer["u1"] = np.zeros((4, 3), dtype=np.float32)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_failed_text_write_names_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError, match=r"cannot write .*text: No space left on device"):
+        write_text_atomic(tmp_path / "text", ["u1 A"])
+    assert list(tmp_path.iterdir()) == []
