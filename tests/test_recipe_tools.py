@@ -178,6 +178,7 @@ def test_help_lists_every_stage():
             "--it2_config conf/tuning/nope.yaml: no such file",
         ),
         (["--corpus", "timit"], "--corpus timit: librispeech or mini"),
+        (["--num_nodes", "2"], "--num_nodes 2: training on several nodes needs a scheduler"),
         (["--bogus", "1"], "Unknown option --bogus"),
         # Variables of the script that are not options are refused, not overwritten.
         (["--runs", "x"], "Unknown option --runs"),

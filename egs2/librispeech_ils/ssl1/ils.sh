@@ -142,6 +142,9 @@ if [ "${stage}" -gt "${stop_stage}" ]; then die "--stage ${stage} is after --sto
 if [ "${nj}" -lt 1 ] || [ "${inference_nj}" -lt 1 ]; then die "--nj and --inference_nj must be >= 1"; fi
 case ${corpus} in librispeech | mini) ;; *) die "--corpus ${corpus}: librispeech or mini" ;; esac
 case ${baseline} in true | false) ;; *) die "--baseline ${baseline}: true or false" ;; esac
+if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" = local ]; then
+    die "--num_nodes ${num_nodes}: training on several nodes needs a scheduler (cmd_backend=slurm, cmd.sh); the local backend runs one node"
+fi
 for config in it1_config it2_config asr_config; do
     [ -f "${!config}" ] || die "--${config} ${!config}: no such file"
 done
