@@ -271,9 +271,9 @@ ssl_pretrain() {
     step_finished "${exp}/.done"
 }
 
-# The word n-gram of decode mode ngram, built from ngram_text (or taken from ngram_arpa), and its
-# letter lexicon in the fine-tuning token list: ${ngram_dir}/{lm.arpa,words.txt,lexicon.txt} and the
-# perplexity and OOV rate of the valid and test sets (perplexity.tsv).
+# The word n-gram of decode mode ngram, built from ngram_text into ${ngram_dir}/{lm.arpa,words.txt,
+# perplexity.tsv} (perplexity and OOV rate of the valid and test sets) or taken from ngram_arpa, and
+# its letter lexicon in the fine-tuning token list, ${ngram_dir}/lexicon.txt.
 prepare_ngram() {
     local text=${ngram_text:-${dumpdir}/raw/${train_set}/text} inputs=() eval_texts=()
     inputs=(--input "tokens=${token_dir}/tokens.txt")
@@ -289,7 +289,6 @@ prepare_ngram() {
     if [ -n "${ngram_arpa}" ]; then
         log "Stage 8: letter lexicon of ${ngram_arpa} -> ${ngram_dir}/lexicon.txt"
         mkdir -p "${ngram_dir}"
-        ln -sfn "$(realpath "${ngram_arpa}")" "${ngram_dir}/lm.arpa"
         ${python} -m espnet_ils.bin.ctc_decode lexicon --token_list "${token_dir}/tokens.txt" \
             --arpa "${ngram_arpa}" --output "${ngram_dir}/lexicon.txt"
     else
@@ -373,7 +372,7 @@ decode_greedy() {
 decode_ngram() {
     local asr_exp=$1 dset dir tune_dir=$1/decode_ngram/tune_${valid_set}
     local search=(--token_list "${token_dir}/tokens.txt" --lexicon "${ngram_dir}/lexicon.txt"
-        --lm "${ngram_dir}/lm.arpa" --beam_size "${lexicon_beam_size}" --beam_threshold "${lexicon_beam_threshold}")
+        --lm "${ngram_lm}" --beam_size "${lexicon_beam_size}" --beam_threshold "${lexicon_beam_threshold}")
     local inputs=(--option "beam_size=${lexicon_beam_size}" --option "beam_threshold=${lexicon_beam_threshold}"
         --input "lexicon=${ngram_dir}/lexicon.txt" --input "ngram=${ngram_dir}/.done")
     dump_logprobs "${asr_exp}" "${valid_set}"
@@ -404,6 +403,7 @@ decode_ngram() {
 ssl_exp_of() { echo "${expdir}/ssl_${it2_tag}_$1"; }
 token_dir=${dumpdir}/token_list/char
 ngram_dir=${expdir}/lm/ngram_${ngram_order}gram
+ngram_lm=${ngram_arpa:-${ngram_dir}/lm.arpa}  # the word n-gram decode mode ngram searches with
 asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yaml)"; }
 
 log "${cmdline}"
