@@ -3,7 +3,7 @@
 # cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
 #   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
 #   --profile mini  ~1 h of audio, the demo (make demo): 400 (it1) and 500 (it2) pretraining steps
-#                   of 10 s per model, 360 fine-tuning steps; under 30 min on 2 cores (RESULTS.md)
+#                   of 10 s per model, 400 fine-tuning steps of 12 s; under 30 min on 2 cores
 #   --profile small ~2 h of audio, 2000 pretraining steps of 12 s per model, 800 fine-tuning
 #                   steps: 70-80 min on 2 cores, minutes on a GPU
 # Other options are passed on to ils.sh, which accepts only its own (see ./ils.sh --help).
