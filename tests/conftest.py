@@ -3,10 +3,13 @@
 Also: a closing line naming the test files skipped because the shared test data is absent.
 """
 
+import os
 import re
+import sys
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 import torch
@@ -40,6 +43,60 @@ def tiny_encoder(input_size: Optional[int] = None, **overrides) -> ILSTransforme
 def _seeded() -> Iterator[None]:
     torch.manual_seed(0)
     yield
+
+
+STAND_IN_WGET = r"""#!/usr/bin/env bash
+echo "$*" >> "${WGET_CALLS}"
+[ "${WGET_OFFLINE:-0}" = 1 ] && exit 4  # wget's "network failure"
+prefix=. continue=0 spider=0 url=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --directory-prefix) prefix=$2; shift 2 ;;
+        --continue) continue=1; shift ;;
+        --spider) spider=1; shift ;;
+        --*) shift ;;
+        *) url=$1; shift ;;
+    esac
+done
+source=${WGET_SERVES}/${url##*/}
+[ -f "${source}" ] || exit 8  # the server's 404
+[ "${spider}" = 1 ] && exit 0
+out=${prefix}/${url##*/}
+have=0
+if [ "${continue}" = 1 ] && [ -f "${out}" ]; then have=$(stat -c %s "${out}"); else : > "${out}"; fi
+tail -c +$((have + 1)) "${source}" >> "${out}"
+"""
+
+
+@dataclass
+class StandInWget:
+    """The ``stand_in`` fixture's ``wget``: what it serves and what it was asked."""
+
+    served: Path  # the files it serves, found by the basename of the URL asked for
+    call_log: Path  # one line of arguments per call
+
+    def calls(self) -> List[str]:
+        """Its calls so far, each as the line of its arguments."""
+        return self.call_log.read_text().splitlines() if self.call_log.exists() else []
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch) -> StandInWget:
+    """A ``wget`` on PATH that serves files from a local folder (``--continue`` resumes a partial
+    file like an HTTP range request, ``--spider`` only checks) or, with ``WGET_OFFLINE=1``, fails
+    like an unreachable host; every call is logged. Used by the recipe's download tests."""
+    bin_dir, served = tmp_path / "bin", tmp_path / "served"
+    bin_dir.mkdir()
+    served.mkdir()
+    wget = bin_dir / "wget"
+    wget.write_text(STAND_IN_WGET)
+    wget.chmod(0o755)
+    # The recipe's scripts run "python", as under path.sh: this interpreter.
+    path = os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]])
+    monkeypatch.setenv("PATH", path)
+    monkeypatch.setenv("WGET_CALLS", str(tmp_path / "wget_calls"))
+    monkeypatch.setenv("WGET_SERVES", str(served))
+    return StandInWget(served=served, call_log=tmp_path / "wget_calls")
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -11,7 +11,7 @@
 #     makes its four sets (train, dev, test, train_ft).
 set -euo pipefail
 
-log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (data.sh:${BASH_LINENO[0]}) $*" >&2; }
+log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[1]##*/}:${BASH_LINENO[0]}) $*" >&2; }
 die() { log "Error: $*"; exit 1; }
 
 corpus=librispeech
@@ -39,10 +39,9 @@ fi
 
 OPENSLR=https://www.openslr.org/resources/12
 LIBRILIGHT_FT=https://dl.fbaipublicfiles.com/librilight/data/librispeech_finetuning.tgz
-PROBE_TIMEOUT=15      # s: how long the reachability check waits before calling the machine offline
-READ_TIMEOUT=60       # s: a download that receives nothing for this long is retried ...
-TRIES=5               # ... at most this many times (wget's defaults, 900 s and 20, hang for hours)
 root=${LIBRISPEECH}
+# shellcheck source=local/download.sh
+. local/download.sh   # download(): the reachability probe and the bounded, resumable wget
 
 # The corpus folders (under ${root}) a set is made from.
 subsets_of() {
@@ -70,15 +69,7 @@ fetch() {
     member=LibriSpeech/${subset}
     [ "${subset}" = librispeech_finetuning ] && member=${subset}
     local where="put the subset at ${root}/${subset} (unpack ${url##*/} from ${url%/*}/ and move its ${member}/ there), or point LIBRISPEECH in db.sh to a copy that has it"
-    command -v wget > /dev/null || die "${subset} is not in ${root} and wget is not installed: ${where}"
-    if ! wget --quiet --spider --tries=1 --timeout="${PROBE_TIMEOUT}" "${url}"; then
-        die "${subset} is not in ${root} and ${url} cannot be reached (offline?): ${where}"
-    fi
-    mkdir -p "${root}/.download"
-    log "downloading ${url} -> ${tarball} (a re-run resumes it)"
-    wget --no-verbose --continue --tries="${TRIES}" --timeout="${READ_TIMEOUT}" --waitretry=10 \
-        --directory-prefix "${root}/.download" "${url}" \
-        || die "downloading ${url} failed after ${TRIES} tries; run stage 1 again to resume, or ${where}"
+    download "${url}" "${root}/.download" "${subset} is not in ${root}" "${where}" "run stage 1 again"
     log "unpacking ${tarball}"
     rm -rf "${unpack}"; mkdir -p "${unpack}"
     if ! tar -xzf "${tarball}" -C "${unpack}"; then
