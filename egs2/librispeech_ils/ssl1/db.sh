@@ -4,3 +4,7 @@
 # uses are needed; one missing here is downloaded into this folder, whatever it is called (needs
 # network; see local/data.sh).
 LIBRISPEECH=${LIBRISPEECH:-downloads/LibriSpeech}
+# LibriSpeech LM resources (OpenSLR resource 11): the folder holding 4-gram.arpa.gz,
+# librispeech-lexicon.txt and librispeech-lm-norm.txt.gz; only the files a run uses are needed, one
+# missing here is downloaded into this folder (needs network; see local/lm_resources.sh).
+LIBRISPEECH_LM=${LIBRISPEECH_LM:-downloads/librispeech_lm}
