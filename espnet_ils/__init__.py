@@ -8,17 +8,15 @@ Importing this package registers its classes into ESPnet's SSL and ASR tasks:
 - SSL loss ``ils`` (:class:`espnet_ils.loss.ILSLoss`)
 - ASR encoder ``linear`` (ESPnet's own ``LinearEncoder``, which 202511 does not list)
 
-Registration happens when ESPnet's task module is imported (at once if it already is), so tools
-that never build a model do not pay for importing ESPnet's tasks. It does nothing else and is safe
-to import twice.
+before or after ESPnet's task modules are imported (``espnet_ils.registration``), and keeps their
+import offline (``espnet_ils.offline``). It imports neither torch nor ESPnet, does nothing else, and
+is safe to run twice.
 """
 
 from espnet_ils.offline import defer_g2p_en_import
+from espnet_ils.registration import register
 
-defer_g2p_en_import()
-
-from espnet_ils.registration import install  # noqa: E402  (after the g2p_en placeholder)
-
-install()
+defer_g2p_en_import()  # before anything imports ESPnet's tasks
+register()
 
 __version__ = "0.1.0"

@@ -1,9 +1,11 @@
 """Keep ESPnet's imports from reaching for the network.
 
-``espnet2.text.phoneme_tokenizer`` (imported by every task) imports ``g2p_en``, whose import tries to
-download NLTK data and prints errors on a machine without network. Nothing in ILS-SSL uses it, so
-until somebody actually touches ``g2p_en`` we hand ESPnet a placeholder module; the first attribute
-access imports the real package, so ``--g2p g2p_en`` still works where it worked before.
+``espnet2.text.phoneme_tokenizer`` (imported by every task) runs ``import g2p_en``, and importing
+``g2p_en`` looks for NLTK data and tries to download it, printing errors on a machine without
+network. ESPnet only uses the module when a ``--g2p g2p_en`` tokenizer is built, and ILS-SSL never
+does. So, unless ``g2p_en`` is already imported, we put a placeholder in its place: the import then
+does nothing, and the first use of any of its attributes imports the real package, which takes the
+placeholder's place, so ``--g2p g2p_en`` still works where it worked before.
 """
 
 import importlib
@@ -11,18 +13,18 @@ import sys
 import types
 
 
-class _DeferredModule(types.ModuleType):
-    def __getattr__(self, name: str):
-        # Tools that scan sys.modules (inspect.getmodule, via torch) probe dunders: not a use.
-        if name.startswith("__"):
-            raise AttributeError(name)
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
-        real = importlib.import_module(self.__name__)
-        return getattr(real, name)
-
-
 def defer_g2p_en_import() -> None:
-    """Install the placeholder for ``g2p_en`` unless it is already imported. Safe to call twice."""
-    if "g2p_en" not in sys.modules:
-        sys.modules["g2p_en"] = _DeferredModule("g2p_en")
+    """Put the ``g2p_en`` placeholder in ``sys.modules`` unless it is imported. Safe to call twice."""
+    if "g2p_en" in sys.modules:
+        return
+    placeholder = types.ModuleType("g2p_en")
+
+    def load_real(name: str) -> object:  # the module's __getattr__ (PEP 562)
+        if name.startswith("__"):  # tools that scan sys.modules (torch's inspect) probe dunders
+            raise AttributeError(name)
+        if sys.modules.get("g2p_en") is placeholder:
+            del sys.modules["g2p_en"]
+        return getattr(importlib.import_module("g2p_en"), name)
+
+    placeholder.__getattr__ = load_real
+    sys.modules["g2p_en"] = placeholder

@@ -1,21 +1,25 @@
 """Add our classes to ESPnet's class choices (ESPnet has no plugin mechanism).
 
-The task modules keep their choices in module-level ``ClassChoices`` dicts; a config can name our
-classes once they are in those dicts, in every process that builds a model: training, inference,
-and ``ESPnetSSLFrontend`` (which rebuilds the SSL model inside the ASR task). Only additions: a name
-already taken by another class is an error, never overwritten.
+ESPnet's task modules keep their choices in module-level ``ClassChoices`` (``frontend_choices``,
+``encoder_choices``, ...). A config can name our classes once they are in there, in every process
+that builds a model: training, inference, and ``ESPnetSSLFrontend``, which rebuilds the SSL model
+inside the ASR task. Only additions: a name already taken by another class is an error.
 
-Importing a task module costs seconds, and most of our tools (features, k-means, corpus) never
-touch one. So ``install()`` registers into the task modules already imported and hooks the import
-of the others: whoever imports ``espnet2.tasks.ssl`` or ``espnet2.tasks.asr`` after
-``import espnet_ils`` finds our classes there.
+When: importing ESPnet's tasks takes 10 s or more, ``import espnet_ils`` a tenth of a second, and
+most of our tools (features, k-means, scoring) never build a model. So :func:`register` adds our
+classes to the task modules already imported and, for the others, installs one import hook that
+adds them as soon as Python has run such a module, before the importer gets it. Either way, after
+``import espnet_ils``, ESPnet's tasks and ``Speech2Text`` know our classes, whichever was imported
+first. (An explicit call would have to follow every ESPnet import, in our entry points and in
+users' code; one forgotten fails only when a config is parsed.) A module is registered on its own:
+``espnet2.tasks.asr`` imports ``espnet2.tasks.ssl`` while it runs.
 """
 
 import importlib.abc
 import importlib.machinery
 import sys
 from types import ModuleType
-from typing import Optional
+from typing import Optional, Sequence
 
 FRONTEND_NAME = "ils_cnn"
 PREENCODER_NAME = "feature_projection"
@@ -25,6 +29,7 @@ TASK_MODULES = ("espnet2.tasks.ssl", "espnet2.tasks.asr")
 
 
 def _add(choices, name: str, cls: type) -> None:
+    """Add ``cls`` as ``name`` to ``choices``, one of ESPnet's ``ClassChoices``."""
     registered = choices.classes.get(name)
     if registered is not None and registered is not cls:
         raise RuntimeError(
@@ -38,6 +43,7 @@ def _add(choices, name: str, cls: type) -> None:
 
 def register_into(task: ModuleType) -> None:
     """Register our classes into one task module (``espnet2.tasks.ssl`` or ``.asr``). Idempotent."""
+    # Our classes import torch and ESPnet's modules: only here, never at ``import espnet_ils``.
     from espnet_ils.encoder import ILSTransformerEncoder
     from espnet_ils.frontend import ILSCNNFrontend
     from espnet_ils.preencoder import FeatureProjection
@@ -58,26 +64,28 @@ def register_into(task: ModuleType) -> None:
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):
-    """Finds ESPnet's task modules as usual and registers our classes once one has executed."""
+    """The import hook: finds a task module as Python would, and registers once it has run."""
 
-    def find_spec(self, name: str, path, target=None) -> Optional[importlib.machinery.ModuleSpec]:
+    def find_spec(
+        self, name: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
+    ) -> Optional[importlib.machinery.ModuleSpec]:
         if name not in TASK_MODULES:
-            return None
+            return None  # every other import goes on to Python's own finders, untouched
         spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None:
+        if spec is None:
             return None
-        execute = spec.loader.exec_module
+        run_module = spec.loader.exec_module
 
         def exec_module(module: ModuleType) -> None:
-            execute(module)
+            run_module(module)  # ESPnet's module as it is
             register_into(module)
 
         spec.loader.exec_module = exec_module
         return spec
 
 
-def install() -> None:
-    """Register into the task modules imported so far and hook the rest. Idempotent."""
+def register() -> None:
+    """Register into the task modules imported so far and hook the import of the rest. Idempotent."""
     for name in TASK_MODULES:
         if name in sys.modules:
             register_into(sys.modules[name])

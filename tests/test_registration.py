@@ -1,4 +1,7 @@
 import importlib
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,7 @@ CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tun
 
 def test_registration_is_idempotent_and_complete():
     importlib.reload(espnet_ils)
-    registration.install()
+    registration.register()
     registration.register_into(ssl)
     registration.register_into(asr)
     for task in (ssl, asr):
@@ -28,6 +31,33 @@ def test_registration_is_idempotent_and_complete():
         assert "feature_projection" in task.preencoder_choices.choices()
     assert ssl.loss_choices.get_class("ils") is ILSLoss
     assert "linear" in asr.encoder_choices.choices()
+
+
+# In a fresh interpreter: ``import espnet_ils`` alone, then ESPnet imported the way Speech2Text users
+# and our asr_inference entry point do it (espnet2.bin.asr_inference imports the ASR task, which
+# imports the SSL task while it runs).
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import sys
+    import espnet_ils
+    assert not {"torch", "espnet2"} & set(sys.modules), "import espnet_ils must stay fast"
+    from espnet2.bin.asr_inference import Speech2Text
+    from espnet2.tasks import asr, ssl
+    assert ssl.frontend_choices.get_class("ils_cnn").__name__ == "ILSCNNFrontend"
+    assert ssl.loss_choices.get_class("ils").__name__ == "ILSLoss"
+    assert asr.encoder_choices.get_class("ils_transformer").__name__ == "ILSTransformerEncoder"
+    assert asr.encoder_choices.get_class("linear").__name__ == "LinearEncoder"
+    assert "g2p_en.g2p" not in sys.modules, "ESPnet imported g2p_en, which reaches for NLTK data"
+    """
+)
+
+
+def test_import_is_fast_registers_into_espnet_imported_after_it_and_stays_offline():
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "nltk_data" not in result.stderr + result.stdout
 
 
 def test_registration_never_overwrites_another_class():
