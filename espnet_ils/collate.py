@@ -96,6 +96,8 @@ class ILSCollateFn:
         speech = sample["speech"]
         if speech.shape[0] <= self.max_sample_size:
             return sample
+        # Private in ESPnet, but it is the crop HuBERTCollateFn applies to a batch, which ours must
+        # match (pinned in tests/test_espnet_internals.py).
         speech, labels, _ = _crop_audio_label(
             speech,
             sample.get("text"),

@@ -169,6 +169,8 @@ class ILSCNNFrontend(CNNFrontend):
             x = normalize_waveform(x, length)
         x = x.unsqueeze(1)  # (B, 1, N)
         for block in self.layers:
+            # ESPnet's ConvLayerBlock has no masked norm, so its GroupNorm block is run here by its
+            # parts, as ConvLayerBlock.forward does (pinned in tests/test_espnet_internals.py).
             if isinstance(block.layer_norm, nn.GroupNorm):
                 x = block.conv(x)
                 length = torch.div(length - block.kernel_size, block.stride, rounding_mode="floor")
