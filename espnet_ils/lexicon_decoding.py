@@ -21,7 +21,18 @@ matrices in kaldiio ark/scp), so that tuning the LM weight and word score on a v
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    Collection,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import numpy as np
 import torch
@@ -209,7 +220,11 @@ def best_path(log_probs: torch.Tensor, tokens: Sequence[str]) -> str:
     Returns:
         The words, ``<space>`` read as a word boundary.
     """
-    ids = torch.unique_consecutive(log_probs.argmax(dim=-1)).tolist()
+    return ids_to_words(torch.unique_consecutive(log_probs.argmax(dim=-1)).tolist(), tokens)
+
+
+def ids_to_words(ids: Sequence[int], tokens: Sequence[str]) -> str:
+    """Token ids -> words: ``<blank>`` dropped, ``<space>`` read as a word boundary."""
     text = "".join(
         " " if tokens[i] == WORD_BOUNDARY else tokens[i] for i in ids if tokens[i] != BLANK
     )
@@ -230,6 +245,8 @@ class LexiconBeamSearch:
         beam_threshold: Hypotheses scoring this much below the best are dropped (fairseq: 100).
         sil_score: Score added per word boundary (``<space>``) (fairseq: 0).
     """
+
+    BONUS = "word_score"  # the second tuned score: an insertion bonus per word
 
     def __init__(
         self,
@@ -322,17 +339,30 @@ def load_kenlm(lm: Union[str, Path], word_dict) -> KenLM:
         raise ValueError(f"{lm}: KenLM cannot load this language model: {reason}") from error
 
 
+class CTCSearch(Protocol):
+    """A search over CTC log-probs with two tuned scores: the LM weight and a bonus.
+
+    :class:`LexiconBeamSearch`'s bonus is per word (``word_score``), the Transformer-LM searches'
+    per letter (``penalty``, espnet_ils.transformer_lm_decoding); ``BONUS`` names it in files.
+    """
+
+    BONUS: str
+    tokens: List[str]
+
+    def decode(self, log_probs: torch.Tensor, lm_weight: float, bonus: float) -> str: ...
+
+
 def decode_all(
-    search: LexiconBeamSearch,
+    search: CTCSearch,
     log_probs: Iterable[Tuple[str, np.ndarray]],
     lm_weight: float,
-    word_score: float,
+    bonus: float,
 ) -> Dict[str, str]:
     """Decode ``(utt, (T, V) log-probs)`` pairs into ``{utt: words}`` (errors name the utterance)."""
     hyps = {}
     for utt, matrix in log_probs:
         try:
-            hyps[utt] = search.decode(torch.tensor(np.asarray(matrix)), lm_weight, word_score)
+            hyps[utt] = search.decode(torch.tensor(np.asarray(matrix)), lm_weight, bonus)
         except ValueError as error:
             raise ValueError(f"utterance {utt}: {error}") from error
     return hyps
@@ -372,12 +402,14 @@ class TuningResult:
     """WER of every grid point and the chosen one.
 
     Attributes:
-        wers: ``{(lm_weight, word_score): WER in percent}`` in grid order.
+        bonus: The name of the second score (``word_score`` or ``penalty``).
+        wers: ``{(lm_weight, bonus): WER in percent}`` in grid order.
         best: The pair with the lowest WER (the first in grid order on a tie).
         best_hyps: ``{utt: words}`` decoded with ``best``.
         best_path_wer: WER in percent of greedy CTC decoding (:func:`best_path`), for reference.
     """
 
+    bonus: str
     wers: Dict[Tuple[float, float], float]
     best: Tuple[float, float]
     best_hyps: Dict[str, str]
@@ -388,28 +420,27 @@ class TuningResult:
         return self.wers[self.best]
 
     def tsv_lines(self) -> List[str]:
-        """``lm_weight word_score wer`` rows (tab-separated) with a header."""
-        return ["lm_weight\tword_score\twer"] + [
-            f"{lm_weight:g}\t{word_score:g}\t{wer:.2f}"
-            for (lm_weight, word_score), wer in self.wers.items()
+        """``lm_weight <bonus> wer`` rows (tab-separated) with a header."""
+        return [f"lm_weight\t{self.bonus}\twer"] + [
+            f"{lm_weight:g}\t{bonus:g}\t{wer:.2f}" for (lm_weight, bonus), wer in self.wers.items()
         ]
 
 
 def tune(
-    search: LexiconBeamSearch,
+    search: CTCSearch,
     log_probs: Mapping[str, np.ndarray],
     refs: Mapping[str, str],
     lm_weights: Sequence[float],
-    word_scores: Sequence[float],
+    bonuses: Sequence[float],
 ) -> TuningResult:
-    """Decode a valid set for every ``(lm_weight, word_score)`` pair; pick the lowest WER.
+    """Decode a valid set for every ``(lm_weight, bonus)`` pair; pick the lowest WER.
 
     Args:
         search: The search (beam settings fixed).
         log_probs: ``{utt: (T, V) log-probs}`` of the valid set (:func:`read_logprobs`).
         refs: ``{utt: reference words}``; every utterance of ``log_probs`` needs one.
         lm_weights: LM weights to try, e.g. ``[0.5, 1, 2]``.
-        word_scores: Word scores to try, e.g. ``[-1, 0, 1]``.
+        bonuses: Word scores or penalties (``search.BONUS``) to try, e.g. ``[-1, 0, 1]``.
 
     Returns:
         The WER (percent, :func:`espnet_ils.scoring.count_errors`) per pair and the best pair.
@@ -417,9 +448,9 @@ def tune(
     Raises:
         ValueError: An empty grid or no utterances; utterances without reference.
     """
-    if not lm_weights or not word_scores:
+    if not lm_weights or not bonuses:
         raise ValueError(
-            f"empty grid: lm_weights={list(lm_weights)}, word_scores={list(word_scores)}"
+            f"empty grid: lm_weights={list(lm_weights)}, {search.BONUS}s={list(bonuses)}"
         )
     if not log_probs:
         raise ValueError("no utterances to tune on")
@@ -429,19 +460,19 @@ def tune(
     scored_refs = {utt: refs[utt] for utt in log_probs}
     greedy = {utt: best_path(torch.tensor(m), search.tokens) for utt, m in log_probs.items()}
     best_path_wer = count_errors(scored_refs, greedy, "word").error_rate
-    logger.info("best path (no lexicon, no LM): WER %.2f%%", best_path_wer)
+    logger.info("best path (no LM): WER %.2f%%", best_path_wer)
     wers: Dict[Tuple[float, float], float] = {}
     best_hyps: Dict[str, str] = {}
-    grid = [(float(w), float(s)) for w in lm_weights for s in word_scores]
-    for pair in tqdm(grid, desc="LM weight x word score"):
+    grid = [(float(w), float(b)) for w in lm_weights for b in bonuses]
+    for pair in tqdm(grid, desc=f"LM weight x {search.BONUS}"):
         hyps = decode_all(search, log_probs.items(), *pair)
         wer = count_errors(scored_refs, hyps, "word").error_rate
-        logger.info("lm_weight %g, word_score %g: WER %.2f%%", *pair, wer)
+        logger.info("lm_weight %g, %s %g: WER %.2f%%", pair[0], search.BONUS, pair[1], wer)
         if not wers or wer < min(wers.values()):  # strictly lower: the first of equal WERs wins
             best_hyps = hyps
         wers[pair] = wer
     best = min(wers, key=wers.get)  # min keeps the first of equal WERs, in grid order
-    return TuningResult(wers, best, best_hyps, best_path_wer)
+    return TuningResult(search.BONUS, wers, best, best_hyps, best_path_wer)
 
 
 def compute_ctc_logprobs(

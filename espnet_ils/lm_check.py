@@ -8,7 +8,7 @@ index error deep inside the search. ``espnet_ils.bin.asr_inference`` calls
 """
 
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import yaml
 
@@ -38,30 +38,41 @@ def config_token_list(config: PathLike) -> List[str]:
     return [str(token) for token in token_list]
 
 
-def check_same_token_list(asr_config: PathLike, lm_config: PathLike) -> None:
-    """Raise unless the LM of ``lm_config`` has the token list of the ASR model of ``asr_config``.
+def first_difference(asr_tokens: Sequence[str], lm_tokens: Sequence[str]) -> str:
+    """Where two token lists differ, in words (empty when they are the same).
 
-    Raises:
-        ValueError: Naming both configs, the first token index where they differ and the token
-            each has there (``no token`` past the end of the shorter list).
+    E.g. ``"at token 3: the LM has 'E' (14 tokens), the ASR model has 'C' (14 tokens)"``;
+    ``no token`` past the end of the shorter list.
     """
-    asr_tokens, lm_tokens = config_token_list(asr_config), config_token_list(lm_config)
-    if asr_tokens == lm_tokens:
-        return
+    if list(asr_tokens) == list(lm_tokens):
+        return ""
     index = next(
         (i for i, (a, b) in enumerate(zip(asr_tokens, lm_tokens)) if a != b),
         min(len(asr_tokens), len(lm_tokens)),
     )
 
-    def token(tokens: List[str]) -> str:
+    def token(tokens: Sequence[str]) -> str:
         return repr(tokens[index]) if index < len(tokens) else "no token"
 
-    raise ValueError(
-        f"the LM's token list differs from the ASR model's at token {index}: the LM config "
-        f"{lm_config} has {token(lm_tokens)} ({len(lm_tokens)} tokens), the ASR config "
-        f"{asr_config} has {token(asr_tokens)} ({len(asr_tokens)} tokens); train the LM with the "
-        "ASR model's tokens.txt (--token_list)"
+    return (
+        f"at token {index}: the LM has {token(lm_tokens)} ({len(lm_tokens)} tokens), "
+        f"the ASR model has {token(asr_tokens)} ({len(asr_tokens)} tokens)"
     )
+
+
+def check_same_token_list(asr_config: PathLike, lm_config: PathLike) -> None:
+    """Raise unless the LM of ``lm_config`` has the token list of the ASR model of ``asr_config``.
+
+    Raises:
+        ValueError: Naming both configs and :func:`first_difference`.
+    """
+    difference = first_difference(config_token_list(asr_config), config_token_list(lm_config))
+    if difference:
+        raise ValueError(
+            f"the LM's token list differs from the ASR model's {difference} (LM config "
+            f"{lm_config}, ASR config {asr_config}); train the LM with the ASR model's tokens.txt "
+            "(--token_list)"
+        )
 
 
 def check_lm_for_asr(

@@ -132,8 +132,8 @@ def test_best_path_is_misspelled_and_the_lm_moves_the_output_to_the_reference(fi
     greedy = {utt: best_path(torch.from_numpy(m), TOKENS) for utt, m in log_probs.items()}
     assert greedy["utt1"] == "THE KAT SAT"  # not a word of the lexicon
     search = LexiconBeamSearch(TOKENS, files["lexicon"], files["lm"], beam_size=50)
-    no_lm = decode_all(search, log_probs.items(), lm_weight=0.0, word_score=0.0)
-    with_lm = decode_all(search, log_probs.items(), lm_weight=2.0, word_score=0.0)
+    no_lm = decode_all(search, log_probs.items(), lm_weight=0.0, bonus=0.0)
+    with_lm = decode_all(search, log_probs.items(), lm_weight=2.0, bonus=0.0)
     assert no_lm["utt1"] == "THE CAT SAT"  # the lexicon alone repairs the spelling
     assert no_lm["utt2"] == "THE HAT"  # acoustically best, unlikely under the LM
     assert with_lm == REFS
@@ -238,7 +238,7 @@ def test_logprobs_round_trip_through_kaldiio(log_probs, tmp_path):
 
 def test_tuning_picks_the_pair_with_the_lowest_valid_wer(files, log_probs):
     search = LexiconBeamSearch(TOKENS, files["lexicon"], files["lm"], beam_size=50)
-    result = tune(search, log_probs, REFS, lm_weights=[0.0, 2.0], word_scores=[0.0, 1.0])
+    result = tune(search, log_probs, REFS, lm_weights=[0.0, 2.0], bonuses=[0.0, 1.0])
     assert list(result.wers) == [(0.0, 0.0), (0.0, 1.0), (2.0, 0.0), (2.0, 1.0)]
     assert result.wers[(0.0, 0.0)] > result.wers[(2.0, 0.0)] == 0.0
     assert result.best == min(result.wers, key=result.wers.get)

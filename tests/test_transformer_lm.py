@@ -7,6 +7,7 @@ test_lexicon_decoding's token list and is fused with that file's tiny CTC model.
 """
 
 import gzip
+import json
 import math
 from pathlib import Path
 from typing import Dict, List
@@ -18,11 +19,13 @@ import torch
 import yaml
 from espnet2.tasks.lm import LMTask
 from espnet2.text.char_tokenizer import CharTokenizer
-from test_lexicon_decoding import TOKENS, tiny_asr_model
+from test_lexicon_decoding import ACOUSTICS, TOKENS, ctc_log_probs, tiny_asr_model
 from test_training import run_module
 
 from espnet_ils.bin import asr_inference, lm_calc_perplexity
+from espnet_ils.bin import ctc_decode as ctc_decode_bin
 from espnet_ils.bin import prepare_lm_text as prepare_bin
+from espnet_ils.lexicon_decoding import best_path, compute_ctc_logprobs, ids_to_words, load_waveform
 from espnet_ils.lm_check import check_lm_for_asr, check_same_token_list, config_token_list
 from espnet_ils.lm_text import (
     SHAPE_FILE,
@@ -32,6 +35,9 @@ from espnet_ils.lm_text import (
     unigram_perplexity,
     write_lm_split,
 )
+from espnet_ils.shards import feature_shard_writer
+from espnet_ils.tasks import ILSASRTask
+from espnet_ils.transformer_lm_decoding import LMFusionSearch, NbestRescoring
 
 NOUNS = ["CAT", "MAT", "HAT"]
 LM_CONFIG = {
@@ -276,7 +282,7 @@ def test_an_lm_of_another_token_list_is_refused_before_decoding(asr_dir, lm_exp,
     config = swapped_token_config(lm_exp, tmp_path)
     with pytest.raises(
         SystemExit,
-        match=f"at token 3: the LM config {config} has 'E' .*ASR config {asr_dir['config']} has 'C'",
+        match=f"at token 3: the LM has 'E' .*the ASR model has 'C' .*LM config {config}, ASR config {asr_dir['config']}",
     ):
         decode(asr_dir, lm_exp, tmp_path / "out", lm_weight=0.3, lm_config=config)
     assert not (tmp_path / "out").exists()
@@ -286,9 +292,7 @@ def test_token_lists_of_different_lengths_name_the_missing_token(asr_dir, lm_exp
     config = yaml.safe_load((lm_exp / "config.yaml").read_text())
     config["token_list"] = config["token_list"][:-1]
     (tmp_path / "short.yaml").write_text(yaml.safe_dump(config))
-    with pytest.raises(
-        ValueError, match=r"at token 13: the LM config .* has no token \(13 tokens\)"
-    ):
+    with pytest.raises(ValueError, match=r"at token 13: the LM has no token \(13 tokens\)"):
         check_same_token_list(asr_dir["config"], tmp_path / "short.yaml")
     assert config_token_list(asr_dir["config"]) == TOKENS  # a path in the ASR config, read
 
@@ -321,3 +325,73 @@ def test_a_beam_wider_than_the_token_list_is_refused_before_decoding(asr_dir, tm
                             "--asr_train_config", str(asr_dir["config"]),
                             "--asr_model_file", str(asr_dir["model"])])  # fmt: skip
     assert not (tmp_path / "o").exists()
+
+
+def lm_files(lm_exp: Path) -> tuple:
+    return lm_exp / "config.yaml", lm_exp / "valid.loss.best.pth"
+
+
+def test_fusion_on_kept_log_probs_decodes_as_espnets_speech2text(asr_dir, lm_exp, tmp_path):
+    """The same beam search, scorers and weights over dump_ctc_logprobs' output: same text."""
+    model, _ = ILSASRTask.build_model_from_file(asr_dir["config"], asr_dir["model"], "cpu")
+    model.eval()
+    search = LMFusionSearch(TOKENS, *lm_files(lm_exp), beam_size=4)
+    fused = decode(asr_dir, lm_exp, tmp_path / "w03", lm_weight=0.3)
+    for utt, path in read_keyed(asr_dir["wav_scp"]).items():
+        log_probs = compute_ctc_logprobs(model, load_waveform(path, utt))
+        assert search.decode(log_probs, lm_weight=0.3, penalty=0.0) == fused[utt][0], utt
+
+
+@pytest.mark.parametrize("kind", ["fusion", "rescoring"])
+def test_the_letter_lm_repairs_a_misspelling_that_the_best_path_keeps(lm_exp, kind):
+    """Best path THE KAT SAT; K never follows THE in the LM's grammar: THE CAT SAT."""
+    log_probs = ctc_log_probs(ACOUSTICS["utt1"])
+    assert best_path(log_probs, TOKENS) == "THE KAT SAT"
+    if kind == "fusion":
+        search = LMFusionSearch(TOKENS, *lm_files(lm_exp), beam_size=8)
+    else:
+        search = NbestRescoring(TOKENS, *lm_files(lm_exp), beam_size=16, nbest=16)
+    assert search.decode(log_probs, lm_weight=0.0, penalty=0.0) == "THE KAT SAT"
+    assert search.decode(log_probs, lm_weight=1.0, penalty=0.0) == "THE CAT SAT"
+
+
+def test_rescoring_adds_the_lms_sentence_log_probability_to_each_candidate(lm_exp):
+    rescoring = NbestRescoring(TOKENS, *lm_files(lm_exp), beam_size=16, nbest=16)
+    candidates = rescoring.nbest(ctc_log_probs(ACOUSTICS["utt1"]))
+    assert len(candidates) > 1
+    for candidate in candidates[:4]:
+        text = "".join(" " if TOKENS[i] == "<space>" else TOKENS[i] for i in candidate.letters)
+        assert candidate.lm_score == pytest.approx(lm_log_prob(lm_exp, text), abs=1e-4), text
+    log_probs = ctc_log_probs(ACOUSTICS["utt1"])
+    heavy = max(candidates, key=lambda c: c.ctc_score + 100.0 * c.lm_score)
+    assert rescoring.decode(log_probs, 100.0, 0.0) == ids_to_words(heavy.letters, TOKENS)
+
+
+def test_bin_tunes_lm_weight_and_penalty_then_decodes_with_them(lm_root, lm_exp, tmp_path):
+    scp_dir = tmp_path / "logprobs"
+    with feature_shard_writer(scp_dir, 1) as writer:
+        for utt, frames in ACOUSTICS.items():
+            writer[utt] = ctc_log_probs(frames).numpy()
+    refs = {"utt1": "THE CAT SAT", "utt2": "THE MAT", "utt3": "THE CAT SAT ON THE MAT"}
+    write_keyed(tmp_path / "ref", "", [])
+    (tmp_path / "ref").write_text("".join(f"{u} {t}\n" for u, t in refs.items()))
+    config, model = lm_files(lm_exp)
+    common = ["--logprobs_scp", str(scp_dir / "feats.1.scp"), "--token_list", str(lm_root / "tokens.txt"),
+              "--search", "lm_rescore", "--lm_train_config", str(config), "--lm_file", str(model),
+              "--beam_size", "16"]  # fmt: skip
+    ctc_decode_bin.main(["tune", *common, "--ref_text", str(tmp_path / "ref"), "--lm_weights", "0,1",
+                         "--penalties", "0,0.5", "--outdir", str(tmp_path / "tune")])  # fmt: skip
+    rows = [r.split("\t") for r in (tmp_path / "tune" / "wer_grid.tsv").read_text().splitlines()]
+    assert rows[0] == ["lm_weight", "penalty", "wer"] and len(rows) == 5
+    best = json.loads((tmp_path / "tune" / "best.json").read_text())
+    assert best["search"] == "lm_rescore" and best["wer"] < best["best_path_wer"]
+    assert best["wer"] == min(float(r[2]) for r in rows[1:]) and best["lm_weight"] == 1.0
+    ctc_decode_bin.main(["decode", *common, "--tuned", str(tmp_path / "tune" / "best.json"),
+                         "--output", str(tmp_path / "text")])  # fmt: skip
+    assert read_keyed(tmp_path / "text") == read_keyed(tmp_path / "tune" / "text")
+    with pytest.raises(SystemExit, match="--search lm_rescore tunes --lm_weights x --penalties"):
+        ctc_decode_bin.main(["tune", *common, "--ref_text", str(tmp_path / "ref"), "--lm_weights", "1",
+                             "--word_scores", "0", "--outdir", str(tmp_path / "t2")])  # fmt: skip
+    with pytest.raises(SystemExit, match="--search lm_fusion takes --lm_file --lm_train_config"):
+        ctc_decode_bin.main(["decode", *common[:4], "--search", "lm_fusion", "--lexicon", "x",
+                             "--output", str(tmp_path / "t3")])  # fmt: skip
