@@ -91,7 +91,14 @@ def test_decoding_scoring_and_results(run):
             assert (asr / f"decode_{mode}" / "test" / "score_wer" / "result.txt").is_file()
     results = (exp / "RESULTS.md").read_text()
     assert "### WER" in results and "|decode_greedy/test|" in results
-    assert "|decode_ngram/test|" in results
+    assert "|decode_ngram/test|" in results and "|decode_lm_rescore/test|" in results
+    assert (
+        "ngram_3gram/perplexity.tsv" in results
+        and "train_lm_transformer_mini/perplexity.tsv" in results
+    )
+    comparison = (exp / "comparison_test.md").read_text()
+    for mode in ("greedy", "beam", "ngram", "lm_fusion", "lm_rescore"):
+        assert f"| CER {mode} (%) |" in comparison and f"| WER {mode} (%) |" in comparison
 
 
 def test_ngram_decoding_tunes_on_dev_and_decodes_test(run):
@@ -115,6 +122,31 @@ def test_ngram_decoding_tunes_on_dev_and_decodes_test(run):
         assert sorted(line.split(" ")[0] for line in lines) == sorted(tests)
         # Only lexicon words come out of the lexicon search.
         assert {word for line in lines for word in line.split()[1:]} <= words
+
+
+def test_letter_lm_trains_and_decodes_by_fusion_and_by_rescoring(run):
+    dirs, _ = run
+    exp = dirs["exp"]
+    lm = exp / "lm" / "train_lm_transformer_mini"
+    config = yaml.safe_load((lm / "config.yaml").read_text())
+    tokens = (dirs["dump"] / "token_list" / "char" / "tokens.txt").read_text().splitlines()
+    assert config["token_list"] == tokens  # the ASR model's letters, in its order
+    rows = dict(line.split("\t") for line in (lm / "perplexity.tsv").read_text().splitlines())
+    assert sorted(rows) == ["dev", "test"] and all(
+        1.0 < float(ppl) < len(tokens) for ppl in rows.values()
+    )
+    stats = (dirs["dump"] / "lm_text" / "stats.tsv").read_text()
+    assert "unigram_perplexity" in stats
+    tests = read_key_file(dirs["dump"] / "raw" / "test" / "wav.scp")
+    for arm in ("ils", "hubert"):
+        asr = exp / f"asr_it2_L2_km100_{arm}_seed0_train_asr_ctc_mini"
+        for mode in ("lm_fusion", "lm_rescore"):
+            grid = (asr / f"decode_{mode}" / "tune_dev" / "wer_grid.tsv").read_text().splitlines()
+            assert grid[0] == "lm_weight\tpenalty\twer" and len(grid) == 2  # weight 0.5 x penalty 0
+            best = yaml.safe_load((asr / f"decode_{mode}" / "tune_dev" / "best.json").read_text())
+            assert best["search"] == mode and (best["lm_weight"], best["penalty"]) == (0.5, 0)
+            lines = (asr / f"decode_{mode}" / "test" / "text").read_text().splitlines()
+            assert sorted(line.split(" ")[0] for line in lines) == sorted(tests)
 
 
 def test_packed_model_loads_in_speech2text_elsewhere(run, tmp_path):
@@ -169,6 +201,10 @@ def test_a_second_run_skips_every_finished_stage(run):
         asr / "ctc_logprobs" / "test" / "feats.1.ark",
         asr / "decode_ngram" / "tune_dev" / "best.json",
         asr / "decode_ngram" / "test" / "text",
+        dump / "lm_text" / "train" / "text",
+        exp / "lm" / "train_lm_transformer_mini" / "valid.loss.best.pth",
+        asr / "decode_lm_fusion" / "test" / "text",
+        asr / "decode_lm_rescore" / "tune_dev" / "best.json",
         exp / "RESULTS.md",
         exp / "comparison_test.md",
         *(asr / "packed").glob("*.zip"),
@@ -188,7 +224,10 @@ def test_a_second_run_skips_every_finished_stage(run):
         "Stage 8: fine-tuning",
         "Stage 8: word n-gram",
         "Stage 9: decoding",
-        "Stage 9: n-gram LM weight",
+        "Stage 9: ngram: LM weight x bonus",
+        "Stage 8: letter LM text",
+        f"Stage 8: letter LM {exp}",
+        "Stage 9: lm_rescore: LM weight x bonus",
         "Stage 10: scoring",
         "Stage 11: packing",
     ):

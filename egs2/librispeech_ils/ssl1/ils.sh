@@ -52,7 +52,7 @@ train_threads=0        # CPU threads per training process (0: all cores; sharded
 # Fine-tuning, decoding, packing
 asr_config=conf/tuning/train_asr_ctc_base_10h.yaml  # CTC fine-tuning config.
 asr_args=              # Extra arguments for asr_train.
-decode_modes="greedy beam"  # greedy: CTC best path; beam: ESPnet's CTC prefix beam search; ngram: lexicon beam search with a word n-gram.
+decode_modes="greedy beam"  # greedy: CTC best path; beam: ESPnet's CTC prefix beam search; ngram: lexicon beam search with a word n-gram; lm_fusion, lm_rescore: a letter Transformer LM fused in ESPnet's beam search, or rescoring the N best of a lexicon-free beam search.
 beam_size=20           # Beam of the beam mode.
 ngram_text=            # Word n-gram: its training text (Kaldi text); empty: the transcripts of --train_set.
 ngram_arpa=            # Word n-gram: an existing ARPA (e.g. LibriSpeech's 4-gram.arpa.gz) instead of one built from ngram_text.
@@ -61,9 +61,17 @@ lexicon_beam_size=500  # ngram mode: hypotheses per frame (paper: 1500; fairseq'
 lexicon_beam_threshold=100  # ngram mode: hypotheses this far below the best are dropped (fairseq: 100).
 lexicon_lm_weights=0.5,1,2,3  # ngram mode: LM weights tried on --valid_set.
 lexicon_word_scores=-1,0,1  # ngram mode: word insertion scores tried on --valid_set.
-lm_config=             # External LM: its train config (with lm_model); empty for none.
-lm_model=              # External LM: its model file.
-lm_weight=0.5          # External LM weight in beam search.
+lm_config=conf/tuning/train_lm_transformer_librispeech.yaml  # Letter LM (modes lm_fusion, lm_rescore): its ESPnet LM config, trained in stage 8.
+lm_train_text=         # Letter LM: Kaldi texts it trains on; empty: the transcripts of --train_set.
+lm_train_corpus=       # Letter LM: plain-text corpora it also trains on (e.g. librispeech-lm-norm.txt.gz).
+lm_max_chars=0         # Letter LM: longest training sentence kept, in characters (0: all).
+lm_args=               # Extra arguments for lm_train (e.g. "--max_epoch 1").
+lm_exp=                # Letter LM: an existing ESPnet LM experiment (config.yaml, lm_inference_model) instead of training one.
+lm_inference_model=valid.loss.best.pth  # Letter LM checkpoint to decode with.
+fusion_beam_size=10    # lm_fusion: ESPnet's beam (at most the token list's size, 31 letters and symbols).
+rescore_beam_size=50   # lm_rescore: hypotheses the lexicon-free search keeps, all rescored.
+lm_weights=0.5,1       # lm_fusion, lm_rescore: LM weights tried on --valid_set.
+lm_penalties=0,1       # lm_fusion, lm_rescore: per-letter bonuses tried on --valid_set.
 inference_model=valid.cer_ctc.best.pth  # Checkpoint of the fine-tuned model to decode and pack; valid.cer_ctc.ave.pth or valid.loss.ave.pth: ESPnet's average of the keep_nbest_models best.
 hf_repo=               # Hugging Face repository for stage 12; empty skips the upload.
 
@@ -96,8 +104,9 @@ Stages:
   5: iteration-2 targets: block-${it2_layer} features of the iteration-1 model, k-means (${it2_n_clusters}), labels
   6: iteration-2 ILS pretraining (and the HuBERT baseline with --baseline true)
   7: cluster quality (phone purity, cluster purity, PNMI) per block, where phone alignments exist
-  8: letter token list, the word n-gram and lexicon (decode mode ngram), CTC fine-tuning
-  9: decoding (${decode_modes}); ngram: CTC log-probs kept, LM weight x word score tuned on the valid set
+  8: letter token list, the word n-gram and lexicon (mode ngram), the letter LM (modes lm_*), CTC fine-tuning
+  9: decoding (${decode_modes}); greedy, ngram, lm_*: CTC log-probs kept, LM weight x word score
+     (ngram) or x per-letter penalty (lm_*) tuned on the valid set
  10: scoring (WER, CER) into \${expdir}/RESULTS.md (ESPnet's format), and with --baseline true
      the ILS vs HuBERT table (error rates, per-layer PNMI, seed spread) in \${expdir}/comparison_<set>.md
  11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
@@ -126,14 +135,22 @@ done
 
 . ./path.sh
 . ./cmd.sh
+. ./db.sh
 
 # ---------------------------------------------------------------------------------------------
 # Check every option before any work starts.
 die() { log "Error: $*"; exit 1; }
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
+# A file of LibriSpeech's LM resources in ${LIBRISPEECH_LM} (db.sh), which stage 1 fetches when
+# missing (local/lm_resources.sh); a file elsewhere must exist.
+lm_resource() {
+    [ "$(dirname "$1")" -ef "${LIBRISPEECH_LM}" ] || [ "$(dirname "$1")" = "${LIBRISPEECH_LM}" ] || return 1
+    case $(basename "$1") in 4-gram.arpa.gz | librispeech-lexicon.txt | librispeech-lm-norm.txt.gz) ;; *) return 1 ;; esac
+}
+exists_or_fetched() { [ -f "$1" ] || { [ "${corpus}" = librispeech ] && lm_resource "$1"; }; }
 for s in ${it2_seeds}; do is_int "${s}" || die "--it2_seeds: seeds are integers, got '${s}'"; done
 for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_clusters it2_layer \
-        it2_n_clusters kmeans_n_init beam_size train_threads; do
+        it2_n_clusters kmeans_n_init beam_size train_threads lm_max_chars; do
     is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
 done
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 12 ]; then die "--stage ${stage}: stages are 1..12 (see --help)"; fi
@@ -153,23 +170,36 @@ ${python} -m espnet_ils.bin.check_configs --it1_config "${it1_config}" --it1_n_c
     --it2_config "${it2_config}" --it2_n_clusters "${it2_n_clusters}" --asr_config "${asr_config}" \
     || die "the configs do not fit the options (see the error above)"
 for mode in ${decode_modes}; do
-    case ${mode} in greedy | beam | ngram) ;; *) die "--decode_modes: unknown mode '${mode}' (greedy, beam, ngram)" ;; esac
+    case ${mode} in
+        greedy | beam | ngram | lm_fusion | lm_rescore) ;;
+        *) die "--decode_modes: unknown mode '${mode}' (greedy, beam, ngram, lm_fusion, lm_rescore)" ;;
+    esac
 done
 if [[ " ${decode_modes} " == *" ngram "* ]]; then
     for option in ngram_order lexicon_beam_size; do
         { is_int "${!option}" && [ "${!option}" -ge 1 ]; } || die "--${option} must be a positive integer, got '${!option}'"
     done
     if [ -n "${ngram_arpa}" ]; then
-        [ -f "${ngram_arpa}" ] || die "--ngram_arpa ${ngram_arpa}: no such file"
+        exists_or_fetched "${ngram_arpa}" || die "--ngram_arpa ${ngram_arpa}: no such file"
     else
         [ -z "${ngram_text}" ] || [ -f "${ngram_text}" ] || die "--ngram_text ${ngram_text}: no such file"
         ${python} -c "from espnet_ils.ngram import irstlm_tool; irstlm_tool('build-lm.sh')" 2> /dev/null \
             || die "decode mode ngram builds its n-gram with IRSTLM, which is not installed: run local/install_lm_tools.sh (root), or pass --ngram_arpa"
     fi
 fi
-if [ -n "${lm_config}" ] || [ -n "${lm_model}" ]; then
-    if [ ! -f "${lm_config}" ] || [ ! -f "${lm_model}" ]; then
-        die "--lm_config and --lm_model must both name existing files"
+if [[ " ${decode_modes} " == *" lm_"* ]]; then
+    for option in fusion_beam_size rescore_beam_size; do
+        { is_int "${!option}" && [ "${!option}" -ge 1 ]; } || die "--${option} must be a positive integer, got '${!option}'"
+    done
+    if [ -n "${lm_exp}" ]; then
+        for file in config.yaml "${lm_inference_model}"; do
+            [ -f "${lm_exp}/${file}" ] || die "--lm_exp ${lm_exp}: no ${file} (an ESPnet LM experiment has config.yaml and its checkpoints)"
+        done
+    else
+        [ -f "${lm_config}" ] || die "--lm_config ${lm_config}: no such file"
+        for text in ${lm_train_text} ${lm_train_corpus}; do
+            exists_or_fetched "${text}" || die "--lm_train_text/--lm_train_corpus: ${text}: no such file"
+        done
     fi
 fi
 # A stage that needs the outputs of an earlier stage which is not run now checks them itself.
@@ -302,18 +332,60 @@ prepare_ngram() {
     step_finished "${ngram_dir}/.done"
 }
 
+# The letter Transformer LM of modes lm_fusion and lm_rescore, trained through ESPnet's LM task on
+# the letters of lm_train_text (the --train_set transcripts) and lm_train_corpus, with the
+# fine-tuning token list; validated on --valid_set's transcripts; test ids and sentences left out
+# (${dumpdir}/lm_text/stats.tsv). Its perplexity per letter on the valid and test sets is logged
+# and written to ${lm_dir}/perplexity.tsv.
+prepare_lm() {
+    local texts=() inputs=() dset
+    for text in ${lm_train_text:-${dumpdir}/raw/${train_set}/text}; do
+        texts+=(--train_text "${text}"); inputs+=(--input "train_text=${text}")
+    done
+    for text in ${lm_train_corpus}; do
+        [ -f "${text}" ] || die "${text} (--lm_train_corpus) is missing: run stage 1, which fetches it"
+        texts+=(--train_corpus "${text}"); inputs+=(--input "train_corpus=${text}")
+    done
+    texts+=(--dev_text "${dumpdir}/raw/${valid_set}/text")
+    for dset in ${test_sets}; do texts+=(--exclude_text "${dumpdir}/raw/${dset}/text"); done
+    inputs+=(--input "tokens=${token_dir}/tokens.txt" --input "dev=${dumpdir}/raw/${valid_set}/text")
+    if ! step_done "${lm_text}/.done" "Stage 8: letter LM text ${lm_text}" \
+            --option "max_chars=${lm_max_chars}" --option "test_sets=${test_sets}" "${inputs[@]}"; then
+        log "Stage 8: letter LM text -> ${lm_text}/{train,dev}"
+        ${train_cmd} "${lm_text}/log/prepare_lm_text.log" ${python} -m espnet_ils.bin.prepare_lm_text \
+            --token_list "${token_dir}/tokens.txt" "${texts[@]}" --max_chars "${lm_max_chars}" --outdir "${lm_text}"
+        step_finished "${lm_text}/.done"
+    fi
+    if ! step_done "${lm_dir}/.done" "Stage 8: letter LM ${lm_dir}" --resumable true \
+            --option "lm_args=${lm_args}" --input "config=${lm_config}" --input "text=${lm_text}/.done"; then
+        log "Stage 8: letter LM training (${lm_config}) -> ${lm_dir}; log: ${lm_dir}/train.log"
+        # shellcheck disable=SC2086
+        launch_training "${lm_dir}" espnet_ils.bin.lm_train --config "${lm_config}" \
+            --token_list "${token_dir}/tokens.txt" --token_type char \
+            --train_data_path_and_name_and_type "${lm_text}/train/text,text,text" \
+            --valid_data_path_and_name_and_type "${lm_text}/dev/text,text,text" \
+            --train_shape_file "${lm_text}/train/text_shape.char" \
+            --valid_shape_file "${lm_text}/dev/text_shape.char" ${lm_args}
+        [ -f "${lm_dir}/${lm_inference_model}" ] || die "${lm_dir}: training ended without ${lm_inference_model}"
+        : > "${lm_dir}/perplexity.tsv"
+        for dset in ${valid_set} ${test_sets}; do
+            ${decode_cmd} "${lm_dir}/perplexity_${dset}/log/ppl.log" ${python} -m espnet_ils.bin.lm_calc_perplexity \
+                --ngpu 0 --output_dir "${lm_dir}/perplexity_${dset}" --train_config "${lm_dir}/config.yaml" \
+                --model_file "${lm_dir}/${lm_inference_model}" \
+                --data_path_and_name_and_type "${dumpdir}/raw/${dset}/text,text,text"
+            printf '%s\t%s\n' "${dset}" "$(head -n 1 "${lm_dir}/perplexity_${dset}/ppl")" >> "${lm_dir}/perplexity.tsv"
+        done
+        log "Stage 8: letter LM perplexity per letter: $(tr '\n\t' '; ' < "${lm_dir}/perplexity.tsv") (a unigram: ${lm_text}/stats.tsv)"
+        step_finished "${lm_dir}/.done"
+    fi
+}
+
 # Decode mode beam, through ESPnet's Speech2Text: decode_beam <asr exp> <set>
 decode_beam() {
-    local asr_exp=$1 dset=$2 dir=$1/decode_beam/$2 inputs=() opts=() num_utts nj_decode
-    inputs=(--input "model=${asr_exp}/${inference_model}" --input "config=${asr_exp}/config.yaml"
-        --input "wav_scp=${dumpdir}/raw/${dset}/wav.scp")
-    opts=(--beam_size "${beam_size}")
-    if [ -n "${lm_model}" ]; then
-        inputs+=(--input "lm=${lm_model}" --input "lm=${lm_config}")
-        opts+=(--lm_train_config "${lm_config}" --lm_file "${lm_model}" --lm_weight "${lm_weight}")
-    fi
+    local asr_exp=$1 dset=$2 dir=$1/decode_beam/$2 num_utts nj_decode
     if step_done "${dir}.done" "Stage 9: decoding ${dir}" --option "beam_size=${beam_size}" \
-            --option "lm_weight=${lm_weight}" "${inputs[@]}"; then
+            --input "model=${asr_exp}/${inference_model}" --input "config=${asr_exp}/config.yaml" \
+            --input "wav_scp=${dumpdir}/raw/${dset}/wav.scp"; then
         return
     fi
     log "Stage 9: decoding ${dumpdir}/raw/${dset} with ${asr_exp} (beam ${beam_size}) -> ${dir}"
@@ -330,7 +402,7 @@ decode_beam() {
             --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
             --key_file "${dir}/split/keys.JOB" \
             --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
-            --output_dir "${dir}/output.JOB" --ctc_weight 1.0 --lm_weight 0.0 "${opts[@]}"
+            --output_dir "${dir}/output.JOB" --ctc_weight 1.0 --lm_weight 0.0 --beam_size "${beam_size}"
     ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_decode}" --output "${dir}/text"
     step_finished "${dir}.done"
 }
@@ -366,35 +438,47 @@ decode_greedy() {
     step_finished "${dir}.done"
 }
 
-# Decode mode ngram for one fine-tuned model: the LM weight and word score chosen on the valid set
-# from the grid (decode_ngram/tune_<valid set>/{wer_grid.tsv,best.json}), the test sets decoded
-# with it. decode_ngram <asr exp>
-decode_ngram() {
-    local asr_exp=$1 dset dir tune_dir=$1/decode_ngram/tune_${valid_set}
-    local search=(--token_list "${token_dir}/tokens.txt" --lexicon "${ngram_dir}/lexicon.txt"
-        --lm "${ngram_lm}" --beam_size "${lexicon_beam_size}" --beam_threshold "${lexicon_beam_threshold}")
-    local inputs=(--option "beam_size=${lexicon_beam_size}" --option "beam_threshold=${lexicon_beam_threshold}"
-        --input "lexicon=${ngram_dir}/lexicon.txt" --input "ngram=${ngram_dir}/.done")
+# Decode modes ngram, lm_fusion and lm_rescore for one fine-tuned model: the LM weight and the
+# bonus (ngram: per word, lm_*: per letter) chosen on the valid set from the grid
+# (decode_<mode>/tune_<valid set>/{wer_grid.tsv,best.json}), the test sets decoded with them.
+# decode_tuned <asr exp> <mode>
+decode_tuned() {
+    local asr_exp=$1 mode=$2 dset dir tune_dir=$1/decode_$2/tune_${valid_set} search grid inputs
+    case ${mode} in
+        ngram)
+            search=(--search lexicon --lexicon "${ngram_dir}/lexicon.txt" --lm "${ngram_lm}"
+                --beam_size "${lexicon_beam_size}" --beam_threshold "${lexicon_beam_threshold}")
+            grid=(--lm_weights "${lexicon_lm_weights}" --word_scores="${lexicon_word_scores}")
+            inputs=(--input "lexicon=${ngram_dir}/lexicon.txt" --input "ngram=${ngram_dir}/.done") ;;
+        lm_fusion | lm_rescore)
+            search=(--search "${mode}" --lm_train_config "${lm_dir}/config.yaml"
+                --lm_file "${lm_dir}/${lm_inference_model}" --beam_size
+                "$(if [ "${mode}" = lm_fusion ]; then echo "${fusion_beam_size}"; else echo "${rescore_beam_size}"; fi)")
+            grid=(--lm_weights "${lm_weights}" --penalties="${lm_penalties}")
+            inputs=(--input "lm=${lm_dir}/${lm_inference_model}" --input "lm=${lm_dir}/config.yaml") ;;
+    esac
+    inputs+=(--option "search=${search[*]}")
     dump_logprobs "${asr_exp}" "${valid_set}"
-    if ! step_done "${tune_dir}.done" "Stage 9: n-gram LM weight x word score on ${valid_set}" \
-            --option "lm_weights=${lexicon_lm_weights}" --option "word_scores=${lexicon_word_scores}" \
-            --input "ref=${dumpdir}/raw/${valid_set}/text" "${inputs[@]}" "${logprob_inputs[@]}"; then
-        log "Stage 9: n-gram decoding of ${valid_set}, LM weights ${lexicon_lm_weights} x word scores ${lexicon_word_scores} -> ${tune_dir}"
+    if ! step_done "${tune_dir}.done" "Stage 9: ${mode}: LM weight x bonus on ${valid_set}" \
+            --option "grid=${grid[*]}" --input "ref=${dumpdir}/raw/${valid_set}/text" \
+            "${inputs[@]}" "${logprob_inputs[@]}"; then
+        log "Stage 9: ${mode} decoding of ${valid_set}, ${grid[*]} -> ${tune_dir}"
         ${decode_cmd} "${tune_dir}/log/tune.log" ${python} -m espnet_ils.bin.ctc_decode tune \
-            --logprobs_scp "${logprob_scps[@]}" --ref_text "${dumpdir}/raw/${valid_set}/text" "${search[@]}" \
-            --lm_weights "${lexicon_lm_weights}" --word_scores="${lexicon_word_scores}" --outdir "${tune_dir}"
+            --logprobs_scp "${logprob_scps[@]}" --ref_text "${dumpdir}/raw/${valid_set}/text" \
+            --token_list "${token_dir}/tokens.txt" "${search[@]}" "${grid[@]}" --outdir "${tune_dir}"
         step_finished "${tune_dir}.done"
     fi
     for dset in ${test_sets}; do
-        dir=${asr_exp}/decode_ngram/${dset}
+        dir=${asr_exp}/decode_${mode}/${dset}
         dump_logprobs "${asr_exp}" "${dset}"
         if step_done "${dir}.done" "Stage 9: decoding ${dir}" --input "tuned=${tune_dir}/best.json" \
                 "${inputs[@]}" "${logprob_inputs[@]}"; then
             continue
         fi
-        log "Stage 9: n-gram decoding of ${dset} with ${asr_exp} ($(tr -d ' \n' < "${tune_dir}/best.json")) -> ${dir}"
+        log "Stage 9: ${mode} decoding of ${dset} with ${asr_exp} ($(tr -d ' \n' < "${tune_dir}/best.json")) -> ${dir}"
         ${decode_cmd} "${dir}/log/decode.log" ${python} -m espnet_ils.bin.ctc_decode decode \
-            --logprobs_scp "${logprob_scps[@]}" "${search[@]}" --tuned "${tune_dir}/best.json" --output "${dir}/text"
+            --logprobs_scp "${logprob_scps[@]}" --token_list "${token_dir}/tokens.txt" "${search[@]}" \
+            --tuned "${tune_dir}/best.json" --output "${dir}/text"
         step_finished "${dir}.done"
     done
 }
@@ -404,6 +488,8 @@ ssl_exp_of() { echo "${expdir}/ssl_${it2_tag}_$1"; }
 token_dir=${dumpdir}/token_list/char
 ngram_dir=${expdir}/lm/ngram_${ngram_order}gram
 ngram_lm=${ngram_arpa:-${ngram_dir}/lm.arpa}  # the word n-gram decode mode ngram searches with
+lm_text=${dumpdir}/lm_text
+lm_dir=${lm_exp:-${expdir}/lm/$(basename "${lm_config}" .yaml)}  # the letter LM of modes lm_*
 asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yaml)"; }
 
 log "${cmdline}"
@@ -413,6 +499,15 @@ if run_stage 1; then
     log "Stage 1: data preparation (corpus=${corpus}) -> ${datadir}/"
     local/data.sh --corpus "${corpus}" --datadir "${datadir}" --sets "${all_sets}" \
         --mini_hours "${mini_hours}" --seed "${seed}" --nj "${nj}"
+    resources=()  # LibriSpeech's LM files the decode modes use, fetched when missing
+    [[ " ${decode_modes} " == *" ngram "* ]] && [ -n "${ngram_arpa}" ] && resources+=("${ngram_arpa}")
+    # shellcheck disable=SC2206  # a list of paths
+    [[ " ${decode_modes} " == *" lm_"* ]] && [ -z "${lm_exp}" ] && resources+=(${lm_train_corpus})
+    for file in "${resources[@]}"; do
+        if [ ! -f "${file}" ] && [ "${corpus}" = librispeech ] && lm_resource "${file}"; then
+            local/lm_resources.sh --files "$(basename "${file}")"
+        fi
+    done
 fi
 
 if run_stage 2; then
@@ -507,6 +602,7 @@ if run_stage 8; then
         step_finished "${token_dir}/.done"
     fi
     [[ " ${decode_modes} " == *" ngram "* ]] && prepare_ngram
+    [[ " ${decode_modes} " == *" lm_"* ]] && [ -z "${lm_exp}" ] && prepare_lm
     for run in ${runs}; do
         ssl_exp=$(ssl_exp_of "${run}") asr_exp=$(asr_exp_of "${run}")
         [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
@@ -545,7 +641,10 @@ if run_stage 9; then
                 beam) for dset in ${test_sets}; do decode_beam "${asr_exp}" "${dset}"; done ;;
                 ngram)
                     [ -f "${ngram_dir}/.done" ] || die "${ngram_dir} is not built: run stage 8 first"
-                    decode_ngram "${asr_exp}" ;;
+                    decode_tuned "${asr_exp}" ngram ;;
+                lm_fusion | lm_rescore)
+                    [ -f "${lm_dir}/${lm_inference_model}" ] || die "${lm_dir}/${lm_inference_model} missing: run stage 8 first"
+                    decode_tuned "${asr_exp}" "${mode}" ;;
             esac
         done
     done
@@ -571,13 +670,21 @@ if run_stage 10; then
             --option "baseline=${baseline}" "${inputs[@]}"; then
         log "Stage 10: scoring -> ${expdir}/RESULTS.md"
         ${python} -m espnet_ils.bin.score --ref_dir "${dumpdir}/raw" --results "${expdir}/RESULTS.md" "${decode_dirs[@]}"
+        # The LMs' fit to the test sets, next to the error rates they decode to: an LM built from
+        # text close to the test set (the mini corpus's) flatters them.
+        for report in "${ngram_dir}/perplexity.tsv" "${lm_dir}/perplexity.tsv"; do
+            if [ -f "${report}" ]; then
+                { printf '\n## %s\n\n' "${report}"; sed 's/^/    /' "${report}"; } >> "${expdir}/RESULTS.md"
+            fi
+        done
         if [ "${baseline}" = true ]; then
             report_args=()
             for run in ${runs}; do report_args+=(--run "${run}" "$(asr_exp_of "${run}")"); done
             for dset in ${test_sets}; do
                 log "Stage 10: ILS vs HuBERT on ${dset} -> ${expdir}/comparison_${dset}.md"
+                # shellcheck disable=SC2086  # one argument per mode
                 ${python} -m espnet_ils.bin.demo_report "${report_args[@]}" --test_set "${dset}" \
-                    --decode_mode "${decode_modes%% *}" --output "${expdir}/comparison_${dset}.md" \
+                    --decode_modes ${decode_modes} --output "${expdir}/comparison_${dset}.md" \
                     --cluster_quality "${quality}" > /dev/null
             done
         fi

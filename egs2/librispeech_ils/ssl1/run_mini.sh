@@ -3,7 +3,9 @@
 # cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
 #   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
 #   --profile mini  ~1 h of audio, the demo (make demo): 400 (it1) and 500 (it2) pretraining steps
-#                   of 10 s per model, 400 fine-tuning steps of 12 s; under 30 min on 2 cores
+#                   of 10 s per model, 400 fine-tuning steps of 12 s; decoded by best path, the
+#                   lexicon search with a 3-gram of the training transcripts and the letter
+#                   Transformer LM rescoring the 20 best; under 30 min on 2 cores
 #   --profile small ~2 h of audio, 2000 pretraining steps of 12 s per model, 800 fine-tuning
 #                   steps: 70-80 min on 2 cores, minutes on a GPU
 # Other options are passed on to ils.sh, which accepts only its own (see ./ils.sh --help).
@@ -26,7 +28,7 @@ common=(
     --corpus mini --train_set train --valid_set dev --finetune_set train_ft --test_sets test
     --it1_config conf/tuning/train_ssl_hubert_mini_it1.yaml
     --it2_config conf/tuning/train_ssl_ils_mini.yaml
-    --asr_config conf/tuning/train_asr_ctc_mini.yaml
+    --asr_config conf/tuning/train_asr_ctc_mini.yaml --lm_config conf/tuning/train_lm_transformer_mini.yaml
     --baseline true --ngpu 0 --nj 2 --inference_nj 2 --min_wav_duration 1.0
     --inference_model valid.loss.best.pth  # at this size the CER of early epochs ties at 100%
     --expdir "exp_${profile}" --dumpdir "dump_${profile}" --datadir "data_${profile}"
@@ -35,16 +37,21 @@ case ${profile} in
     ci)
         profile_args=(--mini_hours 0.08 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 1.0 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
-            --decode_modes "greedy beam ngram" --ngram_order 3 --lexicon_beam_size 20
+            --decode_modes "greedy beam ngram lm_fusion lm_rescore" --ngram_order 3 --lexicon_beam_size 20
             --lexicon_lm_weights "0,2" --lexicon_word_scores 0
+            --lm_args "--max_epoch 1 --num_iters_per_epoch 3" --fusion_beam_size 2 --rescore_beam_size 4
+            --lm_weights 0.5 --lm_penalties 0
             --pretrain_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000"
             --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;
     mini)
         profile_args=(--mini_hours 1.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
-            --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --decode_modes greedy) ;;
+            --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --decode_modes "greedy ngram lm_rescore"
+            --ngram_order 3 --lexicon_beam_size 50 --lexicon_lm_weights "0.5,1,2" --lexicon_word_scores "0,1"
+            --rescore_beam_size 20 --lm_weights "0.5,1" --lm_penalties "0,1") ;;
     small)
         profile_args=(--mini_hours 2.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 0.5 --kmeans_n_init 5 --it2_seeds "0 1" --beam_size 10
+            --decode_modes "greedy beam ngram lm_rescore" --ngram_order 3 --lexicon_beam_size 200
             --pretrain_args "--max_epoch 20 --batch_bins 192000 --scheduler_conf warmup_steps_list=[0,200,2000]"
             --asr_args "--max_epoch 16 --num_iters_per_epoch 50 --batch_bins 192000 --scheduler_conf max_steps=800") ;;
     *) echo "$0: --profile ${profile}: ci, mini or small" >&2; exit 1 ;;
