@@ -18,7 +18,8 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from espnet_ils.audio import load_waveform, read_key_file
+from espnet_ils.audio import SAMPLE_RATE, load_waveform
+from espnet_ils.kaldi_files import read_key_file
 from espnet_ils.kmeans import REFERENCE_SETTINGS, choose_utterances, fit_kmeans
 from espnet_ils.mfcc import compute_mfcc
 
@@ -34,7 +35,7 @@ def mfcc_of(data: Path, max_utts: int) -> Dict[str, np.ndarray]:
         start = time.perf_counter()
         features[utt] = compute_mfcc(wave)
         elapsed += time.perf_counter() - start
-        audio_seconds += len(wave) / 16000
+        audio_seconds += len(wave) / SAMPLE_RATE
     print(
         f"MFCC: {audio_seconds / 60:.1f} min of audio in {elapsed:.1f} s = {audio_seconds / elapsed:.0f} x real time (1 thread)"
     )

@@ -68,6 +68,9 @@ from torch.nn import functional as F
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ILS_CONFIG = REPO_ROOT / "egs2/librispeech_ils/ssl1/conf/tuning/train_ssl_ils_base_it2.yaml"
+# espnet_ils.audio's SAMPLE_RATE and num_frames, repeated because device_check.py imports this
+# module in a process without espnet_ils on its path (only its parts get the repository);
+# tests/test_device_check.py checks that they agree.
 SAMPLE_RATE = 16000
 DEFAULT_MODELS = ("ils", "espnet_hubert", "torchaudio_hubert")
 MODELS = DEFAULT_MODELS + ("ils_attdrop0", "ils_flex")
@@ -473,6 +476,7 @@ def build_ils(
         encoder_overrides: ``encoder_conf`` entries to change (``ILS_ENCODER_OVERRIDES``).
     """
     import espnet_ils  # noqa: F401  (registers ils_cnn, feature_projection, ils_transformer, ils)
+    from espnet_ils.labels import cluster_token_list
     from espnet_ils.tasks import ILSSSLTask
 
     task_args = ILSSSLTask.get_parser().parse_args(["--config", str(args.ils_config)])
@@ -490,7 +494,7 @@ def build_ils(
         changes,
     )
     task_args.encoder_conf.update(changes)
-    task_args.token_list = [str(i) for i in range(args.num_classes)] + ["<unk>"]
+    task_args.token_list = cluster_token_list(args.num_classes)
     model = ILSSSLTask.build_model(task_args)
     return model, _espnet_ssl_loss(model)
 
@@ -552,13 +556,15 @@ def build_espnet_hubert(args: argparse.Namespace) -> Tuple[nn.Module, StepLoss]:
     """ESPnet's native HuBERT through ``espnet2.tasks.ssl.SSLTask`` and ESPnet's classes."""
     from espnet2.tasks.ssl import SSLTask
 
+    from espnet_ils.labels import cluster_token_list
+
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config_file:
         yaml.safe_dump(espnet_hubert_config(args), config_file)
     try:
         task_args = SSLTask.get_parser().parse_args(["--config", config_file.name])
     finally:
         os.unlink(config_file.name)
-    task_args.token_list = [str(i) for i in range(args.num_classes)] + ["<unk>"]
+    task_args.token_list = cluster_token_list(args.num_classes)
     model = SSLTask.build_model(task_args)
     return model, _espnet_ssl_loss(model)
 

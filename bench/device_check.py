@@ -650,6 +650,8 @@ def write_corpus(root: Path, sizes: CheckSizes, seed: int) -> Dict[str, Path]:
     """
     import soundfile
 
+    from espnet_ils.labels import write_token_list
+
     rng = np.random.default_rng(seed)
     (root / "wav").mkdir(parents=True, exist_ok=True)
     rows: List[Tuple[str, str, str, str]] = []
@@ -668,8 +670,7 @@ def write_corpus(root: Path, sizes: CheckSizes, seed: int) -> Dict[str, Path]:
         soundfile.write(path, wave.astype(np.float32), bench.SAMPLE_RATE, subtype="PCM_16")
         rows.append((utt, str(path), " ".join(map(str, labels)), str(samples)))
     paths = {"tokens": root / "tokens.txt"}
-    tokens = [str(c) for c in range(NUM_CLASSES)] + ["<unk>"]
-    write_atomic(paths["tokens"], "\n".join(tokens) + "\n")
+    write_token_list(paths["tokens"], NUM_CLASSES)
     for split, subset in (("train", rows), ("valid", rows[: max(2, len(rows) // 4)])):
         paths[split] = root / split
         paths[split].mkdir(exist_ok=True)

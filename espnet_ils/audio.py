@@ -1,42 +1,40 @@
-"""Reading Kaldi-style audio lists and waveforms, with errors that name the file and utterance."""
+"""16 kHz audio: the sample rate, the frame grids over it, and reading waveforms with errors that
+name the file and utterance.
+
+Frame ``t`` of a grid with hop ``h`` covers samples ``[h t, h t + 400)``: at hop 320 (50 Hz) the
+frames of the conv front (receptive field 400, total stride 320; DESIGN.md section 1) and so of the
+encoder and its labels; at hop 160 (100 Hz) Kaldi's 25 ms / 10 ms MFCC framing (``snip_edges``).
+Frame ``2t`` of the 100 Hz grid starts where frame ``t`` of the 50 Hz grid does.
+"""
 
 from pathlib import Path
-from typing import Dict, Union
+from typing import Union
 
 import numpy as np
 import soundfile as sf
 
-SAMPLE_RATE = 16000
+# Re-exported for lexicon_decoding.py, bin/ctc_decode.py and tests/test_recipe_ci.py, which import
+# it from here; to go once they import it from espnet_ils.kaldi_files.
+from espnet_ils.kaldi_files import read_key_file  # noqa: F401
+
+SAMPLE_RATE = 16000  # Hz, of every corpus and model here
+WINDOW = 400  # samples (25 ms): the conv front's receptive field, Kaldi's MFCC window
+ENCODER_HOP = 320  # samples (20 ms, 50 Hz): the conv front's total stride
+MFCC_HOP = 160  # samples (10 ms, 100 Hz): Kaldi's MFCC frame shift
 
 
-def read_key_file(path: Union[str, Path]) -> Dict[str, str]:
-    """Read a Kaldi-style ``key value...`` file (``wav.scp``, ``text``, ``utt2spk``) into a dict.
+def num_frames(num_samples: int, hop: int = ENCODER_HOP) -> int:
+    """Frames of :data:`WINDOW` samples every ``hop`` samples that fit in ``num_samples`` samples.
 
     Args:
-        path: The file; one ``key rest-of-line`` entry per line.
+        num_samples: Length of the waveform in samples at 16 kHz.
+        hop: Frame shift in samples (:data:`ENCODER_HOP` for the encoder's 50 Hz frames,
+            :data:`MFCC_HOP` for 100 Hz MFCC frames).
 
     Returns:
-        ``{key: rest}`` sorted by key.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: A line without a value, or a repeated key (naming the line).
+        ``floor((N - 400) / hop) + 1``, or 0 for a waveform shorter than one window.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    entries: Dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.strip().split(maxsplit=1)
-            if not fields:
-                continue
-            if len(fields) != 2:
-                raise ValueError(f"{path}:{number}: expected 'key value', got {line.strip()!r}")
-            if fields[0] in entries:
-                raise ValueError(f"{path}:{number}: key {fields[0]!r} appears twice")
-            entries[fields[0]] = fields[1]
-    return dict(sorted(entries.items()))
+    return max(0, (num_samples - WINDOW) // hop + 1)
 
 
 def load_waveform(

@@ -17,7 +17,7 @@ import yaml
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
-from espnet_ils.labels import UNK
+from espnet_ils.labels import UNK, cluster_token_list
 from espnet_ils.tasks import ILSASRTask, ILSSSLTask
 
 TASKS = {"pretraining (SSL task)": ILSSSLTask, "fine-tuning (ASR task)": ILSASRTask}
@@ -83,7 +83,7 @@ def build_ssl(
                 f"{cluster_option} {num_classes} but {config} has num_classes: {found}; make them "
                 "equal (the loss predicts the k-means clusters)"
             )
-    args.token_list = [str(cluster) for cluster in range(num_classes)] + [UNK]
+    args.token_list = cluster_token_list(num_classes)
     try:
         model = ILSSSLTask.build_model(args)
     except Exception as error:  # whatever the build raises, it comes from this config

@@ -6,9 +6,9 @@ from typing import Dict
 
 import soundfile as sf
 
-from espnet_ils.audio import SAMPLE_RATE, read_key_file
+from espnet_ils.audio import SAMPLE_RATE
+from espnet_ils.kaldi_files import read_key_file, write_spk2utt, write_text_atomic
 from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
-from espnet_ils.shards import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +75,7 @@ def format_data_dir(src: Path, dst: Path, min_duration: float, max_duration: flo
             )
         write_text_atomic(dst / name, [f"{u} {entries[u]}" for u in keep])
     if (dst / "utt2spk").is_file():
-        speakers: Dict[str, list] = {}
-        for utt, spk in read_key_file(dst / "utt2spk").items():
-            speakers.setdefault(spk, []).append(utt)
-        write_text_atomic(
-            dst / "spk2utt", [f"{s} {' '.join(us)}" for s, us in sorted(speakers.items())]
-        )
+        write_spk2utt(dst / "spk2utt", read_key_file(dst / "utt2spk"))
     write_text_atomic(dst / "utt2num_samples", [f"{u} {lengths[u]}" for u in keep])
     write_text_atomic(dst / "speech_shape", [f"{u} {lengths[u]}" for u in keep])
     write_marker(dst / ".done", identity)

@@ -13,6 +13,8 @@ import joblib
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 
+from espnet_ils.kaldi_files import atomic_path
+
 logger = logging.getLogger(__name__)
 
 REFERENCE_SETTINGS = dict(
@@ -69,10 +71,9 @@ def fit_kmeans(
 
 
 def save_kmeans(model: MiniBatchKMeans, path: Path) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    joblib.dump(model, tmp)
-    tmp.replace(path)
+    """Save ``model`` with joblib through a temporary name (a re-run trusts what it finds)."""
+    with atomic_path(path) as tmp:
+        joblib.dump(model, tmp)
 
 
 def load_kmeans(path: Path) -> MiniBatchKMeans:

@@ -5,20 +5,18 @@ list of the cluster ids followed by ``<unk>`` (token id == cluster id).
 """
 
 from pathlib import Path
-from typing import Sequence
+from typing import List, Sequence
 
 import numpy as np
 
-from espnet_ils.shards import write_text_atomic
+from espnet_ils.audio import num_frames
+from espnet_ils.kaldi_files import write_text_atomic
+
+# Re-exported for tests/test_recipe_ci.py, which imports it from here; to go once it calls
+# espnet_ils.audio.num_frames.
+encoder_frames = num_frames
 
 UNK = "<unk>"  # ESPnet's tokenizer needs it; it comes last so that token id == cluster id
-RECEPTIVE_FIELD = 400  # samples, the conv front's window (25 ms)
-ENCODER_STRIDE = 320  # samples, the conv front's hop (20 ms, 50 Hz)
-
-
-def encoder_frames(num_samples: int) -> int:
-    """Frames the conv front gives for ``num_samples`` samples: ``floor((N - 400) / 320) + 1``."""
-    return max(0, (num_samples - RECEPTIVE_FIELD) // ENCODER_STRIDE + 1)
 
 
 def to_encoder_rate(labels: np.ndarray, feature_rate_hz: int) -> np.ndarray:
@@ -36,7 +34,7 @@ def to_encoder_rate(labels: np.ndarray, feature_rate_hz: int) -> np.ndarray:
 
 def check_frame_count(utt: str, labels: np.ndarray, num_samples: int, tolerance: int = 0) -> None:
     """Raise unless ``labels`` has the encoder's frame count for ``num_samples`` (+- tolerance)."""
-    expected = encoder_frames(num_samples)
+    expected = num_frames(num_samples)
     if abs(len(labels) - expected) > tolerance:
         raise ValueError(
             f"utterance {utt}: {len(labels)} labels but the encoder gives {expected} frames for "
@@ -48,7 +46,13 @@ def format_labels(utt: str, labels: Sequence[int]) -> str:
     return utt + " " + " ".join(str(int(label)) for label in labels)
 
 
+def cluster_token_list(num_classes: int) -> List[str]:
+    """The SSL token list: cluster ids ``"0" .. str(num_classes - 1)``, then ``<unk>``
+    (``ILSSSLTask``'s contract: token id == cluster id)."""
+    return [str(cluster) for cluster in range(num_classes)] + [UNK]
+
+
 def write_token_list(path: Path, num_classes: int) -> None:
-    """The SSL token list: ``0 .. num_classes - 1`` then ``<unk>``."""
+    """Write :func:`cluster_token_list` to ``path``, one token per line."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, [str(i) for i in range(num_classes)] + [UNK])
+    write_text_atomic(path, cluster_token_list(num_classes))

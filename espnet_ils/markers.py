@@ -27,7 +27,7 @@ import logging
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
-from espnet_ils.shards import write_text_atomic
+from espnet_ils.kaldi_files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

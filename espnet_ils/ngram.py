@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence, Tuple, Union
 
-from espnet_ils.shards import write_text_atomic
+from espnet_ils.kaldi_files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

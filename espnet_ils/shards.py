@@ -15,6 +15,10 @@ from typing import Iterator, List, Sequence, TypeVar
 import kaldiio
 import numpy as np
 
+# write_text_atomic is re-exported for lexicon_decoding.py, lm_text.py and bin/ctc_decode.py, which
+# import it from here; to go once they import it from espnet_ils.kaldi_files.
+from espnet_ils.kaldi_files import removed_on_error, write_text_atomic  # noqa: F401
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -60,7 +64,7 @@ def feature_shard_writer(outdir: Path, job: int) -> Iterator[kaldiio.WriteHelper
     marker_path(outdir, job).unlink(missing_ok=True)
     ark, scp = outdir / f"feats.{job}.ark", outdir / f"feats.{job}.scp"
     tmp_ark, tmp_scp = ark.with_suffix(".ark.tmp"), scp.with_suffix(".scp.tmp")
-    with _removed_on_error(ark, tmp_ark, tmp_scp):
+    with removed_on_error(ark, tmp_ark, tmp_scp):
         with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
             yield writer
         lines = tmp_scp.read_text().splitlines()
@@ -69,32 +73,6 @@ def feature_shard_writer(outdir: Path, job: int) -> Iterator[kaldiio.WriteHelper
         )
         os.replace(tmp_ark, ark)
         os.replace(tmp_scp, scp)
-
-
-@contextmanager
-def _removed_on_error(target: Path, *temporaries: Path) -> Iterator[None]:
-    """Remove ``temporaries`` when the block fails; an OSError is raised again naming ``target``."""
-    try:
-        yield
-    except BaseException as error:
-        for tmp in temporaries:
-            tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.errno is not None:
-            raise OSError(error.errno, f"cannot write {target}: {error.strerror}") from error
-        raise
-
-
-def write_text_atomic(path: Path, lines: Sequence[str]) -> None:
-    """Write ``lines`` (newline-terminated) to ``path`` through a temporary file.
-
-    Raises:
-        OSError: The write failed (disk full, read-only), naming ``path``; nothing is left behind.
-    """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with _removed_on_error(path, tmp):
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        os.replace(tmp, path)
 
 
 def read_features(scp: Path) -> Iterator:

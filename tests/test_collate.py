@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from espnet_ils.labels import encoder_frames
+from espnet_ils.audio import num_frames
 from espnet_ils.tasks import ILSSSLTask
 
 NUM_CLASSES = 2000  # utterance() labels frames by their index
@@ -26,7 +26,7 @@ def collate_fn(train: bool, token_list=None, **conf):
 
 def utterance(num_samples: int):
     """Audio whose sample values are their own index, labels whose values are the frame index."""
-    frames = encoder_frames(num_samples)
+    frames = num_frames(num_samples)
     return {"speech": np.arange(num_samples, dtype=np.float64), "text": np.arange(frames)}
 
 
@@ -36,7 +36,7 @@ def test_long_utterances_are_cropped_with_their_labels(seed):
     collate = collate_fn(True, max_sample_size=16000, label_downsampling=1, rand_crop=True)
     _, batch = collate([("a", utterance(40000)), ("b", utterance(56000))])
     assert batch["speech"].shape == (2, 16000)
-    assert batch["text"].shape == (2, encoder_frames(16000))
+    assert batch["text"].shape == (2, num_frames(16000))
     for speech, labels in zip(batch["speech"], batch["text"]):
         offset = int(speech[0])
         assert np.array_equal(speech.numpy(), np.arange(offset, offset + 16000))
@@ -81,7 +81,7 @@ def test_bad_values_name_the_key(conf, message):
 @pytest.mark.parametrize("train", [True, False])
 def test_a_label_outside_the_token_list_names_the_utterance(train):
     collate = collate_fn(train, token_list=["0", "1", "2", "<unk>"])
-    good = {"speech": np.zeros(16000), "text": np.full(encoder_frames(16000), 2)}
+    good = {"speech": np.zeros(16000), "text": np.full(num_frames(16000), 2)}
     bad = dict(good, text=good["text"].copy())
     bad["text"][7] = 3  # the id of <unk>: the label was not in the token list
     collate([("good", good)])
@@ -92,7 +92,7 @@ def test_a_label_outside_the_token_list_names_the_utterance(train):
 @pytest.mark.parametrize("train", [True, False])
 def test_a_label_count_off_by_more_than_the_tolerance_names_the_utterance(train):
     collate = collate_fn(train, label_length_tolerance=2)
-    frames = encoder_frames(16000)  # 49
+    frames = num_frames(16000)  # 49
     for extra in (-2, 2):
         collate([("ok", {"speech": np.zeros(16000), "text": np.zeros(frames + extra, int)})])
     doubled = {"speech": np.zeros(16000), "text": np.zeros(2 * frames, int)}  # 100 Hz labels
@@ -104,6 +104,6 @@ def test_a_label_count_off_by_more_than_the_tolerance_names_the_utterance(train)
 
 def test_100_hz_labels_pass_with_label_downsampling_2():
     collate = collate_fn(True, label_downsampling=2)
-    frames = encoder_frames(16000)
+    frames = num_frames(16000)
     _, batch = collate([("a", {"speech": np.zeros(16000), "text": np.zeros(2 * frames, int)})])
     assert batch["text"].shape == (1, frames)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from espnet_ils.audio import SAMPLE_RATE
+
 CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
-SAMPLE_RATE = 16000  # Hz
 
 # Seconds of audio per update. Paper section 4.2: BASE on 32 GPUs with 87.5 s each, LARGE on 128
 # GPUs with 53.75 s (per GPU, as HuBERT's 56.25 s); section 4.3: fine-tuning on 8 GPUs with 200 s

@@ -18,6 +18,8 @@ from typing import Any, Dict, Tuple
 
 import pytest
 
+from espnet_ils.audio import SAMPLE_RATE, num_frames
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
@@ -131,6 +133,14 @@ def test_ssl_train_runs_and_logs_finite_losses(parts, dry_run):
     assert result["use_amp"] is False and result["amp_bf16"] is False  # CPU: no AMP
     out, _ = dry_run
     assert "epoch:train:" in (out / "ssl_train.log").read_text()
+
+
+def test_the_bench_frame_grid_is_espnet_ils_own():
+    """bench_pretrain_step repeats espnet_ils.audio's geometry (its importer runs without
+    espnet_ils); the two must agree."""
+    assert bench_pretrain_step.SAMPLE_RATE == SAMPLE_RATE
+    for samples in (400, 719, 720, 16000, 200_000):
+        assert bench_pretrain_step.num_frames(samples) == num_frames(samples)
 
 
 def test_base_step_flops_match_the_design_estimate():

@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet_ils.audio import load_waveform, read_key_file
+from espnet_ils.audio import load_waveform, num_frames
 from espnet_ils.bin.dump_labels import dump_labels
 from espnet_ils.bin.dump_mfcc import dump_mfcc
 from espnet_ils.bin.fit_kmeans import main as fit_kmeans_main
 from espnet_ils.bin.merge_labels import merge_labels
-from espnet_ils.labels import encoder_frames, to_encoder_rate
+from espnet_ils.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.labels import to_encoder_rate
 from espnet_ils.metrics import cluster_quality, joint_counts
 from espnet_ils.mfcc import compute_mfcc
-from espnet_ils.shards import feature_shard_writer, write_text_atomic
+from espnet_ils.shards import feature_shard_writer
 
 
 def write_wavs(root: Path, count: int = 6) -> Path:
@@ -42,7 +43,7 @@ def write_wavs(root: Path, count: int = 6) -> Path:
 def test_mfcc_every_second_frame_matches_the_encoder_frames(samples):
     mfcc = compute_mfcc(np.zeros(samples, dtype=np.float32) + 0.01)
     assert mfcc.shape == ((samples - 400) // 160 + 1, 39)
-    assert len(to_encoder_rate(np.arange(len(mfcc)), 100)) == encoder_frames(samples)
+    assert len(to_encoder_rate(np.arange(len(mfcc)), 100)) == num_frames(samples)
 
 
 def test_pipeline_writes_checked_labels_and_a_rerun_does_nothing(tmp_path):
@@ -74,7 +75,7 @@ def test_pipeline_writes_checked_labels_and_a_rerun_does_nothing(tmp_path):
     assert list(labels) == [f"u{i}" for i in range(6)]
     for utt, path in read_key_file(wav_scp).items():
         ids = [int(x) for x in labels[utt].split()]
-        assert len(ids) == encoder_frames(len(load_waveform(path, utt)))
+        assert len(ids) == num_frames(len(load_waveform(path, utt)))
         assert 0 <= min(ids) and max(ids) < 8
 
     stamps = {p: p.stat().st_mtime_ns for p in (feats / "feats.1.ark", labels_dir / "labels.2")}

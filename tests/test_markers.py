@@ -12,11 +12,11 @@ import pytest
 import soundfile as sf
 from test_labels_pipeline import write_wavs
 
-from espnet_ils.audio import read_key_file
 from espnet_ils.bin.dump_labels import dump_labels
 from espnet_ils.bin.dump_mfcc import dump_mfcc
 from espnet_ils.bin.fit_kmeans import main as fit_kmeans_main
 from espnet_ils.datadir import format_data_dir
+from espnet_ils.kaldi_files import read_key_file
 from espnet_ils.kmeans import load_kmeans
 from espnet_ils.labels import to_encoder_rate
 from espnet_ils.markers import (

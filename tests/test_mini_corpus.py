@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, num_frames
 from espnet_ils.corpus import voices
-from espnet_ils.corpus.alignments import HOP_50HZ, HOP_100HZ, frame_labels, num_frames
+from espnet_ils.corpus.alignments import frame_labels
 from espnet_ils.corpus.mini_corpus import MARKER, SETS, CorpusOptions, build_mini_corpus
 from espnet_ils.corpus.phones import (
     ESPEAK_RHOTIC,
@@ -26,17 +27,10 @@ from espnet_ils.corpus.phones import (
 )
 from espnet_ils.corpus.sentences import TRANSCRIPT_PATTERN, generate_sentences
 from espnet_ils.corpus.tts import parse_flite_segments
+from espnet_ils.kaldi_files import read_key_file
 
 INSTALL_SCRIPT = Path(__file__).parents[1] / "egs2/librispeech_ils/ssl1/local/install_tts.sh"
 TINY = CorpusOptions(seconds=60, seed=0)
-
-
-def read_keyed(path: Path) -> Dict[str, str]:
-    entries = {}
-    for line in path.read_text().splitlines():
-        key, value = line.split(" ", 1)
-        entries[key] = value
-    return entries
 
 
 def tree_state(root: Path) -> Dict[str, int]:
@@ -81,7 +75,7 @@ def test_to_common_splits_merges_and_rejects_unknown_phones():
 
 
 @pytest.mark.parametrize("num_samples", [400, 719, 720, 16000, 16321])
-@pytest.mark.parametrize("hop", [HOP_50HZ, HOP_100HZ])
+@pytest.mark.parametrize("hop", [ENCODER_HOP, MFCC_HOP])
 def test_frame_labels_count_and_centres(num_samples, hop):
     segments = [PhoneSegment("ah", 0.0, 0.5), PhoneSegment("s", 0.5, 0.8)]
     labels = frame_labels(segments, num_samples, hop)
@@ -157,11 +151,11 @@ def corpus(engines, tmp_path_factory) -> Path:
 
 
 def set_speakers(corpus: Path, name: str) -> List[str]:
-    return sorted(set(read_keyed(corpus / name / "utt2spk").values()))
+    return sorted(set(read_key_file(corpus / name / "utt2spk").values()))
 
 
 def test_sets_are_disjoint_by_speaker_and_source(corpus):
-    source = {spk: info.split()[2] for spk, info in read_keyed(corpus / "speakers").items()}
+    source = {spk: info.split()[2] for spk, info in read_key_file(corpus / "speakers").items()}
     held = {name: set(set_speakers(corpus, name)) for name in ("train", "dev", "test")}
     assert held["train"] and held["dev"] and held["test"]
     assert not held["train"] & held["dev"] and not held["train"] & held["test"]
@@ -169,8 +163,8 @@ def test_sets_are_disjoint_by_speaker_and_source(corpus):
     sources = {name: {source[spk] for spk in spks} for name, spks in held.items()}
     assert not sources["train"] & sources["dev"] and not sources["train"] & sources["test"]
     assert not sources["dev"] & sources["test"]
-    finetune = read_keyed(corpus / "train_ft" / "utt2spk")
-    assert set(finetune) <= set(read_keyed(corpus / "train" / "utt2spk"))
+    finetune = read_key_file(corpus / "train_ft" / "utt2spk")
+    assert set(finetune) <= set(read_key_file(corpus / "train" / "utt2spk"))
     assert set(finetune.values()) == held["train"]
 
 
@@ -180,23 +174,23 @@ def test_data_dir_files_are_sorted_and_consistent(corpus, name):
     for file in ("wav.scp", "text", "utt2spk", "spk2utt", "utt2dur", "phone_alignment"):
         keys = [line.split(" ", 1)[0] for line in (data / file).read_text().splitlines()]
         assert keys == sorted(keys) and len(keys) == len(set(keys)), file
-    utt2spk = read_keyed(data / "utt2spk")
-    spk2utt = {spk: utts.split() for spk, utts in read_keyed(data / "spk2utt").items()}
+    utt2spk = read_key_file(data / "utt2spk")
+    spk2utt = {spk: utts.split() for spk, utts in read_key_file(data / "spk2utt").items()}
     assert {utt: spk for spk, utts in spk2utt.items() for utt in utts} == utt2spk
     assert all(utt.startswith(spk + "-") for utt, spk in utt2spk.items())
-    for utt, text in read_keyed(data / "text").items():
+    for utt, text in read_key_file(data / "text").items():
         assert TRANSCRIPT_PATTERN.match(text), (utt, text)
 
 
 @pytest.mark.parametrize("name", ("train", "dev", "test"))
 def test_audio_is_16k_mono_flac_matching_utt2dur_and_alignments(corpus, name):
     data = corpus / name
-    durations = read_keyed(data / "utt2dur")
+    durations = read_key_file(data / "utt2dur")
     alignments = {
-        hop: {utt: labels.split() for utt, labels in read_keyed(data / file).items()}
-        for hop, file in ((HOP_50HZ, "phone_alignment"), (HOP_100HZ, "phone_alignment_100hz"))
+        hop: {utt: labels.split() for utt, labels in read_key_file(data / file).items()}
+        for hop, file in ((ENCODER_HOP, "phone_alignment"), (MFCC_HOP, "phone_alignment_100hz"))
     }
-    for utt, path in read_keyed(data / "wav.scp").items():
+    for utt, path in read_key_file(data / "wav.scp").items():
         info = sf.info(path)
         assert (info.format, info.samplerate, info.channels) == ("FLAC", 16000, 1), utt
         wave, _ = sf.read(path, dtype="float32")

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import espnet_ils  # noqa: F401  (registers our classes, keeps espnet2 imports offline)
+from espnet_ils.audio import SAMPLE_RATE
 from espnet_ils.converters.torchaudio_hubert import (
     ENCODER,
     FRONTEND,
@@ -34,7 +35,6 @@ from espnet_ils.preencoder import FeatureProjection
 
 TOLERANCE = 1e-4
 DURATIONS_S = (1.0, 1.7)
-SAMPLE_RATE = 16000
 NUM_CLASSES = 100
 PREFIX = "wav2vec2.encoder.transformer."
 

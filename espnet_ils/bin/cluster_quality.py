@@ -22,12 +22,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from espnet_ils.audio import load_waveform, read_key_file
+from espnet_ils.audio import load_waveform
 from espnet_ils.bin import setup_logging
+from espnet_ils.kaldi_files import read_key_file, write_text_atomic
 from espnet_ils.kmeans import fit_kmeans
 from espnet_ils.layer_features import LayerFeatureExtractor
 from espnet_ils.metrics import cluster_quality, joint_counts
-from espnet_ils.shards import write_text_atomic
 
 logger = logging.getLogger("espnet_ils.cluster_quality")
 

@@ -14,7 +14,8 @@ from espnet2.ssl.espnet_model import ESPnetSSLModel
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.bin import setup_logging
-from espnet_ils.tasks import UNK, ILSSSLTask
+from espnet_ils.labels import cluster_token_list
+from espnet_ils.tasks import ILSSSLTask
 
 
 def count_parameters(model: ESPnetSSLModel) -> Dict[str, int]:
@@ -28,7 +29,7 @@ def build_from_config(config: str) -> ESPnetSSLModel:
     """Build the SSL model of ``config`` with a token list that fits its first loss."""
     args = ILSSSLTask.get_parser().parse_args(["--config", config])
     num_classes = args.loss[0]["conf"]["num_classes"]
-    args.token_list = [str(i) for i in range(num_classes)] + [UNK]
+    args.token_list = cluster_token_list(num_classes)
     return ILSSSLTask.build_model(args)
 
 

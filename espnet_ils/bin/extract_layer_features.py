@@ -22,11 +22,12 @@ from typing import Dict, List, Optional
 from tqdm import tqdm
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.audio import load_waveform, read_key_file
+from espnet_ils.audio import load_waveform
 from espnet_ils.bin import add_shard_arguments, setup_logging
+from espnet_ils.kaldi_files import read_key_file, write_text_atomic
 from espnet_ils.layer_features import LayerFeatureExtractor
 from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
-from espnet_ils.shards import feature_shard_writer, marker_path, shard, write_text_atomic
+from espnet_ils.shards import feature_shard_writer, marker_path, shard
 
 logger = logging.getLogger("extract_layer_features")
 

@@ -10,9 +10,8 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_ils.audio import read_key_file
 from espnet_ils.bin import setup_logging
-from espnet_ils.shards import write_text_atomic
+from espnet_ils.kaldi_files import read_key_file, write_text_atomic
 
 logger = logging.getLogger("espnet_ils.merge_labels")
 

@@ -1,54 +1,36 @@
-"""Phone segments (times in seconds) -> one phone label per encoder frame.
+"""Phone segments (times in seconds) -> one phone label per frame of a 16 kHz frame grid.
 
-The frames are those of the conv feature extractor (DESIGN.md section 1): at 16 kHz, frame ``t``
-of the 50 Hz grid covers samples ``[320 t, 320 t + 400)``, so an utterance of ``N`` samples has
-``floor((N - 400) / 320) + 1`` frames. The 100 Hz grid is Kaldi's 25 ms / 10 ms MFCC framing
-(``snip_edges``): samples ``[160 t, 160 t + 400)``. A frame is labelled with the phone that covers
-the centre of its window; a centre outside every segment (before the first or after the last
-phone the engine timed) is silence.
+The grids are those of :mod:`espnet_ils.audio`: frame ``t`` with hop ``h`` covers samples
+``[h t, h t + 400)``, so an utterance of ``N`` samples has ``num_frames(N, h)`` frames (hop 320:
+the encoder's 50 Hz frames; hop 160: Kaldi's 100 Hz MFCC frames). A frame is labelled with the
+phone that covers the centre of its window; a centre outside every segment (before the first or
+after the last phone the engine timed) is silence.
 """
 
 import bisect
 from typing import List, Sequence
 
+from espnet_ils.audio import ENCODER_HOP, SAMPLE_RATE, WINDOW, num_frames
 from espnet_ils.corpus.phones import SILENCE, PhoneSegment
-
-SAMPLE_RATE = 16000  # Hz
-WINDOW = 400  # samples (25 ms), receptive field of the conv feature extractor
-HOP_50HZ = 320  # samples (20 ms), total stride of the conv feature extractor
-HOP_100HZ = 160  # samples (10 ms), MFCC frame shift
-
-
-def num_frames(num_samples: int, hop: int = HOP_50HZ, window: int = WINDOW) -> int:
-    """Frames of ``window`` samples every ``hop`` samples that fit in ``num_samples`` samples."""
-    if num_samples < window:
-        return 0
-    return (num_samples - window) // hop + 1
 
 
 def frame_labels(
-    segments: Sequence[PhoneSegment],
-    num_samples: int,
-    hop: int = HOP_50HZ,
-    window: int = WINDOW,
-    sample_rate: int = SAMPLE_RATE,
+    segments: Sequence[PhoneSegment], num_samples: int, hop: int = ENCODER_HOP
 ) -> List[str]:
     """One phone label per frame.
 
     Args:
         segments: Phones in time order, non-overlapping, times in seconds.
-        num_samples: Length of the waveform in samples at ``sample_rate``.
-        hop: Frame shift in samples (320 for 50 Hz, 160 for 100 Hz at 16 kHz).
-        window: Frame length in samples (400 = 25 ms at 16 kHz).
-        sample_rate: Sampling rate in Hz.
+        num_samples: Length of the waveform in samples at 16 kHz.
+        hop: Frame shift in samples (``ENCODER_HOP`` 320 for 50 Hz, ``MFCC_HOP`` 160 for 100 Hz).
 
     Returns:
-        ``num_frames(num_samples, hop, window)`` labels.
+        ``num_frames(num_samples, hop)`` labels.
     """
     ends = [segment.end for segment in segments]
     labels = []
-    for frame in range(num_frames(num_samples, hop, window)):
-        centre = (frame * hop + window / 2) / sample_rate
+    for frame in range(num_frames(num_samples, hop)):
+        centre = (frame * hop + WINDOW / 2) / SAMPLE_RATE  # seconds
         index = bisect.bisect_right(ends, centre)
         inside = index < len(segments) and segments[index].start <= centre
         labels.append(segments[index].label if inside else SILENCE)

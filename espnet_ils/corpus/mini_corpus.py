@@ -27,18 +27,18 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from espnet_ils.corpus.alignments import HOP_50HZ, HOP_100HZ, SAMPLE_RATE, frame_labels
+from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, SAMPLE_RATE
+from espnet_ils.corpus.alignments import frame_labels
 from espnet_ils.corpus.phones import (
     FESTIVAL_TO_COMMON,
     INVENTORY,
@@ -55,6 +55,7 @@ from espnet_ils.corpus.tts import (
     synthesize_flite,
 )
 from espnet_ils.corpus.voices import ESPEAK, FESTIVAL, SPEAKERS, Speaker, check_engines
+from espnet_ils.kaldi_files import atomic_path, write_key_file, write_spk2utt, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -212,9 +213,8 @@ def common_segments(speaker: Speaker, synthesis: Synthesis, where: str) -> List[
 def write_flac(path: Path, wave: np.ndarray) -> None:
     """Write 16 kHz mono 16-bit FLAC under a temporary name, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    sf.write(str(tmp), wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), wave, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
 
 
 def run_job(job: Sequence[PlannedUtterance], wav_dir: str) -> List[UtteranceResult]:
@@ -231,8 +231,8 @@ def run_job(job: Sequence[PlannedUtterance], wav_dir: str) -> List[UtteranceResu
             UtteranceResult(
                 utterance.utt_id,
                 len(wave),
-                frame_labels(segments, len(wave), HOP_50HZ),
-                frame_labels(segments, len(wave), HOP_100HZ),
+                frame_labels(segments, len(wave), ENCODER_HOP),
+                frame_labels(segments, len(wave), MFCC_HOP),
             )
         )
     return results
@@ -282,18 +282,6 @@ def synthesize_all(
 # ----------------------------------------------------------------------------------------------
 # Data dirs
 # ----------------------------------------------------------------------------------------------
-def write_lines(path: Path, lines: Iterable[str]) -> None:
-    """Write one item per line, under a temporary name renamed into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_keyed(path: Path, entries: Mapping[str, str]) -> None:
-    """Write ``key value`` lines sorted by key, under a temporary name renamed into place."""
-    write_lines(path, (f"{key} {entries[key]}" for key in sorted(entries)))
-
-
 def write_data_dir(
     data_dir: Path,
     utterances: Sequence[PlannedUtterance],
@@ -302,14 +290,12 @@ def write_data_dir(
 ) -> None:
     """Write one Kaldi-style data dir for ``utterances``."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    spk2utt: Dict[str, List[str]] = {}
-    for utterance in utterances:
-        spk2utt.setdefault(utterance.speaker.speaker_id, []).append(utterance.utt_id)
+    utt2spk = {u.utt_id: u.speaker.speaker_id for u in utterances}
+    write_spk2utt(data_dir / "spk2utt", utt2spk)
     files = {
         "wav.scp": {u.utt_id: str(audio_path(wav_dir, u)) for u in utterances},
         "text": {u.utt_id: u.sentence.transcript for u in utterances},
-        "utt2spk": {u.utt_id: u.speaker.speaker_id for u in utterances},
-        "spk2utt": {spk: " ".join(sorted(utts)) for spk, utts in spk2utt.items()},
+        "utt2spk": utt2spk,
         "utt2dur": {
             u.utt_id: f"{results[u.utt_id].num_samples / SAMPLE_RATE:.4f}" for u in utterances
         },
@@ -319,7 +305,7 @@ def write_data_dir(
         },
     }
     for name, entries in files.items():
-        write_keyed(data_dir / name, entries)
+        write_key_file(data_dir / name, entries)
 
 
 def finetuning_subset(
@@ -437,15 +423,13 @@ def build_mini_corpus(outdir: Union[str, Path], options: CorpusOptions, nj: int)
     members = set_members(plan, results, options.ft_fraction)
     for name, utterances in members.items():
         write_data_dir(outdir / name, utterances, results, wav_dir)
-    write_lines(outdir / "phones.txt", INVENTORY)
-    write_keyed(
+    write_text_atomic(outdir / "phones.txt", INVENTORY)
+    write_key_file(
         outdir / "speakers",
         {s.speaker_id: f"{s.engine} {s.voice} {s.source} {s.split}" for s in SPEAKERS},
     )
     stats = statistics(members, results)
     for name, entry in stats.items():
         logger.info("%s: %d utterances, %d speakers, %.3f h", name, *entry.values())
-    tmp = outdir / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"options": wanted, "stats": stats}, indent=2) + "\n")
-    os.replace(tmp, outdir / MARKER)
+    write_text_atomic(outdir / MARKER, [json.dumps({"options": wanted, "stats": stats}, indent=2)])
     return stats

@@ -15,12 +15,13 @@ db.sh) or a changed file rebuilds it.
 
 import argparse
 import logging
-import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import soundfile as sf
 
+from espnet_ils.audio import SAMPLE_RATE
+from espnet_ils.kaldi_files import write_key_file, write_spk2utt
 from espnet_ils.markers import listing_checksum, step_identity, up_to_date, write_marker
 
 logger = logging.getLogger("prepare_librispeech")
@@ -63,12 +64,6 @@ def collect(sources: List[Path]) -> Dict[str, Tuple[str, Path]]:
     return dict(sorted(utterances.items()))
 
 
-def write(path: Path, lines: List[str]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def prepare(sources: List[Path], dst: Path) -> int:
     """Write the data directory ``dst`` of ``sources``; returns its number of utterances."""
     for source in sources:
@@ -86,18 +81,15 @@ def prepare(sources: List[Path], dst: Path) -> int:
     num_samples = {}
     for utt, (_, flac) in utterances.items():
         info = sf.info(str(flac))
-        if info.samplerate != 16000 or info.channels != 1:
+        if info.samplerate != SAMPLE_RATE or info.channels != 1:
             raise ValueError(f"utterance {utt}: {flac} is {info.samplerate} Hz x {info.channels}; expected 16 kHz mono")
         num_samples[utt] = info.frames
-    write(dst / "wav.scp", [f"{u} {f}" for u, (_, f) in utterances.items()])
-    write(dst / "text", [f"{u} {t}" for u, (t, _) in utterances.items()])
-    write(dst / "utt2spk", [f"{u} {speaker[u]}" for u in utterances])
-    spk2utt: Dict[str, List[str]] = {}
-    for utt in utterances:
-        spk2utt.setdefault(speaker[utt], []).append(utt)
-    write(dst / "spk2utt", [f"{s} {' '.join(us)}" for s, us in sorted(spk2utt.items())])
-    write(dst / "utt2num_samples", [f"{u} {n}" for u, n in num_samples.items()])
-    write(dst / "utt2dur", [f"{u} {n / 16000:.4f}" for u, n in num_samples.items()])
+    write_key_file(dst / "wav.scp", {u: str(f) for u, (_, f) in utterances.items()})
+    write_key_file(dst / "text", {u: t for u, (t, _) in utterances.items()})
+    write_key_file(dst / "utt2spk", speaker)
+    write_spk2utt(dst / "spk2utt", speaker)
+    write_key_file(dst / "utt2num_samples", {u: str(n) for u, n in num_samples.items()})
+    write_key_file(dst / "utt2dur", {u: f"{n / SAMPLE_RATE:.4f}" for u, n in num_samples.items()})
     write_marker(dst / ".done", identity)
     return len(utterances)
 
