@@ -298,33 +298,40 @@ class ILSTransformerEncoder(AbsEncoder):
         """
         return self.attention_kernel.prepare(self.relative_bias, pad_mask, dtype)
 
-    def forward(
+    def layer_outputs(
         self,
         xs_pad: torch.Tensor,
         ilens: torch.Tensor,
-        prev_states: Optional[torch.Tensor] = None,
+        num_blocks: Optional[int] = None,
         masks: Optional[torch.Tensor] = None,
         ctc: Optional[nn.Module] = None,
-        return_all_hs: bool = False,
-    ) -> Tuple[
-        Union[torch.Tensor, Tuple[torch.Tensor, List]], torch.Tensor, Optional[torch.Tensor]
-    ]:
-        """Encode.
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """Run the blocks up to ``num_blocks`` and return every layer on the way.
+
+        Layers are numbered like the paper's supervised layers: layer k (1-based) is the output of
+        block k, layer 0 the input of block 1 (the input plus the convolutional positional
+        embedding, after the encoder LayerNorm of post-LN models and the input dropout). The
+        relative bias is computed before the blocks, so layer k does not depend on the blocks
+        above it, and the blocks above ``num_blocks`` do not run.
 
         Args:
             xs_pad: Input features ``(B, T, D)`` at 50 Hz.
             ilens: Valid frames per utterance ``(B,)``.
-            prev_states: Unused (streaming state in ESPnet's interface).
-            masks: Optional ``(B, T)`` padding mask, True on padded frames (ESPnet SSL passes it);
-                derived from ``ilens`` when absent.
+            num_blocks: Blocks to run, ``0..num_blocks`` of the constructor; default all.
+            masks: Optional ``(B, T)`` padding mask, True on padded frames; derived from
+                ``ilens`` when absent.
             ctc: ESPnet CTC module, needed only for self-conditioned intermediate CTC.
-            return_all_hs: Also return every block's output (the SSL losses need them).
 
         Returns:
-            ``(out, olens, None)`` where ``out`` is ``(B, T, D)``; with ``return_all_hs`` it is
-            ``(out, [h_1, ..., h_N])`` (block outputs, 1-based block k at index k-1, h_N == out);
-            with intermediate CTC it is ``(out, [(k, h_k), ...])``.
+            ``[h_0, h_1, ..., h_k]`` for ``k = num_blocks``, each ``(B, T, D)`` (index k = layer
+            k; padded frames hold arbitrary values), and the valid frames ``(B,)``.
         """
+        if num_blocks is None:
+            num_blocks = len(self.encoders)
+        if not 0 <= num_blocks <= len(self.encoders):
+            raise ValueError(
+                f"num_blocks={num_blocks}: this encoder has blocks 1..{len(self.encoders)}"
+            )
         if masks is None:
             frames = torch.arange(xs_pad.size(1), device=xs_pad.device)
             pad_mask = frames[None, :] >= ilens.to(xs_pad.device)[:, None]  # (B, T)
@@ -344,22 +351,49 @@ class ILSTransformerEncoder(AbsEncoder):
         )
         attn_mask = self.attention_mask(pad_mask, logits_dtype)
 
-        hidden_states = []
-        intermediate_outs = []
-        for index, layer in enumerate(self.encoders, start=1):
+        # Holding every layer costs nothing in training (autograd keeps each block's input).
+        layers = [x]
+        for index, layer in enumerate(self.encoders[:num_blocks], start=1):
             # Drawn on the host (Python's RNG, seeded by ESPnet): no device tensor is read.
             if not (self.training and random.random() < self.layer_drop_rate):
                 x = layer(x, attn_mask)
-            if return_all_hs:
-                hidden_states.append(x)
-            if index in self.interctc_layer_idx:
-                intermediate_outs.append((index, x))
-                if self.interctc_use_conditioning:
-                    x = x + self.conditioning_layer(ctc.softmax(x))
+            layers.append(x)
+            if index in self.interctc_layer_idx and self.interctc_use_conditioning:
+                x = x + self.conditioning_layer(ctc.softmax(x))
+        return layers, (~pad_mask).sum(dim=1)
 
-        olens = (~pad_mask).sum(dim=1)
+    def forward(
+        self,
+        xs_pad: torch.Tensor,
+        ilens: torch.Tensor,
+        prev_states: Optional[torch.Tensor] = None,
+        masks: Optional[torch.Tensor] = None,
+        ctc: Optional[nn.Module] = None,
+        return_all_hs: bool = False,
+    ) -> Tuple[
+        Union[torch.Tensor, Tuple[torch.Tensor, List]], torch.Tensor, Optional[torch.Tensor]
+    ]:
+        """Encode (all blocks; :meth:`layer_outputs` stops earlier and returns layer 0 too).
+
+        Args:
+            xs_pad: Input features ``(B, T, D)`` at 50 Hz.
+            ilens: Valid frames per utterance ``(B,)``.
+            prev_states: Unused (streaming state in ESPnet's interface).
+            masks: Optional ``(B, T)`` padding mask, True on padded frames (ESPnet SSL passes it);
+                derived from ``ilens`` when absent.
+            ctc: ESPnet CTC module, needed only for self-conditioned intermediate CTC.
+            return_all_hs: Also return every block's output (the SSL losses need them).
+
+        Returns:
+            ``(out, olens, None)`` where ``out`` is ``(B, T, D)``; with ``return_all_hs`` it is
+            ``(out, [h_1, ..., h_N])`` (block outputs, 1-based block k at index k-1, h_N == out);
+            with intermediate CTC it is ``(out, [(k, h_k), ...])``.
+        """
+        layers, olens = self.layer_outputs(xs_pad, ilens, masks=masks, ctc=ctc)
+        out = layers[-1]  # the top block is never an intermediate CTC layer (checked in __init__)
         if return_all_hs:
-            return (x, hidden_states), olens, None
-        if intermediate_outs:
-            return (x, intermediate_outs), olens, None
-        return x, olens, None
+            return (out, layers[1:]), olens, None
+        if self.interctc_layer_idx:
+            inter = [(k, layers[k]) for k in sorted(set(self.interctc_layer_idx))]  # block order
+            return (out, inter), olens, None
+        return out, olens, None

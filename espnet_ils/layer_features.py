@@ -10,13 +10,13 @@ configs use).
 Layers are numbered like the paper's supervised layers: layer k (1-based) is the output of
 Transformer block k, as it is fed to the ILS heads before their own LayerNorm; layer 0 is the input
 of block 1 (projected conv features plus the convolutional positional embedding, after the encoder
-LayerNorm of post-LN models). Only the blocks up to the highest requested layer are run.
+LayerNorm of post-LN models). Only the blocks up to the highest requested layer are run
+(``ILSTransformerEncoder.layer_outputs``).
 
 The ``ils_cnn`` front, ESPnet's log-mel front and its normalisations, and the encoder are
 padding-invariant, so an utterance gives the same features alone or padded in a batch.
 """
 
-import copy
 import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -29,34 +29,13 @@ from espnet2.tasks.asr import ASRTask
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
+from espnet_ils.audio import SAMPLE_RATE
 from espnet_ils.encoder import ILSTransformerEncoder
 from espnet_ils.tasks import ILSSSLTask
 
 logger = logging.getLogger(__name__)
 
 Waveform = Union[torch.Tensor, np.ndarray]
-
-
-def truncated_encoder(encoder: ILSTransformerEncoder, num_blocks: int) -> ILSTransformerEncoder:
-    """A view of ``encoder`` that runs only its first ``num_blocks`` blocks.
-
-    The view shares every parameter with ``encoder`` (a shallow copy whose ``encoders`` list is
-    cut); the encoder computes its relative bias before the blocks, so the result of block k does
-    not depend on the blocks above it.
-
-    Args:
-        encoder: The full encoder.
-        num_blocks: Blocks to keep, ``1..len(encoder.encoders)``.
-
-    Returns:
-        ``encoder`` itself when nothing is cut, else the view.
-    """
-    if num_blocks == len(encoder.encoders):
-        return encoder
-    view = copy.copy(encoder)
-    view._modules = dict(encoder._modules)  # the copy must not share the submodule table
-    view._modules["encoders"] = encoder.encoders[:num_blocks]
-    return view
 
 
 class LayerFeatureExtractor:
@@ -81,7 +60,7 @@ class LayerFeatureExtractor:
         preencoder: Optional[nn.Module],
         encoder: nn.Module,
         normalize: Optional[nn.Module] = None,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         device: str = "cpu",
     ):
         if not isinstance(encoder, ILSTransformerEncoder):
@@ -120,7 +99,7 @@ class LayerFeatureExtractor:
             conf = yaml.safe_load(f)
         task = ILSSSLTask if "loss" in conf else ASRTask  # only SSL task configs have losses
         model, _ = task.build_model_from_file(config, model_file, device)
-        fs = conf.get("frontend_conf", {}).get("fs", 16000)
+        fs = conf.get("frontend_conf", {}).get("fs", SAMPLE_RATE)
         sample_rate = humanfriendly.parse_size(fs) if isinstance(fs, str) else int(fs)
         return cls(
             model.frontend, model.preencoder, model.encoder, model.normalize, sample_rate, device
@@ -142,7 +121,7 @@ class LayerFeatureExtractor:
         return layers
 
     @torch.inference_mode()
-    def forward(
+    def extract_batch(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor, layers: Sequence[int]
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Hidden states of a padded batch.
@@ -162,17 +141,8 @@ class LayerFeatureExtractor:
         feats, lengths = speech, speech_lengths
         for module in self.front:
             feats, lengths = module(feats, lengths)
-        block_inputs = []
-        hook = self.encoder.encoders[0].register_forward_pre_hook(
-            lambda module, args: block_inputs.append(args[0])
-        )
-        try:
-            encoder = truncated_encoder(self.encoder, max(max(layers), 1))
-            (_, block_outputs), lengths, _ = encoder(feats, lengths, return_all_hs=True)
-        finally:
-            hook.remove()
-        states = block_inputs + list(block_outputs)  # index k = layer k
-        return torch.stack([states[layer] for layer in layers]), lengths
+        states, lengths = self.encoder.layer_outputs(feats, lengths, num_blocks=max(layers))
+        return torch.stack([states[layer] for layer in layers]), lengths  # (L, B, T, D)
 
     def extract_layers(
         self, waveforms: Sequence[Waveform], layers: Optional[Sequence[int]] = None
@@ -195,7 +165,7 @@ class LayerFeatureExtractor:
                 f"waveforms must be 1-D (samples); got shapes {[list(w.shape) for w in waves]}"
             )
         lengths = torch.tensor([wave.numel() for wave in waves])
-        states, frames = self.forward(pad_sequence(waves, batch_first=True), lengths, layers)
+        states, frames = self.extract_batch(pad_sequence(waves, batch_first=True), lengths, layers)
         states = states.float().cpu()
         return [states[:, index, :count] for index, count in enumerate(frames.tolist())]
 

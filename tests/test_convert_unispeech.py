@@ -100,17 +100,10 @@ def utterances(config: str, long: bool) -> List[tuple]:
 
 def run_alone(model, wav: torch.Tensor) -> tuple:
     """Conv features ``(1, T, C)``, block-1 input ``(1, T, D)`` and block outputs of one utterance."""
-    block_inputs = []
-    hook = model.encoder.encoders[0].register_forward_pre_hook(
-        lambda module, args: block_inputs.append(args[0])
-    )
-    try:
-        feats, lengths = model.frontend(wav[None], None)
-        projected, _ = model.preencoder(feats, lengths)
-        (_, blocks), _, _ = model.encoder(projected, lengths, return_all_hs=True)
-    finally:
-        hook.remove()
-    return feats, block_inputs[0], blocks
+    feats, lengths = model.frontend(wav[None], None)
+    projected, _ = model.preencoder(feats, lengths)
+    layers, _ = model.encoder.layer_outputs(projected, lengths)  # layer 0 = block-1 input
+    return feats, layers[0], layers[1:]
 
 
 @pytest.mark.parametrize("long", [False, True], ids=["short", "17s"])

@@ -42,6 +42,37 @@ def test_bias_table_is_computed_once_and_shared_by_every_layer():
     assert torch.isinf(masks[0][1, :, :, 9:]).all()  # padded keys of the short utterance
 
 
+@pytest.mark.parametrize("normalize_before", [False, True])
+@pytest.mark.parametrize("num_blocks", [0, 2, 4])
+def test_layer_outputs_stop_after_block_k_and_start_with_the_block_1_input(
+    normalize_before, num_blocks, monkeypatch
+):
+    encoder = tiny_encoder(normalize_before=normalize_before).eval()
+    x, lengths = torch.randn(2, 14, 32), torch.tensor([14, 9])
+    _, hidden, _ = run_all(encoder, x, lengths)
+    for block in encoder.encoders[num_blocks:]:  # the blocks above k must not run
+
+        def above_k(*args):
+            raise AssertionError(f"a block above {num_blocks} ran")
+
+        monkeypatch.setattr(block, "forward", above_k)
+    layers, olens = encoder.layer_outputs(x, lengths, num_blocks=num_blocks)
+    assert len(layers) == num_blocks + 1 and olens.tolist() == [14, 9]
+    for got, block_output in zip(layers[1:], hidden):
+        assert torch.equal(got, block_output)  # bit-identical to forward's block outputs
+    embedded = x.masked_fill(torch.arange(14)[None, :, None] >= lengths[:, None, None], 0.0)
+    embedded = embedded + encoder.pos_conv(embedded)
+    if encoder.layer_norm is not None:  # post-LN: the LayerNorm before block 1
+        embedded = encoder.layer_norm(embedded)
+    assert torch.equal(layers[0], embedded)
+
+
+@pytest.mark.parametrize("num_blocks", [-1, 5])
+def test_layer_outputs_of_a_block_the_encoder_lacks_raise(num_blocks):
+    with pytest.raises(ValueError, match=f"num_blocks={num_blocks}: this encoder has blocks 1..4"):
+        tiny_encoder().layer_outputs(torch.randn(1, 8, 32), torch.tensor([8]), num_blocks)
+
+
 def test_bias_changes_the_output_of_every_layer():
     encoder = tiny_encoder().eval()
     x = torch.randn(1, 30, 32)
