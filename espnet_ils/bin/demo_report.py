@@ -29,9 +29,9 @@ def error_rate(result: Path) -> float:
 
 
 def collect(
-    asr_exps: Dict[str, Path], decode: str, test_set: str, quality: Optional[Path]
+    asr_exps: Dict[str, Path], decodes: List[str], test_set: str, quality: Optional[Path]
 ) -> Dict[str, Dict[str, Dict[int, float]]]:
-    """``{metric: {arm: {seed: value}}}`` for CER, WER and PNMI per layer."""
+    """``{metric: {arm: {seed: value}}}`` for CER and WER of each decode mode, PNMI per layer."""
     values: Dict[str, Dict[str, Dict[int, float]]] = {}
 
     def put(metric: str, run: str, value: float) -> None:
@@ -40,12 +40,13 @@ def collect(
             raise ValueError(f"run name {run!r} is not <arm>_seed<seed>")
         values.setdefault(metric, {}).setdefault(match["arm"], {})[int(match["seed"])] = value
 
-    for run, exp in asr_exps.items():
+    for decode in decodes:
         for metric in ("cer", "wer"):
-            result = exp / f"decode_{decode}" / test_set / f"score_{metric}" / "result.txt"
-            if not result.is_file():
-                raise FileNotFoundError(f"{result}: run the scoring stage first")
-            put(f"{metric.upper()} {decode} (%)", run, error_rate(result))
+            for run, exp in asr_exps.items():
+                result = exp / f"decode_{decode}" / test_set / f"score_{metric}" / "result.txt"
+                if not result.is_file():
+                    raise FileNotFoundError(f"{result}: run the scoring stage first")
+                put(f"{metric.upper()} {decode} (%)", run, error_rate(result))
     if quality is not None and quality.is_file():
         with quality.open() as f:
             for row in csv.DictReader(f, delimiter="\t"):
@@ -101,7 +102,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="<arm>_seed<seed> and its fine-tuning experiment (repeatable)",
     )
     parser.add_argument("--test_set", required=True)
-    parser.add_argument("--decode_mode", default="greedy")
+    parser.add_argument("--decode_modes", nargs="+", default=["greedy"], help="rows per mode")
     parser.add_argument("--cluster_quality", type=Path, help="cluster_quality.tsv of stage 7")
     parser.add_argument("--output", type=Path, help="Also write the table here (markdown)")
     return parser
@@ -112,7 +113,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     setup_logging(args)
     asr_exps = {name: Path(exp) for name, exp in args.run}
     arms = list(dict.fromkeys(RUN.match(name)["arm"] for name in asr_exps if RUN.match(name)))
-    values = collect(asr_exps, args.decode_mode, args.test_set, args.cluster_quality)
+    values = collect(asr_exps, args.decode_modes, args.test_set, args.cluster_quality)
     lines = table(values, arms)
     if args.output:
         write_text_atomic(args.output, lines)
