@@ -8,7 +8,9 @@ empty output):
   (``espnet2.bin.asr_inference --ctc_weight 1.0 --lm_weight W --penalty P``): ESPnet's batch beam
   search over label sequences, with CTC prefix scores and the LM in every step. Its cost is the
   CTC prefix scorer's loop over every frame for every output letter (frames x letters), about
-  3-6 s per 6-s utterance on one CPU thread whatever the beam: a GPU or many jobs' tool.
+  3-6 s per 6-s utterance on one CPU thread whatever the beam: a GPU or many jobs' tool. Without
+  an LM it is ESPnet's CTC prefix beam search alone (``asr_inference --ctc_weight 1.0`` with no
+  ``--lm_file``), the recipe's ``beam`` decode mode on kept log-probs.
 - :class:`NbestRescoring`: the N best letter sequences of a lexicon-free CTC beam search
   (Flashlight's, through torchaudio, without an LM) rescored by the LM in one batch per
   utterance, as icefall's and NeMo's LM rescoring do. Hundreds of times faster on a CPU; the LM
@@ -21,7 +23,7 @@ valid set costs the search alone.
 import hashlib
 import logging
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Sequence, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Union
 
 import torch
 from espnet.nets.batch_beam_search import BatchBeamSearch
@@ -95,24 +97,29 @@ class CachedCTC(torch.nn.Module):
 
 
 class LMFusionSearch:
-    """ESPnet's batch beam search with CTC prefix scores, an ESPnet LM and a length bonus.
+    """ESPnet's batch beam search with CTC prefix scores, an ESPnet LM (or none) and a length bonus.
 
     Args:
         tokens: The ASR model's token list (``<blank>`` first, ``<sos/eos>`` last).
         lm_train_config: The LM experiment's ``config.yaml``; its token list must be ``tokens``.
-        lm_file: Its checkpoint (``valid.loss.best.pth`` or an average).
+            None: no LM, ESPnet's CTC prefix beam search alone (``decode`` takes LM weight 0).
+        lm_file: Its checkpoint (``valid.loss.best.pth`` or an average); None with no LM.
         beam_size: Hypotheses kept per output step; at most ``len(tokens)`` (ESPnet's first step
             keeps one hypothesis per token).
 
     Raises:
         FileNotFoundError, ValueError: See :func:`load_letter_lm`; a beam outside
-            ``1..len(tokens)``.
+            ``1..len(tokens)``; one of ``lm_train_config`` and ``lm_file`` without the other.
     """
 
     BONUS = "penalty"  # the second tuned score: ESPnet's name for the per-token bonus
 
     def __init__(
-        self, tokens: Sequence[str], lm_train_config: PathLike, lm_file: PathLike, beam_size: int
+        self,
+        tokens: Sequence[str],
+        lm_train_config: Optional[PathLike] = None,
+        lm_file: Optional[PathLike] = None,
+        beam_size: int = FUSION_BEAM_SIZE,
     ) -> None:
         self.tokens = list(tokens)
         if not 1 <= beam_size <= len(self.tokens):
@@ -120,19 +127,36 @@ class LMFusionSearch:
                 f"beam_size={beam_size}: expected 1..{len(self.tokens)} (ESPnet's beam search "
                 "keeps at most one hypothesis per token at its first step)"
             )
-        self.lm = load_letter_lm(self.tokens, lm_train_config, lm_file).lm
+        if (lm_train_config is None) != (lm_file is None):
+            raise ValueError(
+                f"lm_train_config={lm_train_config}, lm_file={lm_file}: give both (fusion with "
+                "that LM) or neither (no LM)"
+            )
+        self.lm: Optional[torch.nn.Module] = None
+        if lm_train_config is not None:
+            self.lm = load_letter_lm(self.tokens, lm_train_config, lm_file).lm
         self.beam_size = beam_size
 
     def search(self, lm_weight: float, penalty: float) -> BatchBeamSearch:
-        """ESPnet's search for one ``(lm_weight, penalty)`` pair (the scorers are shared)."""
+        """ESPnet's search for one ``(lm_weight, penalty)`` pair (the scorers are shared).
+
+        Raises:
+            ValueError: A non-zero ``lm_weight`` without an LM.
+        """
+        if self.lm is None and lm_weight != 0:
+            raise ValueError(
+                f"lm_weight={lm_weight} for a search without an LM: expected 0 (or give "
+                "lm_train_config and lm_file)"
+            )
         eos = len(self.tokens) - 1
+        lm = {} if self.lm is None else {"lm": self.lm}
         return BatchBeamSearch(
             scorers={
                 "ctc": CTCPrefixScorer(ctc=CachedCTC(), eos=eos),
-                "lm": self.lm,
+                **lm,
                 "length_bonus": LengthBonus(len(self.tokens)),
             },
-            weights={"ctc": 1.0, "lm": lm_weight, "length_bonus": penalty},
+            weights={"ctc": 1.0, **{name: lm_weight for name in lm}, "length_bonus": penalty},
             beam_size=self.beam_size,
             vocab_size=len(self.tokens),
             sos=eos,
@@ -146,20 +170,22 @@ class LMFusionSearch:
 
         Args:
             log_probs: ``(T, V)`` CTC log-probs (50 Hz frames), ``V = len(tokens)``.
-            lm_weight: Weight of the LM's natural-log probabilities.
+            lm_weight: Weight of the LM's natural-log probabilities (0 without an LM).
             penalty: Score added per output token (ESPnet's ``--penalty``).
 
         Returns:
             The words, space-separated (empty when the best hypothesis is empty).
 
         Raises:
-            ValueError: ``log_probs`` is not ``(T, len(tokens))``.
+            ValueError: ``log_probs`` is not ``(T, len(tokens))``; a non-zero ``lm_weight``
+                without an LM.
         """
         log_probs = check_log_probs(log_probs, self.tokens)
+        search = self.search(lm_weight, penalty)
         if log_probs.size(0) == 0:
             return ""
         with torch.no_grad():
-            hyps = self.search(lm_weight, penalty)(x=log_probs, maxlenratio=0.0, minlenratio=0.0)
+            hyps = search(x=log_probs, maxlenratio=0.0, minlenratio=0.0)
         if not hyps:
             return ""
         ids: List[int] = hyps[0].yseq[1:-1].tolist()  # without <sos> and <eos>

@@ -10,7 +10,7 @@ import gzip
 import json
 import math
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 import pytest
@@ -223,14 +223,17 @@ def asr_dir(tmp_path_factory) -> Dict[str, Path]:
     return {"config": config, "model": weights, "wav_scp": root / "wav.scp", "root": root}
 
 
-def decode(asr_dir, lm_exp, outdir: Path, lm_weight: float, lm_config=None) -> Dict[str, tuple]:
-    """Beam 4 through espnet_ils.bin.asr_inference; ``{utt: (text, score)}``."""
+def decode(
+    asr_dir, lm_exp: Optional[Path], outdir: Path, lm_weight: float, lm_config=None
+) -> Dict[str, tuple]:
+    """Beam 4 through espnet_ils.bin.asr_inference; ``{utt: (text, score)}``; no LM if ``lm_exp``
+    is None."""
+    lm = [] if lm_exp is None else ["--lm_train_config", str(lm_config or lm_exp / "config.yaml"),
+                                    "--lm_file", str(lm_exp / "valid.loss.best.pth")]  # fmt: skip
     asr_inference.main(["--ngpu", "0", "--batch_size", "1", "--beam_size", "4",
                         "--data_path_and_name_and_type", f"{asr_dir['wav_scp']},speech,sound",
                         "--asr_train_config", str(asr_dir["config"]),
-                        "--asr_model_file", str(asr_dir["model"]),
-                        "--lm_train_config", str(lm_config or lm_exp / "config.yaml"),
-                        "--lm_file", str(lm_exp / "valid.loss.best.pth"),
+                        "--asr_model_file", str(asr_dir["model"]), *lm,
                         "--ctc_weight", "1.0", "--lm_weight", str(lm_weight),
                         "--output_dir", str(outdir)])  # fmt: skip
     best = outdir / "1best_recog"
@@ -331,15 +334,31 @@ def lm_files(lm_exp: Path) -> tuple:
     return lm_exp / "config.yaml", lm_exp / "valid.loss.best.pth"
 
 
-def test_fusion_on_kept_log_probs_decodes_as_espnets_speech2text(asr_dir, lm_exp, tmp_path):
-    """The same beam search, scorers and weights over dump_ctc_logprobs' output: same text."""
+@pytest.mark.parametrize("with_lm", [True, False])
+def test_fusion_on_kept_log_probs_decodes_as_espnets_speech2text(
+    asr_dir, lm_exp, tmp_path, with_lm
+):
+    """The same beam search, scorers and weights over dump_ctc_logprobs' output: same text.
+    Without an LM: ESPnet's CTC prefix beam search alone (asr_inference without --lm_file)."""
     model, _ = ILSASRTask.build_model_from_file(asr_dir["config"], asr_dir["model"], "cpu")
     model.eval()
-    search = LMFusionSearch(TOKENS, *lm_files(lm_exp), beam_size=4)
-    fused = decode(asr_dir, lm_exp, tmp_path / "w03", lm_weight=0.3)
+    lm_weight = 0.3 if with_lm else 0.0
+    lm = lm_files(lm_exp) if with_lm else (None, None)
+    search = LMFusionSearch(TOKENS, *lm, beam_size=4)
+    fused = decode(asr_dir, lm_exp if with_lm else None, tmp_path / "out", lm_weight=lm_weight)
     for utt, path in read_keyed(asr_dir["wav_scp"]).items():
         log_probs = compute_ctc_logprobs(model, load_waveform(path, utt))
-        assert search.decode(log_probs, lm_weight=0.3, penalty=0.0) == fused[utt][0], utt
+        assert search.decode(log_probs, lm_weight=lm_weight, penalty=0.0) == fused[utt][0], utt
+
+
+def test_a_search_without_lm_refuses_an_lm_weight_and_half_an_lm(lm_exp):
+    search = LMFusionSearch(TOKENS, beam_size=8)
+    log_probs = ctc_log_probs(ACOUSTICS["utt1"])
+    assert search.decode(log_probs, lm_weight=0.0, penalty=0.0) == "THE KAT SAT"
+    with pytest.raises(ValueError, match=r"lm_weight=0.5 for a search without an LM: expected 0"):
+        search.decode(log_probs, lm_weight=0.5, penalty=0.0)
+    with pytest.raises(ValueError, match=r"lm_file=None: give both .* or neither"):
+        LMFusionSearch(TOKENS, lm_exp / "config.yaml", None, beam_size=8)
 
 
 @pytest.mark.parametrize("kind", ["fusion", "rescoring"])
