@@ -13,10 +13,6 @@ from typing import Union
 import numpy as np
 import soundfile as sf
 
-# Re-exported for lexicon_decoding.py, bin/ctc_decode.py and tests/test_recipe_ci.py, which import
-# it from here; to go once they import it from espnet_ils.kaldi_files.
-from espnet_ils.kaldi_files import read_key_file  # noqa: F401
-
 SAMPLE_RATE = 16000  # Hz, of every corpus and model here
 WINDOW = 400  # samples (25 ms): the conv front's receptive field, Kaldi's MFCC window
 ENCODER_HOP = 320  # samples (20 ms, 50 Hz): the conv front's total stride

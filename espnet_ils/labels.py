@@ -12,10 +12,6 @@ import numpy as np
 from espnet_ils.audio import num_frames
 from espnet_ils.kaldi_files import write_text_atomic
 
-# Re-exported for tests/test_recipe_ci.py, which imports it from here; to go once it calls
-# espnet_ils.audio.num_frames.
-encoder_frames = num_frames
-
 UNK = "<unk>"  # ESPnet's tokenizer needs it; it comes last so that token id == cluster id
 
 

@@ -41,17 +41,12 @@ from flashlight.lib.text.dictionary import create_word_dict, load_words
 from torchaudio.models.decoder import CTCDecoder, ctc_decoder
 from tqdm import tqdm
 
-from espnet_ils.audio import load_waveform, read_key_file
+from espnet_ils.audio import load_waveform
+from espnet_ils.kaldi_files import read_key_file, write_text_atomic
 from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
 from espnet_ils.ngram import LM_SYMBOLS, check_lm_file
 from espnet_ils.scoring import count_errors
-from espnet_ils.shards import (
-    feature_shard_writer,
-    marker_path,
-    read_features,
-    shard,
-    write_text_atomic,
-)
+from espnet_ils.shards import feature_shard_writer, marker_path, read_features, shard
 
 logger = logging.getLogger(__name__)
 

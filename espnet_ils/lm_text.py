@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Set, TextIO, Tuple, Union
 
+from espnet_ils.kaldi_files import write_text_atomic
 from espnet_ils.lexicon_decoding import UNK, WORD_BOUNDARY, read_token_list
-from espnet_ils.shards import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

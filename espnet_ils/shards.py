@@ -15,9 +15,7 @@ from typing import Iterator, List, Sequence, TypeVar
 import kaldiio
 import numpy as np
 
-# write_text_atomic is re-exported for lexicon_decoding.py, lm_text.py and bin/ctc_decode.py, which
-# import it from here; to go once they import it from espnet_ils.kaldi_files.
-from espnet_ils.kaldi_files import removed_on_error, write_text_atomic  # noqa: F401
+from espnet_ils.kaldi_files import removed_on_error
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from espnet_ils.audio import read_key_file
-from espnet_ils.labels import encoder_frames
+from espnet_ils.audio import num_frames
+from espnet_ils.kaldi_files import read_key_file
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 SKIPPED = "skipped: done with the same options and inputs"
@@ -59,7 +59,7 @@ def test_data_and_labels_of_both_iterations(run):
         lengths = read_key_file(dirs["dump"] / "raw" / "train" / "utt2num_samples")
         assert set(labels) == set(lengths)
         for utt, ids in labels.items():
-            assert len(ids.split()) == encoder_frames(int(lengths[utt]))
+            assert len(ids.split()) == num_frames(int(lengths[utt]))
         assert (dirs["dump"] / "labels" / tag / "tokens.txt").read_text().splitlines()[
             -1
         ] == "<unk>"

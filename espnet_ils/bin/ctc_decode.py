@@ -36,8 +36,8 @@ from typing import List, Optional
 
 import torch
 
-from espnet_ils.audio import read_key_file
 from espnet_ils.bin import setup_logging
+from espnet_ils.kaldi_files import read_key_file, write_text_atomic
 from espnet_ils.lexicon_decoding import (
     BEAM_SIZE,
     BEAM_THRESHOLD,
@@ -56,7 +56,6 @@ from espnet_ils.lexicon_decoding import (
     write_lexicon,
 )
 from espnet_ils.ngram import arpa_words
-from espnet_ils.shards import write_text_atomic
 from espnet_ils.transformer_lm_decoding import (
     FUSION_BEAM_SIZE,
     PENALTY,

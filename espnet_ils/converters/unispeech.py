@@ -66,6 +66,7 @@ from espnet2.tasks.asr import ASRTask
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_ils.converters import MASK_OPTIONS
+from espnet_ils.labels import cluster_token_list
 from espnet_ils.registration import ENCODER_NAME, FRONTEND_NAME, LOSS_NAME, PREENCODER_NAME
 from espnet_ils.tasks import UNK, ILSSSLTask
 
@@ -673,11 +674,6 @@ def load_mapped(model: torch.nn.Module, mapped: MappedWeights) -> None:
         )
     owned = {key: expected[key] for key in MODEL_OWNED_KEYS if key in expected}
     model.load_state_dict({**owned, **mapped.tensors}, strict=True)
-
-
-def cluster_token_list(num_classes: int) -> List[str]:
-    """SSL token list: cluster ids ``0..C-1``, then ``<unk>`` (``ILSSSLTask``'s contract)."""
-    return [str(cluster) for cluster in range(num_classes)] + [UNK]
 
 
 def letter_token_list(dictionary: Path, num_rows: int) -> List[str]:
