@@ -256,7 +256,8 @@ def test_bin_tune_then_decode_with_the_chosen_pair(files, log_probs, tmp_path):
               "--lexicon", str(files["lexicon"]), "--lm", str(files["lm"]), "--beam_size", "50"]  # fmt: skip
     outdir = tmp_path / "tune"
     ctc_decode_bin.main(["tune", *common, "--ref_text", str(ref_text), "--lm_weights", "0,2",
-                             "--word_scores=-1,0", "--outdir", str(outdir)])  # fmt: skip
+                             "--word_scores=-1,0", "--outdir", str(outdir),
+                             "--decode", str(tmp_path / "test_text"), str(scp)])  # fmt: skip
     rows = [line.split("\t") for line in (outdir / "wer_grid.tsv").read_text().splitlines()]
     assert rows[0] == ["lm_weight", "word_score", "wer"] and len(rows) == 5
     assert [(r[0], r[1]) for r in rows[1:]] == [("0", "-1"), ("0", "0"), ("2", "-1"), ("2", "0")]
@@ -267,6 +268,7 @@ def test_bin_tune_then_decode_with_the_chosen_pair(files, log_probs, tmp_path):
     ctc_decode_bin.main(["decode", *common, "--tuned", str(outdir / "best.json"),
                              "--output", str(output)])  # fmt: skip
     assert output.read_text() == "".join(f"{utt} {text}\n" for utt, text in sorted(REFS.items()))
+    assert (tmp_path / "test_text").read_text() == output.read_text()  # tuned and decoded at once
     with pytest.raises(SystemExit, match="drop --lm_weight"):
         ctc_decode_bin.main(["decode", *common, "--tuned", str(outdir / "best.json"),
                                  "--lm_weight", "1", "--output", str(output)])  # fmt: skip

@@ -13,8 +13,9 @@ Transformer LM (shallow fusion or N-best rescoring).
     # wer_grid.tsv, best.json and text in --outdir
     python -m espnet_ils.bin.ctc_decode tune --logprobs_scp ${asr_exp}/ctc_logprobs/dev_clean/feats.*.scp \
         --ref_text dump/raw/dev_clean/text --token_list ... --lexicon ... --lm exp/lm/ngram_4gram/lm.arpa \
-        --lm_weights 0.5,1,2 --word_scores=-1,0,1 --outdir ${asr_exp}/decode_ngram/tune_dev_clean
-    # decode a test set with the chosen pair: a Kaldi-style text
+        --lm_weights 0.5,1,2 --word_scores=-1,0,1 --outdir ${asr_exp}/decode_ngram/tune_dev_clean \
+        --decode ${asr_exp}/decode_ngram/test_clean/text ${asr_exp}/ctc_logprobs/test_clean/feats.*.scp
+    # or decode a test set with the chosen pair later: a Kaldi-style text
     python -m espnet_ils.bin.ctc_decode decode --logprobs_scp ${asr_exp}/ctc_logprobs/test_clean/feats.*.scp \
         --token_list ... --lexicon ... --lm ... --tuned .../tune_dev_clean/best.json \
         --output ${asr_exp}/decode_ngram/test_clean/text
@@ -213,6 +214,10 @@ def run_tune(args: argparse.Namespace) -> None:
         result.best_wer,
         args.outdir,
     )
+    for output, *scps in args.decode:  # the test sets, with the chosen pair in this process
+        hyps = decode_all(search, read_logprobs(scps).items(), *result.best)
+        write_hypotheses(hyps, Path(output))
+        logger.info("wrote %s (%d utterances)", output, len(hyps))
 
 
 def add_logprob_arguments(parser: argparse.ArgumentParser) -> None:
@@ -291,6 +296,11 @@ def get_parser() -> argparse.ArgumentParser:
     tune_mode.add_argument(
         "--outdir", type=Path, required=True, help="writes wer_grid.tsv, best.json, text"
     )
+    tune_mode.add_argument(
+        "--decode", nargs="+", action="append", default=[], metavar=("OUTPUT", "SCP"),
+        help="then decode these log-probs with the chosen pair into OUTPUT (repeatable): one "
+        "process, so the search and LM load once",
+    )  # fmt: skip
     return parser
 
 

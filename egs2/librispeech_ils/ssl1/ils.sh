@@ -211,7 +211,7 @@ it1_exp=${expdir}/ssl_${it1_tag}_hubert
 arms="ils"; [ "${baseline}" = true ] && arms="ils hubert"
 runs=$(for s in ${it2_seeds}; do for arm in ${arms}; do echo -n "${arm}_seed${s} "; done; done)
 ssl_sets="${train_set} ${valid_set}"
-all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets}" | tr ' ' '\n' | sort -u | tr '\n' ' ')
+all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets}" | tr ' ' '\n' | sort -u | paste -sd ' ')
 
 # Skip decisions (espnet_ils.markers): "step_done <marker> <what> [--option NAME=VALUE]
 # [--input NAME=FILE] [--resumable true]..." succeeds, and logs why, when the marker holds these
@@ -407,16 +407,21 @@ decode_beam() {
     step_finished "${dir}.done"
 }
 
-# The CTC log-probs of one set under one model, computed once and shared by the greedy and ngram
-# modes: dump_logprobs <asr exp> <set> -> <asr exp>/ctc_logprobs/<set>/feats.JOB.{ark,scp}. Each shard
-# skips itself when its marker holds the same wav.scp, config and model checksums. Sets the arrays
-# logprob_scps (the shards) and logprob_inputs (their markers, for the callers' own markers).
+# The CTC log-probs of one set under one model, computed once and shared by the greedy, ngram and
+# lm_* modes: dump_logprobs <asr exp> <set> -> <asr exp>/ctc_logprobs/<set>/feats.JOB.{ark,scp}. Each
+# shard skips itself when its marker holds the same wav.scp, config and model checksums; within one
+# run of stage 9 a set is checked once. Sets the arrays logprob_scps (the shards) and
+# logprob_inputs (their markers, for the callers' own markers).
+declare -A logprobs_checked=()
 dump_logprobs() {
     local asr_exp=$1 dset=$2 out=$1/ctc_logprobs/$2 job
-    ${decode_cmd} JOB=1:"${inference_nj}" "${out}/log/dump.JOB.log" \
-        ${python} -m espnet_ils.bin.dump_ctc_logprobs --asr_train_config "${asr_exp}/config.yaml" \
-            --asr_model_file "${asr_exp}/${inference_model}" --wav_scp "${dumpdir}/raw/${dset}/wav.scp" \
-            --outdir "${out}" --nj "${inference_nj}" --job JOB
+    if [ -z "${logprobs_checked[${out}]:-}" ]; then
+        ${decode_cmd} JOB=1:"${inference_nj}" "${out}/log/dump.JOB.log" \
+            ${python} -m espnet_ils.bin.dump_ctc_logprobs --asr_train_config "${asr_exp}/config.yaml" \
+                --asr_model_file "${asr_exp}/${inference_model}" --wav_scp "${dumpdir}/raw/${dset}/wav.scp" \
+                --outdir "${out}" --nj "${inference_nj}" --job JOB
+        logprobs_checked[${out}]=1
+    fi
     logprob_scps=() logprob_inputs=()
     for job in $(seq 1 "${inference_nj}"); do
         logprob_scps+=("${out}/feats.${job}.scp")
@@ -443,7 +448,7 @@ decode_greedy() {
 # (decode_<mode>/tune_<valid set>/{wer_grid.tsv,best.json}), the test sets decoded with them.
 # decode_tuned <asr exp> <mode>
 decode_tuned() {
-    local asr_exp=$1 mode=$2 dset dir tune_dir=$1/decode_$2/tune_${valid_set} search grid inputs
+    local asr_exp=$1 mode=$2 dset dir marker tune_dir=$1/decode_$2/tune_${valid_set} search grid inputs
     case ${mode} in
         ngram)
             search=(--search lexicon --lexicon "${ngram_dir}/lexicon.txt" --lm "${ngram_lm}"
@@ -457,30 +462,29 @@ decode_tuned() {
             grid=(--lm_weights "${lm_weights}" --penalties="${lm_penalties}")
             inputs=(--input "lm=${lm_dir}/${lm_inference_model}" --input "lm=${lm_dir}/config.yaml") ;;
     esac
-    inputs+=(--option "search=${search[*]}")
+    inputs+=(--option "search=${search[*]}" --option "grid=${grid[*]}"
+        --input "ref=${dumpdir}/raw/${valid_set}/text")
+    # One process tunes on the valid set and decodes the test sets (the search and LM load once);
+    # it runs when any of their markers is out of date, and only those markers are rewritten.
+    local tests=() pending=()
     dump_logprobs "${asr_exp}" "${valid_set}"
-    if ! step_done "${tune_dir}.done" "Stage 9: ${mode}: LM weight x bonus on ${valid_set}" \
-            --option "grid=${grid[*]}" --input "ref=${dumpdir}/raw/${valid_set}/text" \
-            "${inputs[@]}" "${logprob_inputs[@]}"; then
-        log "Stage 9: ${mode} decoding of ${valid_set}, ${grid[*]} -> ${tune_dir}"
-        ${decode_cmd} "${tune_dir}/log/tune.log" ${python} -m espnet_ils.bin.ctc_decode tune \
-            --logprobs_scp "${logprob_scps[@]}" --ref_text "${dumpdir}/raw/${valid_set}/text" \
-            --token_list "${token_dir}/tokens.txt" "${search[@]}" "${grid[@]}" --outdir "${tune_dir}"
-        step_finished "${tune_dir}.done"
-    fi
+    local tune_scps=("${logprob_scps[@]}") tune_inputs=("${inputs[@]}" "${logprob_inputs[@]}")
+    step_done "${tune_dir}.done" "Stage 9: ${mode}: LM weight x bonus on ${valid_set}" \
+        "${tune_inputs[@]}" || pending+=("${tune_dir}.done")
     for dset in ${test_sets}; do
         dir=${asr_exp}/decode_${mode}/${dset}
         dump_logprobs "${asr_exp}" "${dset}"
-        if step_done "${dir}.done" "Stage 9: decoding ${dir}" --input "tuned=${tune_dir}/best.json" \
-                "${inputs[@]}" "${logprob_inputs[@]}"; then
-            continue
-        fi
-        log "Stage 9: ${mode} decoding of ${dset} with ${asr_exp} ($(tr -d ' \n' < "${tune_dir}/best.json")) -> ${dir}"
-        ${decode_cmd} "${dir}/log/decode.log" ${python} -m espnet_ils.bin.ctc_decode decode \
-            --logprobs_scp "${logprob_scps[@]}" --token_list "${token_dir}/tokens.txt" "${search[@]}" \
-            --tuned "${tune_dir}/best.json" --output "${dir}/text"
-        step_finished "${dir}.done"
+        tests+=(--decode "${dir}/text" "${logprob_scps[@]}")
+        step_done "${dir}.done" "Stage 9: decoding ${dir}" "${tune_inputs[@]}" "${logprob_inputs[@]}" \
+            || pending+=("${dir}.done")
     done
+    [ "${#pending[@]}" -gt 0 ] || return 0
+    log "Stage 9: ${mode}: ${grid[*]} on ${valid_set} -> ${tune_dir}, then ${test_sets} with the best pair"
+    ${decode_cmd} "${tune_dir}/log/tune_and_decode.log" ${python} -m espnet_ils.bin.ctc_decode tune \
+        --logprobs_scp "${tune_scps[@]}" --ref_text "${dumpdir}/raw/${valid_set}/text" \
+        --token_list "${token_dir}/tokens.txt" "${search[@]}" "${grid[@]}" --outdir "${tune_dir}" "${tests[@]}"
+    log "Stage 9: ${mode}: chosen on ${valid_set}: $(tr -d ' \n' < "${tune_dir}/best.json")"
+    for marker in "${pending[@]}"; do step_finished "${marker}"; done
 }
 
 # A run is <arm>_seed<seed>, e.g. ils_seed0; its experiments:

@@ -37,21 +37,22 @@ case ${profile} in
     ci)
         profile_args=(--mini_hours 0.08 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 1.0 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
-            --decode_modes "greedy beam ngram lm_fusion lm_rescore" --ngram_order 3 --lexicon_beam_size 20
+            --decode_modes "greedy beam ngram lm_rescore" --ngram_order 3 --lexicon_beam_size 20
             --lexicon_lm_weights "0,2" --lexicon_word_scores 0
-            --lm_args "--max_epoch 1 --num_iters_per_epoch 3" --fusion_beam_size 2 --rescore_beam_size 4
+            --lm_args "--max_epoch 1 --num_iters_per_epoch 3" --rescore_beam_size 4
             --lm_weights 0.5 --lm_penalties 0
             --pretrain_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000"
             --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;
     mini)
         profile_args=(--mini_hours 1.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --decode_modes "greedy ngram lm_rescore"
-            --ngram_order 3 --lexicon_beam_size 50 --lexicon_lm_weights "0.5,1,2" --lexicon_word_scores "0,1"
+            --ngram_order 3 --lexicon_beam_size 50 --lexicon_lm_weights "1,2" --lexicon_word_scores "0,1"
             --rescore_beam_size 20 --lm_weights "0.5,1" --lm_penalties "0,1") ;;
     small)
         profile_args=(--mini_hours 2.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --kmeans_portion 0.5 --kmeans_n_init 5 --it2_seeds "0 1" --beam_size 10
             --decode_modes "greedy beam ngram lm_rescore" --ngram_order 3 --lexicon_beam_size 200
+            --rescore_beam_size 20
             --pretrain_args "--max_epoch 20 --batch_bins 192000 --scheduler_conf warmup_steps_list=[0,200,2000]"
             --asr_args "--max_epoch 16 --num_iters_per_epoch 50 --batch_bins 192000 --scheduler_conf max_steps=800") ;;
     *) echo "$0: --profile ${profile}: ci, mini or small" >&2; exit 1 ;;
