@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List
 
@@ -13,10 +14,20 @@ import pytest
 import soundfile as sf
 
 from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, num_frames
-from espnet_ils.corpus import voices
-from espnet_ils.corpus.alignments import frame_labels
-from espnet_ils.corpus.mini_corpus import MARKER, SETS, CorpusOptions, build_mini_corpus
-from espnet_ils.corpus.phones import (
+from espnet_ils.kaldi_files import read_key_file
+
+RECIPE_LOCAL = Path(__file__).parents[1] / "egs2/librispeech_ils/ssl1/local"
+sys.path.insert(0, str(RECIPE_LOCAL))  # the generator is recipe-local, not part of espnet_ils
+
+from mini_corpus import voices  # noqa: E402
+from mini_corpus.alignments import frame_labels  # noqa: E402
+from mini_corpus.mini_corpus import (  # noqa: E402
+    MARKER,
+    SETS,
+    CorpusOptions,
+    build_mini_corpus,
+)
+from mini_corpus.phones import (  # noqa: E402
     ESPEAK_RHOTIC,
     ESPEAK_TO_COMMON,
     FESTIVAL_TO_COMMON,
@@ -25,11 +36,10 @@ from espnet_ils.corpus.phones import (
     espeak_phone_map,
     to_common,
 )
-from espnet_ils.corpus.sentences import TRANSCRIPT_PATTERN, generate_sentences
-from espnet_ils.corpus.tts import parse_flite_segments
-from espnet_ils.kaldi_files import read_key_file
+from mini_corpus.sentences import TRANSCRIPT_PATTERN, generate_sentences  # noqa: E402
+from mini_corpus.tts import parse_flite_segments  # noqa: E402
 
-INSTALL_SCRIPT = Path(__file__).parents[1] / "egs2/librispeech_ils/ssl1/local/install_tts.sh"
+INSTALL_SCRIPT = RECIPE_LOCAL / "install_tts.sh"
 TINY = CorpusOptions(seconds=60, seed=0)
 
 

@@ -32,7 +32,7 @@ done
 . ./db.sh
 
 if [ "${corpus}" = mini ]; then
-    python -m espnet_ils.bin.make_mini_corpus --outdir "${datadir}" --hours "${mini_hours}" \
+    python local/make_mini_corpus.py --outdir "${datadir}" --hours "${mini_hours}" \
         --seed "${seed}" --nj "${nj}"
     exit 0
 fi

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages of the offline speech synthesisers that build the embedded mini
-# corpus (python -m espnet_ils.bin.make_mini_corpus): festival with its kal, ked and slt voices,
+# corpus (python local/make_mini_corpus.py): festival with its kal, ked and slt voices,
 # flite (kal16, awb, rms, slt built in) and espeak-ng (its library and English dialects).
 # Safe to run again: quiet and without effect when everything is installed; otherwise it needs
-# root and apt-get. The list must equal espnet_ils.corpus.voices.all_packages() (a test checks).
+# root and apt-get. The list must equal all_packages() in local/mini_corpus/voices.py (a test checks).
 set -euo pipefail
 
 packages=(espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite)

@@ -405,7 +405,7 @@ def to_transcript(spoken: str) -> str:
     if not TRANSCRIPT_PATTERN.match(transcript):
         raise ValueError(
             f"sentence {spoken!r} gives transcript {transcript!r} with characters other than "
-            "A-Z, apostrophe and space; fix the word lists in espnet_ils/corpus/sentences.py"
+            "A-Z, apostrophe and space; fix the word lists in egs2/librispeech_ils/ssl1/local/mini_corpus/sentences.py"
         )
     return transcript
 

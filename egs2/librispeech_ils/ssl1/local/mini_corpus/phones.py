@@ -142,7 +142,7 @@ def to_common(
         if segment.label not in table:
             raise RuntimeError(
                 f"{where}: engine phone {segment.label!r} has no entry in the common phone "
-                "inventory; add it to the mapping tables in espnet_ils/corpus/phones.py"
+                "inventory; add it to the mapping tables in egs2/librispeech_ils/ssl1/local/mini_corpus/phones.py"
             )
         labels = table[segment.label]
         if not labels:

@@ -9,7 +9,7 @@ Layout under ``outdir``::
     speakers                     <speaker> <engine> <voice> <source> <set>
     .mini_corpus.done            completion marker (JSON: options and statistics), written last
 
-train / dev / test are disjoint by speaker and by source (see :mod:`espnet_ils.corpus.voices`);
+train / dev / test are disjoint by speaker and by source (see :mod:`mini_corpus.voices`);
 they get 80 / 10 / 10 % of the requested duration, shared equally by their voices. ``train_ft``
 is the labelled fine-tuning subset: the first ``ft_fraction`` of every train voice's speech (at
 least one utterance each). It is part of ``train``, as the Libri-light limited sets are part of
@@ -38,8 +38,9 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, SAMPLE_RATE
-from espnet_ils.corpus.alignments import frame_labels
-from espnet_ils.corpus.phones import (
+from espnet_ils.kaldi_files import atomic_path, write_key_file, write_spk2utt, write_text_atomic
+from mini_corpus.alignments import frame_labels
+from mini_corpus.phones import (
     FESTIVAL_TO_COMMON,
     INVENTORY,
     SILENCE,
@@ -47,15 +48,14 @@ from espnet_ils.corpus.phones import (
     espeak_phone_map,
     to_common,
 )
-from espnet_ils.corpus.sentences import Sentence, generate_sentences
-from espnet_ils.corpus.tts import (
+from mini_corpus.sentences import Sentence, generate_sentences
+from mini_corpus.tts import (
     Synthesis,
     synthesize_espeak,
     synthesize_festival,
     synthesize_flite,
 )
-from espnet_ils.corpus.voices import ESPEAK, FESTIVAL, SPEAKERS, Speaker, check_engines
-from espnet_ils.kaldi_files import atomic_path, write_key_file, write_spk2utt, write_text_atomic
+from mini_corpus.voices import ESPEAK, FESTIVAL, SPEAKERS, Speaker, check_engines
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ def synthesize_all(
 ) -> Dict[str, UtteranceResult]:
     """Run the jobs on ``nj`` processes, each job in a fresh process, with a progress bar.
 
-    Fresh processes keep espeak-ng's carried-over state out (see :mod:`espnet_ils.corpus.tts`);
+    Fresh processes keep espeak-ng's carried-over state out (see :mod:`mini_corpus.tts`);
     they are forked, so the workers do not import the package again. This process itself never
     speaks with espeak-ng, so every worker starts from the library's initial state.
 

@@ -8,7 +8,7 @@
   comes with the sample at which it starts, so its timing is exact to the sample.
 
 Each returns :class:`Synthesis` objects in the engine's own phone labels and sampling rate;
-mapping to the common inventory and resampling happen in :mod:`espnet_ils.corpus.mini_corpus`.
+mapping to the common inventory and resampling happen in :mod:`mini_corpus.mini_corpus`.
 The engines are deterministic, but espeak-ng keeps a little state from one sentence to the next
 (its pitch flutter), so its output depends on the sentences the process spoke before: callers that
 need identical audio run each list of sentences in a fresh process.
@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import soundfile as sf
 
-from espnet_ils.corpus.phones import PhoneSegment
+from mini_corpus.phones import PhoneSegment
 
 # What the engines may be asked to read (the grammar's output is a subset); it keeps the text
 # safe inside a Scheme string and a command line.

@@ -1,28 +1,28 @@
 #!/usr/bin/env python3
 """Build the embedded multi-speaker English mini corpus with offline speech synthesis.
 
-    python -m espnet_ils.bin.make_mini_corpus --outdir data/mini --hours 1.0 --seed 0 [--nj N]
+    python local/make_mini_corpus.py --outdir data/mini --hours 1.0 --seed 0 [--nj N]
 
 (1.0 h is the demo's size, ``run_mini.sh --profile mini``; ``ils.sh --corpus mini`` asks for 1.5 h
 unless given ``--mini_hours``.)
 
 Sentences come from the project's own grammar; festival, flite and espeak-ng speak them with 19
 voices. Writes train / dev / test (speaker-disjoint) and train_ft Kaldi-style data dirs with
-frame-level phone alignments; see espnet_ils/corpus/mini_corpus.py for the layout. A second run
-with the same options does nothing. Needs the Debian packages that
-egs2/librispeech_ils/ssl1/local/install_tts.sh installs.
+frame-level phone alignments; see local/mini_corpus/mini_corpus.py for the layout. A second run
+with the same options does nothing. Needs the Debian packages that local/install_tts.sh installs.
+
+The generator is recipe-local (local/mini_corpus/, beside this script, which puts it on the import
+path), not part of the espnet_ils plugin: installing the encoder does not bring it.
 """
 
 import argparse
-import logging
 import os
 from typing import List, Optional
 
-import espnet_ils  # noqa: F401  (registration, as in every entry point)
-from espnet_ils.bin import setup_logging
-from espnet_ils.corpus.mini_corpus import CorpusOptions, build_mini_corpus
+from mini_corpus.mini_corpus import CorpusOptions, build_mini_corpus
 
-logger = logging.getLogger("espnet_ils.make_mini_corpus")
+from espnet_ils.bin import setup_logging
+
 DEFAULT_HOURS = 1.5  # ils.sh's default --mini_hours (the demo asks for 1.0)
 
 

@@ -11,7 +11,7 @@ import bisect
 from typing import List, Sequence
 
 from espnet_ils.audio import ENCODER_HOP, SAMPLE_RATE, WINDOW, num_frames
-from espnet_ils.corpus.phones import SILENCE, PhoneSegment
+from mini_corpus.phones import SILENCE, PhoneSegment
 
 
 def frame_labels(

@@ -22,7 +22,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
-from espnet_ils.corpus.tts import find_espeak_library
+from mini_corpus.tts import find_espeak_library
 
 logger = logging.getLogger(__name__)
 
