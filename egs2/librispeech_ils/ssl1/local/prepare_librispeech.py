@@ -59,7 +59,9 @@ def collect(sources: List[Path]) -> Dict[str, Tuple[str, Path]]:
         for trans in chapters:
             for utt, entry in read_chapter(trans).items():
                 if utt in utterances:
-                    raise ValueError(f"utterance {utt} appears twice ({utterances[utt][1]}, {entry[1]})")
+                    raise ValueError(
+                        f"utterance {utt} appears twice ({utterances[utt][1]}, {entry[1]})"
+                    )
                 utterances[utt] = entry
     return dict(sorted(utterances.items()))
 
@@ -71,7 +73,10 @@ def prepare(sources: List[Path], dst: Path) -> int:
             raise FileNotFoundError(f"{source}: no such directory (check LIBRISPEECH in db.sh)")
     identity = step_identity(
         {"sources": [str(source.resolve()) for source in sources]},
-        {f"listing of {source.resolve()}": listing_checksum(source, SOURCE_FILES) for source in sources},
+        {
+            f"listing of {source.resolve()}": listing_checksum(source, SOURCE_FILES)
+            for source in sources
+        },
     )
     if up_to_date(dst / ".done", identity, f"data directory {dst}"):
         return len((dst / "wav.scp").read_text().splitlines())
@@ -82,7 +87,9 @@ def prepare(sources: List[Path], dst: Path) -> int:
     for utt, (_, flac) in utterances.items():
         info = sf.info(str(flac))
         if info.samplerate != SAMPLE_RATE or info.channels != 1:
-            raise ValueError(f"utterance {utt}: {flac} is {info.samplerate} Hz x {info.channels}; expected 16 kHz mono")
+            raise ValueError(
+                f"utterance {utt}: {flac} is {info.samplerate} Hz x {info.channels}; expected 16 kHz mono"
+            )
         num_samples[utt] = info.frames
     write_key_file(dst / "wav.scp", {u: str(f) for u, (_, f) in utterances.items()})
     write_key_file(dst / "text", {u: t for u, (t, _) in utterances.items()})
@@ -96,7 +103,9 @@ def prepare(sources: List[Path], dst: Path) -> int:
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--src", type=Path, action="append", required=True, help="Subset folder (repeatable)")
+    parser.add_argument(
+        "--src", type=Path, action="append", required=True, help="Subset folder (repeatable)"
+    )
     parser.add_argument("--dst", type=Path, required=True, help="Output data directory")
     return parser
 
