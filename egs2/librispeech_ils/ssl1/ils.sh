@@ -468,7 +468,8 @@ decode_tuned() {
     # it runs when any of their markers is out of date, and only those markers are rewritten.
     local tests=() pending=()
     dump_logprobs "${asr_exp}" "${valid_set}"
-    local tune_scps=("${logprob_scps[@]}") tune_inputs=("${inputs[@]}" "${logprob_inputs[@]}")
+    # (named apart from each test set's: an input's files must have distinct names)
+    local tune_scps=("${logprob_scps[@]}") tune_inputs=("${inputs[@]}" "${logprob_inputs[@]/#logprobs=/valid_logprobs=}")
     step_done "${tune_dir}.done" "Stage 9: ${mode}: LM weight x bonus on ${valid_set}" \
         "${tune_inputs[@]}" || pending+=("${tune_dir}.done")
     for dset in ${test_sets}; do
