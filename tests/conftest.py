@@ -99,6 +99,23 @@ def stand_in(tmp_path, monkeypatch) -> StandInWget:
     return StandInWget(served=served, call_log=tmp_path / "wget_calls")
 
 
+@pytest.fixture(scope="session")
+def lm_root(tmp_path_factory) -> Path:
+    """The grammar texts and LM text of tests/test_transformer_lm.py (``make_lm_root``)."""
+    from test_transformer_lm import make_lm_root  # ESPnet's LM task: only where it is used
+
+    return make_lm_root(tmp_path_factory.mktemp("lm"))
+
+
+@pytest.fixture(scope="session")
+def lm_exp(lm_root) -> Path:
+    """The letter Transformer LM of tests/test_transformer_lm.py (``train_lm``), trained once per
+    session for the LM tests and the decoding benchmark's test."""
+    from test_transformer_lm import train_lm
+
+    return train_lm(lm_root)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """After the run, one line naming the files whose tests skipped for missing shared data."""
     shared_path = re.compile(re.escape(str(SHARED_DATA)) + r"/[^/\s)]+")

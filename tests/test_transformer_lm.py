@@ -81,10 +81,9 @@ def read_keyed(path: Path) -> Dict[str, str]:
     return dict((line.split(" ", 1) + [""])[:2] for line in path.read_text().splitlines())
 
 
-@pytest.fixture(scope="module")
-def lm_root(tmp_path_factory) -> Path:
-    """``tokens.txt``, grammar texts (train 300, dev 30, test 20 sentences) and the LM text."""
-    root = tmp_path_factory.mktemp("lm")
+def make_lm_root(root: Path) -> Path:
+    """``tokens.txt``, grammar texts (train 300, dev 30, test 20 sentences) and the LM text in
+    ``root``: conftest's session fixture ``lm_root``."""
     (root / "tokens.txt").write_text("".join(t + "\n" for t in TOKENS))
     rng = np.random.default_rng(0)
     write_keyed(root / "train_text", "tr", [grammar_sentence(rng) for _ in range(300)])
@@ -96,9 +95,9 @@ def lm_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def lm_exp(lm_root) -> Path:
-    """The LM trained through ESPnet's LM task as ESPnet's asr.sh runs it (60 steps, seconds)."""
+def train_lm(lm_root: Path) -> Path:
+    """The LM trained through ESPnet's LM task as ESPnet's asr.sh runs it (60 steps, about a
+    minute with the start of its process): conftest's session fixture ``lm_exp``."""
     (lm_root / "lm.yaml").write_text(yaml.safe_dump(LM_CONFIG))
     exp = lm_root / "exp" / "lm"
     text = lm_root / "lm_text"
@@ -338,8 +337,9 @@ def lm_files(lm_exp: Path) -> tuple:
 def test_fusion_on_kept_log_probs_decodes_as_espnets_speech2text(
     asr_dir, lm_exp, tmp_path, with_lm
 ):
-    """The same beam search, scorers and weights over dump_ctc_logprobs' output: same text.
-    Without an LM: ESPnet's CTC prefix beam search alone (asr_inference without --lm_file)."""
+    """The same beam search, scorers and weights over dump_ctc_logprobs' output: same words
+    (ESPnet's text keeps a <space> at either end as a space). Without an LM: ESPnet's CTC prefix
+    beam search alone (asr_inference without --lm_file)."""
     model, _ = ILSASRTask.build_model_from_file(asr_dir["config"], asr_dir["model"], "cpu")
     model.eval()
     lm_weight = 0.3 if with_lm else 0.0
@@ -348,7 +348,8 @@ def test_fusion_on_kept_log_probs_decodes_as_espnets_speech2text(
     fused = decode(asr_dir, lm_exp if with_lm else None, tmp_path / "out", lm_weight=lm_weight)
     for utt, path in read_keyed(asr_dir["wav_scp"]).items():
         log_probs = compute_ctc_logprobs(model, load_waveform(path, utt))
-        assert search.decode(log_probs, lm_weight=lm_weight, penalty=0.0) == fused[utt][0], utt
+        words = " ".join(fused[utt][0].split())
+        assert search.decode(log_probs, lm_weight=lm_weight, penalty=0.0) == words, utt
 
 
 def test_a_search_without_lm_refuses_an_lm_weight_and_half_an_lm(lm_exp):
@@ -378,7 +379,10 @@ def test_rescoring_adds_the_lms_sentence_log_probability_to_each_candidate(lm_ex
     rescoring = NbestRescoring(TOKENS, *lm_files(lm_exp), beam_size=16, nbest=16)
     candidates = rescoring.nbest(ctc_log_probs(ACOUSTICS["utt1"]))
     assert len(candidates) > 1
-    for candidate in candidates[:4]:
+    # The first 3 (KAT, CAT, HE KAT) are unique; from the 4th on, candidates tie (every other
+    # letter has probability 1e-3 in the K/C frame), in an order Flashlight does not fix, and some
+    # spell <unk> or <sos/eos>, which the LM's text cannot hold.
+    for candidate in candidates[:3]:
         text = "".join(" " if TOKENS[i] == "<space>" else TOKENS[i] for i in candidate.letters)
         assert candidate.lm_score == pytest.approx(lm_log_prob(lm_exp, text), abs=1e-4), text
     log_probs = ctc_log_probs(ACOUSTICS["utt1"])
