@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
-FUSION_BEAM_SIZE = 10  # at most the token list's size (31 letters and symbols)
+FUSION_BEAM_SIZE = 10  # at most the token list's size - 1 (check_beam_size): 30 for 31 letters
 RESCORE_BEAM_SIZE = 50
 LM_WEIGHT = 0.5  # ESPnet's LibriSpeech recipes fuse their LMs at 0.4-0.6
 PENALTY = 0.0
@@ -83,6 +83,25 @@ def check_log_probs(log_probs: torch.Tensor, tokens: Sequence[str]) -> torch.Ten
     return log_probs
 
 
+def check_beam_size(beam_size: int, num_tokens: int) -> None:
+    """Refuse a beam ESPnet's batch beam search cannot use over ``num_tokens`` CTC outputs.
+
+    Its first step keeps the top ``beam_size`` of ``num_tokens`` scores, so a wider beam fails
+    inside the search ("selected index k out of range"; e.g. the paper's 50 with 31 letters). At
+    exactly ``num_tokens`` the blank, which the CTC prefix scorer scores -1e10, enters the beam and
+    float32 rounding cancels that score on the way back: hypotheses with a blank then score about
+    0 and win (empty output). So at most ``num_tokens - 1``.
+
+    Raises:
+        ValueError: ``beam_size`` outside ``1..num_tokens - 1``, naming both.
+    """
+    if not 1 <= beam_size <= num_tokens - 1:
+        raise ValueError(
+            f"beam size {beam_size} for {num_tokens} tokens: ESPnet's beam search takes at most "
+            f"{num_tokens - 1} (one hypothesis per token but the blank)"
+        )
+
+
 class CachedCTC(torch.nn.Module):
     """The ``ctc`` module :class:`CTCPrefixScorer` calls, for inputs that are CTC log-probs.
 
@@ -104,12 +123,12 @@ class LMFusionSearch:
         lm_train_config: The LM experiment's ``config.yaml``; its token list must be ``tokens``.
             None: no LM, ESPnet's CTC prefix beam search alone (``decode`` takes LM weight 0).
         lm_file: Its checkpoint (``valid.loss.best.pth`` or an average); None with no LM.
-        beam_size: Hypotheses kept per output step; at most ``len(tokens)`` (ESPnet's first step
-            keeps one hypothesis per token).
+        beam_size: Hypotheses kept per output step; at most ``len(tokens) - 1``
+            (:func:`check_beam_size`).
 
     Raises:
         FileNotFoundError, ValueError: See :func:`load_letter_lm`; a beam outside
-            ``1..len(tokens)``; one of ``lm_train_config`` and ``lm_file`` without the other.
+            ``1..len(tokens) - 1``; one of ``lm_train_config`` and ``lm_file`` without the other.
     """
 
     BONUS = "penalty"  # the second tuned score: ESPnet's name for the per-token bonus
@@ -122,11 +141,7 @@ class LMFusionSearch:
         beam_size: int = FUSION_BEAM_SIZE,
     ) -> None:
         self.tokens = list(tokens)
-        if not 1 <= beam_size <= len(self.tokens):
-            raise ValueError(
-                f"beam_size={beam_size}: expected 1..{len(self.tokens)} (ESPnet's beam search "
-                "keeps at most one hypothesis per token at its first step)"
-            )
+        check_beam_size(beam_size, len(self.tokens))
         if (lm_train_config is None) != (lm_file is None):
             raise ValueError(
                 f"lm_train_config={lm_train_config}, lm_file={lm_file}: give both (fusion with "
@@ -231,6 +246,7 @@ class NbestRescoring:
         if not 1 <= nbest <= beam_size:
             raise ValueError(f"nbest={nbest}: expected 1..beam_size ({beam_size})")
         self.tokens = list(tokens)
+        self.beam_size, self.nbest = beam_size, nbest
         self.lm = load_letter_lm(self.tokens, lm_train_config, lm_file)
         self.search = ctc_decoder(
             lexicon=None,
@@ -248,7 +264,7 @@ class NbestRescoring:
         # searched and LM-scored once, keyed by the log-probs' content.
         self._cache: Dict[bytes, List[Candidate]] = {}
 
-    def nbest(self, log_probs: torch.Tensor) -> List[Candidate]:
+    def candidates(self, log_probs: torch.Tensor) -> List[Candidate]:
         """The N best, as the search ranks them, each with its LM log-probability.
 
         Args:
@@ -290,7 +306,7 @@ class NbestRescoring:
     def decode(self, log_probs: torch.Tensor, lm_weight: float, penalty: float) -> str:
         """The best of the N by CTC + ``lm_weight`` x LM + ``penalty`` x letters, as words."""
         best = max(
-            self.nbest(log_probs),
+            self.candidates(log_probs),
             key=lambda c: c.ctc_score + lm_weight * c.lm_score + penalty * len(c.letters),
         )
         return ids_to_words(best.letters, self.tokens)

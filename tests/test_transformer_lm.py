@@ -320,9 +320,10 @@ def test_recipe_lm_configs_build_through_espnets_lm_task(lm_root, name, blocks):
 
 
 def test_a_beam_wider_than_the_token_list_is_refused_before_decoding(asr_dir, tmp_path):
-    """ESPnet's batch beam search would fail inside its first step (top 15 of 1 x 14 scores)."""
-    with pytest.raises(SystemExit, match="--beam_size 15 is wider than the 14 tokens"):
-        asr_inference.main(["--ngpu", "0", "--beam_size", "15", "--output_dir", str(tmp_path / "o"),
+    """ESPnet's batch beam search would fail inside its first step at 15 (top 15 of 1 x 14
+    scores) and let the blank into the beam at 14."""
+    with pytest.raises(SystemExit, match="beam size 14 for 14 tokens: .* takes at most 13"):
+        asr_inference.main(["--ngpu", "0", "--beam_size", "14", "--output_dir", str(tmp_path / "o"),
                             "--data_path_and_name_and_type", f"{asr_dir['wav_scp']},speech,sound",
                             "--asr_train_config", str(asr_dir["config"]),
                             "--asr_model_file", str(asr_dir["model"])])  # fmt: skip
@@ -377,7 +378,7 @@ def test_the_letter_lm_repairs_a_misspelling_that_the_best_path_keeps(lm_exp, ki
 
 def test_rescoring_adds_the_lms_sentence_log_probability_to_each_candidate(lm_exp):
     rescoring = NbestRescoring(TOKENS, *lm_files(lm_exp), beam_size=16, nbest=16)
-    candidates = rescoring.nbest(ctc_log_probs(ACOUSTICS["utt1"]))
+    candidates = rescoring.candidates(ctc_log_probs(ACOUSTICS["utt1"]))
     assert len(candidates) > 1
     # The first 3 (KAT, CAT, HE KAT) are unique; from the 4th on, candidates tie (every other
     # letter has probability 1e-3 in the K/C frame), in an order Flashlight does not fix, and some

@@ -195,14 +195,14 @@ def run_tune(args: argparse.Namespace) -> None:
     args.outdir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.outdir / "wer_grid.tsv", result.tsv_lines())
     write_hypotheses(result.best_hyps, args.outdir / "text")
-    settings = ("beam_size", "beam_threshold", "sil_score", "nbest")
+    settings = ("beam_size", "beam_threshold", "sil_score", "nbest")  # those the search has
     chosen = {
         "lm_weight": result.best[0],
         search.BONUS: result.best[1],
         "wer": round(result.best_wer, 2),
         "best_path_wer": round(result.best_path_wer, 2),
         "search": args.search,
-        **{name: getattr(args, name) for name in settings if getattr(args, name) is not None},
+        **{name: getattr(search, name) for name in settings if hasattr(search, name)},
         "utterances": len(log_probs),
     }
     write_text_atomic(args.outdir / "best.json", [json.dumps(chosen, indent=1)])
