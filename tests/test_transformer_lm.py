@@ -290,6 +290,18 @@ def test_an_lm_of_another_token_list_is_refused_before_decoding(asr_dir, lm_exp,
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("search", [LMFusionSearch, NbestRescoring])
+def test_the_searches_refuse_an_lm_of_another_token_list_or_a_missing_checkpoint(
+    lm_exp, tmp_path, search
+):
+    config = swapped_token_config(lm_exp, tmp_path)
+    args = {"beam_size": 4} if search is LMFusionSearch else {"beam_size": 4, "nbest": 4}
+    with pytest.raises(ValueError, match=f"{config}: .* differs .* at token 3: the LM has 'E'"):
+        search(TOKENS, config, lm_exp / "valid.loss.best.pth", **args)
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'none.pth'}: no such LM checkpoint"):
+        search(TOKENS, lm_exp / "config.yaml", tmp_path / "none.pth", **args)
+
+
 def test_token_lists_of_different_lengths_name_the_missing_token(asr_dir, lm_exp, tmp_path):
     config = yaml.safe_load((lm_exp / "config.yaml").read_text())
     config["token_list"] = config["token_list"][:-1]
