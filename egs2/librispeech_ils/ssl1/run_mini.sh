@@ -3,9 +3,10 @@
 # cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
 #   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
 #   --profile mini  ~1 h of audio, the demo (make demo): 400 (it1) and 500 (it2) pretraining steps
-#                   of 10 s per model, 400 fine-tuning steps of 12 s; decoded by best path, the
-#                   lexicon search with a 3-gram of the training transcripts and the letter
-#                   Transformer LM rescoring the 20 best; under 30 min on 2 cores
+#                   of 10 s per model, 400 fine-tuning steps of 12 s; 28.5 min on the faster of the
+#                   2-core hosts measured. Decoded by best path; --decode_modes "greedy ngram
+#                   lm_rescore" adds the 3-gram lexicon search and the letter LM rescoring with the
+#                   settings below (7 min more on the slower host of RESULTS.md, 2026-12-02)
 #   --profile small ~2 h of audio, 2000 pretraining steps of 12 s per model, 800 fine-tuning
 #                   steps: 70-80 min on 2 cores, minutes on a GPU
 # Other options are passed on to ils.sh, which accepts only its own (see ./ils.sh --help).
@@ -45,7 +46,7 @@ case ${profile} in
             --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;
     mini)
         profile_args=(--mini_hours 1.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
-            --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --decode_modes "greedy ngram lm_rescore"
+            --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --decode_modes greedy
             --ngram_order 3 --lexicon_beam_size 50 --lexicon_lm_weights "1,2" --lexicon_word_scores "0,1"
             --rescore_beam_size 20 --lm_weights "0.5,1" --lm_penalties "0,1") ;;
     small)
