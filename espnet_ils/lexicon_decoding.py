@@ -355,7 +355,7 @@ def decode_all(
 ) -> Dict[str, str]:
     """Decode ``(utt, (T, V) log-probs)`` pairs into ``{utt: words}`` (errors name the utterance)."""
     hyps = {}
-    for utt, matrix in log_probs:
+    for utt, matrix in tqdm(log_probs, desc="utterances", unit="utt", leave=False):
         try:
             hyps[utt] = search.decode(torch.tensor(np.asarray(matrix)), lm_weight, bonus)
         except ValueError as error:
