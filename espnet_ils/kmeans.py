@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import joblib
+import kaldiio
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 
-from espnet_ils.kaldi_files import atomic_path
+from espnet_ils.kaldi_files import atomic_path, read_key_file
+from espnet_ils.shards import feature_scps
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +90,15 @@ def stack_features(pairs: Iterable[Tuple[str, np.ndarray]]) -> np.ndarray:
     if not arrays:
         raise ValueError("no features to fit k-means on")
     return np.concatenate(arrays)
+
+
+def load_portion(
+    feats_dir: Path, portion: float, seed: int, nj: Optional[int] = None
+) -> Tuple[np.ndarray, int]:
+    """The stacked features ``(N, D)`` of a seeded ``portion`` of the utterances of the feature
+    shards in ``feats_dir`` (see ``feature_scps``), and how many utterances that is."""
+    locations: Dict[str, str] = {}
+    for scp in feature_scps(feats_dir, nj):
+        locations.update(read_key_file(scp))
+    chosen = choose_utterances(sorted(locations), portion, seed)
+    return stack_features((utt, kaldiio.load_mat(locations[utt])) for utt in chosen), len(chosen)

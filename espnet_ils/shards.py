@@ -10,7 +10,7 @@ import logging
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Sequence, TypeVar
+from typing import Iterator, List, Optional, Sequence, TypeVar
 
 import kaldiio
 import numpy as np
@@ -71,6 +71,23 @@ def feature_shard_writer(outdir: Path, job: int) -> Iterator[kaldiio.WriteHelper
         )
         os.replace(tmp_ark, ark)
         os.replace(tmp_scp, scp)
+
+
+def feature_scps(feats_dir: Path, nj: Optional[int] = None) -> List[Path]:
+    """``feats.1..nj.scp`` of ``feats_dir`` (every ``feats.*.scp`` when ``nj`` is None); with ``nj``
+    given, shards left by an earlier run with more jobs are not read."""
+    if nj is None:
+        scps = sorted(Path(feats_dir).glob("feats.*.scp"))
+    else:
+        scps = [Path(feats_dir) / f"feats.{job}.scp" for job in range(1, nj + 1)]
+        scps = [scp for scp in scps if scp.is_file()]
+        if scps and len(scps) != nj:
+            raise FileNotFoundError(
+                f"{feats_dir}: {len(scps)} of --nj {nj} feats.JOB.scp; rerun the feature stage"
+            )
+    if not scps:
+        raise FileNotFoundError(f"{feats_dir}: no feats.*.scp; run the feature stage first")
+    return scps
 
 
 def read_features(scp: Path) -> Iterator:

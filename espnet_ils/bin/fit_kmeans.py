@@ -10,52 +10,12 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.kmeans import (
-    REFERENCE_SETTINGS,
-    choose_utterances,
-    fit_kmeans,
-    save_kmeans,
-    stack_features,
-)
-from espnet_ils.shards import read_features
+from espnet_ils.kmeans import REFERENCE_SETTINGS, fit_kmeans, load_portion, save_kmeans
 
 logger = logging.getLogger("espnet_ils.fit_kmeans")
-
-
-def feature_scps(feats_dir: Path, nj: Optional[int] = None) -> List[Path]:
-    """``feats.1..nj.scp`` of ``feats_dir`` (every ``feats.*.scp`` when ``nj`` is None); with ``nj``
-    given, shards left by an earlier run with more jobs are not read."""
-    if nj is None:
-        scps = sorted(Path(feats_dir).glob("feats.*.scp"))
-    else:
-        scps = [Path(feats_dir) / f"feats.{job}.scp" for job in range(1, nj + 1)]
-        scps = [scp for scp in scps if scp.is_file()]
-        if scps and len(scps) != nj:
-            raise FileNotFoundError(
-                f"{feats_dir}: {len(scps)} of --nj {nj} feats.JOB.scp; rerun the feature stage"
-            )
-    if not scps:
-        raise FileNotFoundError(f"{feats_dir}: no feats.*.scp; run the feature stage first")
-    return scps
-
-
-def load_portion(feats_dir: Path, portion: float, seed: int, nj: Optional[int] = None):
-    """The features ``(N, D)`` of a seeded ``portion`` of the utterances in ``feats_dir``."""
-    index: Dict[str, str] = {}
-    for scp in feature_scps(feats_dir, nj):
-        for line in scp.read_text().splitlines():
-            utt, location = line.split(maxsplit=1)
-            index[utt] = location
-    chosen = set(choose_utterances(sorted(index), portion, seed))
-    subset = Path(feats_dir) / ".kmeans_subset.scp"
-    subset.write_text("".join(f"{u} {index[u]}\n" for u in sorted(chosen)))
-    try:
-        return stack_features(read_features(subset)), len(chosen)
-    finally:
-        subset.unlink()
 
 
 def get_parser() -> argparse.ArgumentParser:
