@@ -81,7 +81,7 @@ def test_checkpoints_and_cluster_quality(run):
 
 
 def test_decoding_scoring_and_results(run):
-    dirs, _ = run
+    dirs, result = run
     exp = dirs["exp"]
     tests = read_key_file(dirs["dump"] / "raw" / "test" / "wav.scp")
     for arm in ("ils", "hubert"):
@@ -100,6 +100,17 @@ def test_decoding_scoring_and_results(run):
     comparison = (exp / "comparison_test.md").read_text()
     for mode in ("greedy", "beam", "ngram", "lm_rescore"):
         assert f"| CER {mode} (%) |" in comparison and f"| WER {mode} (%) |" in comparison
+    assert comparison in result.stdout  # the pipeline shows the table it writes
+    manifest = (exp / "runs.tsv").read_text().splitlines()
+    assert manifest[0] == "run\tarm\tseed\titeration\tssl_config\tssl_exp\tasr_config\tasr_exp"
+    hubert = manifest[2].split("\t")
+    assert hubert[:4] == ["hubert_seed0", "hubert", "0", "it2_L2_km100"]
+    assert hubert[4:] == [
+        str(exp / "ssl_it2_L2_km100_hubert_seed0" / "derived_config.yaml"),
+        str(exp / "ssl_it2_L2_km100_hubert_seed0"),
+        "conf/tuning/train_asr_ctc_mini.yaml",
+        str(exp / "asr_it2_L2_km100_hubert_seed0_train_asr_ctc_mini"),
+    ]
 
 
 def test_ngram_decoding_tunes_on_dev_and_decodes_test(run):

@@ -108,7 +108,8 @@ Stages:
   9: decoding (${decode_modes}); greedy, ngram, lm_*: CTC log-probs kept, LM weight x word score
      (ngram) or x per-letter penalty (lm_*) tuned on the valid set
  10: scoring (WER, CER) into \${expdir}/RESULTS.md (ESPnet's format), and with --baseline true
-     the ILS vs HuBERT table (error rates, per-layer PNMI, seed spread) in \${expdir}/comparison_<set>.md
+     the ILS vs HuBERT table (error rates, per-layer PNMI, seed spread) in \${expdir}/comparison_<set>.md,
+     shown in the log; the runs it compares are listed in \${expdir}/runs.tsv (written from stage 6 on)
  11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
  12: upload to Hugging Face (skipped unless --hf_repo is set)
 
@@ -209,7 +210,15 @@ it1_tag=it1_mfcc_km${it1_n_clusters}
 it2_tag=it2_L${it2_layer}_km${it2_n_clusters}
 it1_exp=${expdir}/ssl_${it1_tag}_hubert
 arms="ils"; [ "${baseline}" = true ] && arms="ils hubert"
-runs=$(for s in ${it2_seeds}; do for arm in ${arms}; do echo -n "${arm}_seed${s} "; done; done)
+# The runs of iteration 2, one per arm and seed (ils_seed0: arm ils, seed 0), with their arm and seed
+# kept as data; the comparison of stage 10 reads them from ${expdir}/runs.tsv.
+runs=""
+declare -A arm_of seed_of
+for s in ${it2_seeds}; do
+    for arm in ${arms}; do
+        runs+="${arm}_seed${s} "; arm_of[${arm}_seed${s}]=${arm}; seed_of[${arm}_seed${s}]=${s}
+    done
+done
 ssl_sets="${train_set} ${valid_set}"
 all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets}" | tr ' ' '\n' | sort -u | paste -sd ' ')
 
@@ -488,8 +497,11 @@ decode_tuned() {
     for marker in "${pending[@]}"; do step_finished "${marker}"; done
 }
 
-# A run is <arm>_seed<seed>, e.g. ils_seed0; its experiments:
+# A run's experiments and pretraining config (the baseline's is derived from the ILS config):
 ssl_exp_of() { echo "${expdir}/ssl_${it2_tag}_$1"; }
+ssl_config_of() {
+    if [ "${arm_of[$1]}" = hubert ]; then echo "$(ssl_exp_of "$1")/derived_config.yaml"; else echo "${it2_config}"; fi
+}
 token_dir=${dumpdir}/token_list/char
 ngram_dir=${expdir}/lm/ngram_${ngram_order}gram
 ngram_lm=${ngram_arpa:-${ngram_dir}/lm.arpa}  # the word n-gram decode mode ngram searches with
@@ -497,7 +509,22 @@ lm_text=${dumpdir}/lm_text
 lm_dir=${lm_exp:-${expdir}/lm/$(basename "${lm_config}" .yaml)}  # the letter LM of modes lm_*
 asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yaml)"; }
 
+# The run manifest: what the runs are, as data for the tools that read them (compare_runs).
+write_runs_manifest() {
+    local manifest=${expdir}/runs.tsv run
+    mkdir -p "${expdir}"
+    {
+        printf 'run\tarm\tseed\titeration\tssl_config\tssl_exp\tasr_config\tasr_exp\n'
+        for run in ${runs}; do
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${run}" "${arm_of[${run}]}" "${seed_of[${run}]}" \
+                "${it2_tag}" "$(ssl_config_of "${run}")" "$(ssl_exp_of "${run}")" "${asr_config}" "$(asr_exp_of "${run}")"
+        done
+    } > "${manifest}.tmp"
+    mv "${manifest}.tmp" "${manifest}"
+}
+
 log "${cmdline}"
+if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 6 ]; then write_runs_manifest; fi
 
 # ---------------------------------------------------------------------------------------------
 if run_stage 1; then
@@ -561,14 +588,13 @@ fi
 if run_stage 6; then
     require_dir "${dumpdir}/labels/${it2_tag}" "stage 5"
     for run in ${runs}; do
-        config=${it2_config}
-        if [ "${run%_seed*}" = hubert ]; then
-            config=$(ssl_exp_of "${run}")/derived_config.yaml
+        config=$(ssl_config_of "${run}")
+        if [ "${config}" != "${it2_config}" ]; then
             mkdir -p "$(dirname "${config}")"
             ${python} -m espnet_ils.bin.derive_baseline_config --config "${it2_config}" --output "${config}"
         fi
         log "Stage 6: iteration-2 ${run} pretraining -> $(ssl_exp_of "${run}")"
-        ssl_pretrain "$(ssl_exp_of "${run}")" "${config}" "${it2_tag}" "${run##*_seed}"
+        ssl_pretrain "$(ssl_exp_of "${run}")" "${config}" "${it2_tag}" "${seed_of[${run}]}"
     done
 fi
 
@@ -612,7 +638,7 @@ if run_stage 8; then
         ssl_exp=$(ssl_exp_of "${run}") asr_exp=$(asr_exp_of "${run}")
         [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
         if step_done "${asr_exp}/.done" "Stage 8: fine-tuning ${asr_exp}" --resumable true \
-                --option "seed=${run##*_seed}" --option "asr_args=${asr_args}" --input "config=${asr_config}" \
+                --option "seed=${seed_of[${run}]}" --option "asr_args=${asr_args}" --input "config=${asr_config}" \
                 --input "ssl_model=${ssl_exp}/valid.loss.best.pth" --input "tokens=${token_dir}/tokens.txt" \
                 --input "train_wav_scp=${dumpdir}/raw/${finetune_set}/wav.scp" \
                 --input "train_text=${dumpdir}/raw/${finetune_set}/text" \
@@ -630,7 +656,7 @@ if run_stage 8; then
             --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
             --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text" \
             --train_shape_file "${dumpdir}/raw/${finetune_set}/speech_shape" \
-            --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${run##*_seed}" ${asr_args}
+            --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${seed_of[${run}]}" ${asr_args}
         [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}: training ended without ${inference_model}"
         step_finished "${asr_exp}/.done"
     done
@@ -683,14 +709,12 @@ if run_stage 10; then
             fi
         done
         if [ "${baseline}" = true ]; then
-            report_args=()
-            for run in ${runs}; do report_args+=(--run "${run}" "$(asr_exp_of "${run}")"); done
             for dset in ${test_sets}; do
                 log "Stage 10: ILS vs HuBERT on ${dset} -> ${expdir}/comparison_${dset}.md"
                 # shellcheck disable=SC2086  # one argument per mode
-                ${python} -m espnet_ils.bin.demo_report "${report_args[@]}" --test_set "${dset}" \
+                ${python} -m espnet_ils.bin.compare_runs --runs "${expdir}/runs.tsv" --test_set "${dset}" \
                     --decode_modes ${decode_modes} --output "${expdir}/comparison_${dset}.md" \
-                    --cluster_quality "${quality}" > /dev/null
+                    --cluster_quality "${quality}"
             done
         fi
         step_finished "${expdir}/.scoring.done"
