@@ -19,6 +19,7 @@ setup(
         "scikit-learn",
         "soundfile",
         "kaldiio",
+        "praatio",  # the Montreal Forced Aligner's TextGrids (phone alignments of stage 7)
         "jiwer",  # WER/CER alignment counts for RESULTS.md
         "flashlight-text==0.0.7",  # lexicon beam search with KenLM (torchaudio's ctc_decoder)
         "huggingface_hub",  # optional upload of packed models (stage 12)

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, num_frames
+from espnet_ils.audio import ENCODER_HOP, MFCC_HOP
 from espnet_ils.kaldi_files import read_key_file
 
 RECIPE_LOCAL = Path(__file__).parents[1] / "egs2/librispeech_ils/ssl1/local"
 sys.path.insert(0, str(RECIPE_LOCAL))  # the generator is recipe-local, not part of espnet_ils
 
 from mini_corpus import voices  # noqa: E402
-from mini_corpus.alignments import frame_labels  # noqa: E402
 from mini_corpus.mini_corpus import (  # noqa: E402
     MARKER,
     SETS,
@@ -82,17 +81,6 @@ def test_to_common_splits_merges_and_rejects_unknown_phones():
     assert mapped[1].end == pytest.approx(0.2) and mapped[2].end == pytest.approx(0.35)
     with pytest.raises(RuntimeError, match="engine phone 'qq'.*phones.py"):
         to_common([PhoneSegment("qq", 0.0, 0.1)], FESTIVAL_TO_COMMON, "festival voice x")
-
-
-@pytest.mark.parametrize("num_samples", [400, 719, 720, 16000, 16321])
-@pytest.mark.parametrize("hop", [ENCODER_HOP, MFCC_HOP])
-def test_frame_labels_count_and_centres(num_samples, hop):
-    segments = [PhoneSegment("ah", 0.0, 0.5), PhoneSegment("s", 0.5, 0.8)]
-    labels = frame_labels(segments, num_samples, hop)
-    assert len(labels) == (num_samples - 400) // hop + 1 == num_frames(num_samples, hop)
-    for t, label in enumerate(labels):
-        centre = (t * hop + 200) / 16000
-        assert label == ("ah" if centre < 0.5 else "s" if centre < 0.8 else "sil")
 
 
 def test_flite_timings_parse_and_split_output_is_refused():

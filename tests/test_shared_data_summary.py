@@ -12,6 +12,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 NEEDS_SHARED_DATA = {  # the test files that skip without it -> the directory each needs
+    "test_alignments.py": "librispeech_sample",
     "test_convert_unispeech.py": "ils_reference",
     "test_layer_features.py": "ils_reference",
     "test_recipe_tools.py": "librispeech_sample",

@@ -26,10 +26,9 @@ Mapping decisions:
 A phone the tables do not know raises an error naming the engine and the phone: add it here.
 """
 
-from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
-SILENCE = "sil"
+from espnet_ils.alignments import SILENCE, PhoneSegment
 
 # CMU dictionary phonemes (stress removed), in CMUdict's order, then silence.
 ARPABET = (
@@ -93,21 +92,6 @@ ESPEAK_RHOTIC: Dict[str, Tuple[str, ...]] = {
     "3": ("er",), "A@": ("aa", "r"), "O@": ("ao", "r"), "o@": ("ao", "r"), "e@": ("eh", "r"),
     "i@3": ("ih", "r"), "U@": ("uh", "r"), "aI3": ("ay", "er"),
 }  # fmt: skip
-
-
-@dataclass(frozen=True)
-class PhoneSegment:
-    """One phone with its time span.
-
-    Attributes:
-        label: Phone name (an engine's own, or one of :data:`INVENTORY` after mapping).
-        start: Start time in seconds from the beginning of the waveform.
-        end: End time in seconds (``end >= start``).
-    """
-
-    label: str
-    start: float
-    end: float
 
 
 def espeak_phone_map(voice: str) -> Dict[str, Tuple[str, ...]]:

@@ -1,0 +1,130 @@
+"""Forced alignments onto the encoder's 50 Hz frames: the rule at frame edges, MFA TextGrids of a
+real LibriSpeech recording, fairseq's frame-level phone files, and the errors that name the file."""
+
+from pathlib import Path
+
+import pytest
+import soundfile
+from conftest import SHARED_DATA
+from praatio import textgrid
+
+from espnet_ils.alignments import PhoneSegment, frame_labels, normalize_phone
+from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, num_frames
+from espnet_ils.bin.import_alignments import main as import_main
+from espnet_ils.kaldi_files import read_key_file
+
+LIBRISPEECH_SAMPLE = SHARED_DATA / "librispeech_sample"
+needs_sample = pytest.mark.skipif(
+    not LIBRISPEECH_SAMPLE.is_dir(), reason=f"{LIBRISPEECH_SAMPLE} (shared test data) is absent"
+)
+SAMPLE = LIBRISPEECH_SAMPLE / "dev-clean" / "1988" / "24833"
+UTT = "1988-24833-0000"
+# (phone, start, end) in seconds; a gap between 0.60 and 0.64 is silence too.
+PHONES = [("", 0.0, 0.30), ("HH", 0.30, 0.40), ("AH0", 0.40, 0.52), ("L", 0.52, 0.60),
+          ("OW1", 0.64, 0.90), ("spn", 0.90, 1.10)]  # fmt: skip
+
+
+@pytest.mark.parametrize("num_samples", [400, 719, 720, 16000, 16321])
+@pytest.mark.parametrize("hop", [ENCODER_HOP, MFCC_HOP])
+def test_a_frame_takes_the_phone_at_the_centre_of_its_window(num_samples, hop):
+    segments = [PhoneSegment("ah", 0.0, 0.5), PhoneSegment("s", 0.5, 0.8)]
+    labels = frame_labels(segments, num_samples, hop)
+    assert len(labels) == (num_samples - 400) // hop + 1 == num_frames(num_samples, hop)
+    for t, label in enumerate(labels):
+        centre = (t * hop + 200) / 16000
+        assert label == ("ah" if centre < 0.5 else "s" if centre < 0.8 else "sil")
+
+
+def test_phones_lose_stress_and_silence_marks_become_sil():
+    assert [normalize_phone(p) for p in ("AH0", "OW1", "ng", "", "sp", "spn", "SIL")] == [
+        "ah", "ow", "ng", "sil", "sil", "sil", "sil"
+    ]  # fmt: skip
+
+
+def write_textgrid(path: Path, duration: float, phones=PHONES, tier: str = "phones") -> None:
+    """An MFA-style TextGrid: words and phones tiers; the last phone runs to the end of the audio."""
+    entries = [*phones[:-1], (phones[-1][0], phones[-1][1], duration)]
+    grid = textgrid.Textgrid()
+    grid.addTier(textgrid.IntervalTier("words", [(0.3, 0.9, "hello")], 0, duration))
+    intervals = [(start, end, label) for label, start, end in entries if label]
+    grid.addTier(textgrid.IntervalTier(tier, intervals, 0, duration))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(str(path), format="long_textgrid", includeBlankSpaces=True)
+
+
+@pytest.fixture
+def lengths(tmp_path) -> Path:
+    """utt2num_samples of the real recording and of one without an alignment."""
+    samples = soundfile.info(str(SAMPLE / f"{UTT}.flac")).frames
+    path = tmp_path / "utt2num_samples"
+    path.write_text(f"{UTT} {samples}\n1988-24833-0001 16000\n")
+    return path
+
+
+def expected_labels(num_samples: int):
+    """The rule written out for PHONES: sil until 0.30, hh, ah, l, sil in the gap, ow, then sil."""
+    bounds = [(0.30, "sil"), (0.40, "hh"), (0.52, "ah"), (0.60, "l"), (0.64, "sil"), (0.90, "ow")]
+    labels = []
+    for t in range(num_frames(num_samples)):
+        centre = 0.02 * t + 0.0125
+        labels.append(next((label for end, label in bounds if centre < end), "sil"))
+    return labels
+
+
+@needs_sample
+def test_textgrids_of_a_librispeech_recording_land_on_the_encoder_frames(tmp_path, lengths):
+    num_samples = int(read_key_file(lengths)[UTT])
+    write_textgrid(tmp_path / "mfa" / "1988" / f"{UTT}.TextGrid", num_samples / 16000)
+    output = tmp_path / "dev" / "phone_alignment"
+    args = ["--utt2num_samples", str(lengths), "--output", str(output), "--max_unaligned", "0.5"]
+    import_main(["--source", str(tmp_path / "mfa"), *args])
+    labels = read_key_file(output)[UTT].split()
+    assert labels == expected_labels(num_samples)
+    assert (tmp_path / "dev" / "phone_alignment.unaligned").read_text() == "1988-24833-0001\n"
+
+    # The same phones as a 100 Hz frame-level file (fairseq's format) give the same frames.
+    frames = [next((p for p, s, e in PHONES if s <= (j + 0.5) / 100 < e), "sil")
+              for j in range(round(num_samples / 160))]  # fmt: skip
+    tsv = tmp_path / "dev.tsv"
+    tsv.write_text(f"{UTT}\t{','.join(p or 'sil' for p in frames)}\n")
+    import_main(["--source", str(tsv), "--frame_rate", "100", *args])
+    assert read_key_file(output)[UTT].split() == labels
+
+
+@needs_sample
+def test_too_many_unaligned_utterances_stop_the_import(tmp_path, lengths):
+    num_samples = int(read_key_file(lengths)[UTT])
+    write_textgrid(tmp_path / "mfa" / f"{UTT}.TextGrid", num_samples / 16000)
+    output = tmp_path / "phone_alignment"
+    with pytest.raises(SystemExit, match=r"1 of 2 utterances .* no alignment .*'1988-24833-0001'"):
+        import_main(
+            ["--source", str(tmp_path / "mfa"), "--utt2num_samples", str(lengths),
+             "--output", str(output)]
+        )  # fmt: skip
+    assert not output.exists()
+
+
+def test_bad_alignments_are_named(tmp_path):
+    lengths = tmp_path / "utt2num_samples"
+    lengths.write_text("u1 32000\n")
+    output = str(tmp_path / "phone_alignment")
+
+    def run(source: Path, *extra: str) -> None:
+        import_main(["--source", str(source), "--utt2num_samples", str(lengths), "--output", output,
+                     *extra])  # fmt: skip
+
+    write_textgrid(tmp_path / "long" / "u1.TextGrid", 3.0)  # the audio lasts 2 s
+    with pytest.raises(ValueError, match=r"utterance u1: the alignment ends at 3.000 s but the audio lasts 2.000 s"):  # fmt: skip
+        run(tmp_path / "long")
+    write_textgrid(tmp_path / "tier" / "u1.TextGrid", 2.0, tier="segments")
+    with pytest.raises(ValueError, match=r"u1.TextGrid: no tier 'phones'; tiers: \['words', 'segments'\]"):  # fmt: skip
+        run(tmp_path / "tier")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "u1.TextGrid").write_text('File type = "ooTextFile"\nnot a grid\n')
+    with pytest.raises(ValueError, match=r"broken/u1.TextGrid: not a readable TextGrid"):
+        run(tmp_path / "broken")
+    (tmp_path / "bad.tsv").write_text("u1 sil,sil\n")
+    with pytest.raises(ValueError, match=r"bad.tsv:1: expected 'utt<TAB>p1,p2,...'"):
+        run(tmp_path / "bad.tsv")
+    with pytest.raises(FileNotFoundError, match=r"--source .*nowhere: no such file or directory"):
+        run(tmp_path / "nowhere")
