@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Sequence
 
 from espnet_ils.audio import ENCODER_HOP, SAMPLE_RATE, WINDOW, num_frames
-from espnet_ils.kaldi_files import read_key_file
 
 SILENCE = "sil"
 # How far an alignment may end from the end of its audio, in seconds: a frame-level file ends with
@@ -142,15 +141,6 @@ def encoder_alignments(
             )
         alignments[utt] = frame_labels(segments[utt], num_samples)
     return alignments
-
-
-def read_utt2num_samples(path: Path) -> Dict[str, int]:
-    """A Kaldi ``utt2num_samples`` file (utterance -> length in samples)."""
-    entries = read_key_file(path)
-    for utt, value in entries.items():
-        if not value.isdigit():
-            raise ValueError(f"{path}: utterance {utt}: {value!r} is not a sample count")
-    return {utt: int(value) for utt, value in entries.items()}
 
 
 def unaligned(utts: Iterable[str], aligned: Mapping[str, object]) -> List[str]:

@@ -7,13 +7,14 @@ fitted on about 10% of the training utterances, and sets no random_state. We fix
 
 import logging
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import joblib
 import kaldiio
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans
 
+from espnet_ils.audio import SAMPLE_RATE
 from espnet_ils.kaldi_files import atomic_path, read_key_file
 from espnet_ils.shards import feature_scps
 
@@ -38,6 +39,23 @@ def choose_utterances(utts: Sequence[str], portion: float, seed: int) -> Sequenc
     count = max(1, round(len(utts) * portion))
     chosen = np.random.default_rng(seed).choice(len(utts), size=count, replace=False)
     return sorted(utts[i] for i in chosen)
+
+
+def choose_by_duration(num_samples: Mapping[str, int], hours: float, seed: int) -> List[str]:
+    """A seeded random subset of the utterances of ``num_samples`` (samples at 16 kHz) of at least
+    ``hours`` of audio (all of them when they hold less; ``hours`` 0: all), in sorted order."""
+    if hours < 0:
+        raise ValueError(f"hours {hours}: must be >= 0")
+    utts = sorted(num_samples)
+    if hours == 0:
+        return utts
+    chosen, total = [], 0
+    for index in np.random.default_rng(seed).permutation(len(utts)):
+        if total >= hours * 3600 * SAMPLE_RATE:
+            break
+        chosen.append(utts[index])
+        total += num_samples[utts[index]]
+    return sorted(chosen)
 
 
 def fit_kmeans(

@@ -1,15 +1,19 @@
 """Cluster quality of frame labels, and of every layer of SSL models, against phone alignments.
 
 Labels and alignments are Kaldi-style text at the encoder's 50 Hz: ``utt v1 v2 ...``. For a layer,
-k-means is fitted on that layer's frames and its clusters are scored as labels (the paper's figure
-2); the metrics are those of ``espnet_ils.metrics``.
+k-means is fitted on that layer's frames of one set of utterances and its clusters on the frames of
+another (the aligned ones) are scored as labels; the metrics are those of ``espnet_ils.metrics``.
+The paper's protocol (figure 2) fits on a random subset of the training data and scores on the dev
+sets; fitting on the scored utterances themselves flatters the features against k-means targets,
+which are fitted on training data.
 """
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Sequence, Tuple
 
 import numpy as np
+from sklearn.cluster import MiniBatchKMeans
 from tqdm import tqdm
 
 from espnet_ils.audio import load_waveform
@@ -72,53 +76,75 @@ def aligned_utterances(
     return utts[:max_utts] if max_utts else utts
 
 
-def layer_features(
-    extractor: LayerFeatureExtractor, wav_scp: Mapping[str, str], utts: Sequence[str]
-) -> Dict[str, np.ndarray]:
-    """``{utt: (L + 1, T, D)}``: every layer (0 = block-1 input) of each utterance, one at a time."""
-    features = {}
-    for utt in tqdm(utts, desc="layer features"):
+def layer_frames(
+    extractor: LayerFeatureExtractor, wav_scp: Mapping[str, str], utts: Sequence[str], desc: str
+) -> Iterator[Tuple[str, np.ndarray]]:
+    """``(utt, (L + 1, T, D))``: every layer (0 = block-1 input) of each utterance, one at a time."""
+    for utt in tqdm(utts, desc=desc):
         wave = load_waveform(wav_scp[utt], utt, extractor.sample_rate)
-        features[utt] = extractor.extract_layers([wave])[0].numpy()
-    return features
+        yield utt, extractor.extract_layers([wave])[0].numpy()
 
 
-def score_layers(
-    features: Mapping[str, np.ndarray],
-    alignments: Mapping[str, List[str]],
+def fit_layer_kmeans(
+    extractor: LayerFeatureExtractor,
+    wav_scp: Mapping[str, str],
+    utts: Sequence[str],
     n_clusters: int,
     seed: int,
     n_init: int,
+) -> List[MiniBatchKMeans]:
+    """One k-means per layer, fitted on that layer's frames of ``utts``.
+
+    Holds every layer's frames at once: ``(L + 1) x frames x D x 4`` bytes (BASE, 13 layers of
+    768 dims: about 0.5 GB per 10 minutes of audio), which bounds the fit set's size.
+    """
+    per_layer: List[List[np.ndarray]] = [[] for _ in range(extractor.num_layers + 1)]
+    for _, states in layer_frames(extractor, wav_scp, utts, "layer features (k-means fit)"):
+        for frames, state in zip(per_layer, states):
+            frames.append(state)
+    models = []
+    for layer in range(len(per_layer)):
+        frames, per_layer[layer] = np.concatenate(per_layer[layer]), []
+        models.append(fit_kmeans(frames, n_clusters, seed, {"n_init": n_init}))
+    return models
+
+
+def score_layers(
+    extractor: LayerFeatureExtractor,
+    wav_scp: Mapping[str, str],
+    utts: Sequence[str],
+    alignments: Mapping[str, List[str]],
+    models: Sequence[MiniBatchKMeans],
 ) -> List[LayerRow]:
-    """Metrics per layer of ``features`` (``{utt: (L + 1, T, D)}``): k-means with ``n_clusters``
-    fitted on the layer's frames, its clusters scored against the phones."""
+    """Metrics per layer on ``utts``: each layer's frames labelled by its k-means ``models[layer]``
+    and scored against the phones."""
+    labels: List[Dict[str, np.ndarray]] = [{} for _ in models]
+    for utt, states in layer_frames(extractor, wav_scp, utts, "layer features (scoring)"):
+        for per_utt, model, state in zip(labels, models, states):
+            per_utt[utt] = model.predict(state)
     rows = []
-    num_layers = next(iter(features.values())).shape[0]
-    for layer in range(num_layers):
-        frames = {utt: array[layer] for utt, array in features.items()}
-        model = fit_kmeans(
-            np.concatenate(list(frames.values())), n_clusters, seed, {"n_init": n_init}
-        )
-        labels = {utt: model.predict(array) for utt, array in frames.items()}
-        rows.append({"layer": layer, **label_quality(labels, alignments)})
+    for layer, per_utt in enumerate(labels):
+        rows.append({"layer": layer, **label_quality(per_utt, alignments)})
         logger.info("layer %d: %s", layer, {k: round(v, 4) for k, v in rows[-1].items()})
     return rows
 
 
 def model_layer_quality(
     model_file: Path,
-    wav_scp: Mapping[str, str],
+    fit: Tuple[Mapping[str, str], Sequence[str]],
+    score: Tuple[Mapping[str, str], Sequence[str]],
     alignments: Mapping[str, List[str]],
-    utts: Sequence[str],
     kmeans: Mapping[str, int],
     device: str = "cpu",
 ) -> List[LayerRow]:
-    """``score_layers`` of the model saved in ``model_file`` on ``utts``; ``kmeans`` holds
-    ``n_clusters``, ``seed`` and ``n_init``."""
+    """Cluster quality of every layer of the model saved in ``model_file``: k-means per layer
+    fitted on the utterances of ``fit`` (``(wav_scp, utts)``), scored on those of ``score``;
+    ``kmeans`` holds ``n_clusters``, ``seed`` and ``n_init``."""
     if not Path(model_file).is_file():
         raise FileNotFoundError(f"{model_file} does not exist")
     extractor = LayerFeatureExtractor.from_files(model_file, device=device)
-    return score_layers(layer_features(extractor, wav_scp, utts), alignments, **kmeans)
+    models = fit_layer_kmeans(extractor, *fit, **kmeans)
+    return score_layers(extractor, *score, alignments, models)
 
 
 def write_quality_table(table: Mapping[str, List[LayerRow]], path: Path) -> None:

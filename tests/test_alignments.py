@@ -76,7 +76,7 @@ def test_textgrids_of_a_librispeech_recording_land_on_the_encoder_frames(tmp_pat
     num_samples = int(read_key_file(lengths)[UTT])
     write_textgrid(tmp_path / "mfa" / "1988" / f"{UTT}.TextGrid", num_samples / 16000)
     output = tmp_path / "dev" / "phone_alignment"
-    args = ["--utt2num_samples", str(lengths), "--output", str(output), "--max_unaligned", "0.5"]
+    args = ["--data_dir", str(lengths.parent), "--output", str(output), "--max_unaligned", "0.5"]
     import_main(["--source", str(tmp_path / "mfa"), *args])
     labels = read_key_file(output)[UTT].split()
     assert labels == expected_labels(num_samples)
@@ -98,7 +98,7 @@ def test_too_many_unaligned_utterances_stop_the_import(tmp_path, lengths):
     output = tmp_path / "phone_alignment"
     with pytest.raises(SystemExit, match=r"1 of 2 utterances .* no alignment .*'1988-24833-0001'"):
         import_main(
-            ["--source", str(tmp_path / "mfa"), "--utt2num_samples", str(lengths),
+            ["--source", str(tmp_path / "mfa"), "--data_dir", str(lengths.parent),
              "--output", str(output)]
         )  # fmt: skip
     assert not output.exists()
@@ -110,7 +110,7 @@ def test_bad_alignments_are_named(tmp_path):
     output = str(tmp_path / "phone_alignment")
 
     def run(source: Path, *extra: str) -> None:
-        import_main(["--source", str(source), "--utt2num_samples", str(lengths), "--output", output,
+        import_main(["--source", str(source), "--data_dir", str(lengths.parent), "--output", output,
                      *extra])  # fmt: skip
 
     write_textgrid(tmp_path / "long" / "u1.TextGrid", 3.0)  # the audio lasts 2 s

@@ -1,5 +1,6 @@
 """Layer features: any block of an ILS-SSL model, batched == one by one, ark/scp shards."""
 
+import json
 import logging
 from pathlib import Path
 from typing import Dict, List
@@ -17,9 +18,8 @@ from torch import nn
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.bin import cluster_quality, extract_layer_features
 from espnet_ils.converters.unispeech import convert_unispeech_checkpoint
-from espnet_ils.kaldi_files import read_key_file, write_key_file
+from espnet_ils.kaldi_files import write_key_file
 from espnet_ils.kmeans import fit_kmeans
-from espnet_ils.label_quality import layer_features
 from espnet_ils.layer_features import LayerFeatureExtractor
 from espnet_ils.shards import shard
 from espnet_ils.tasks import ILSSSLTask
@@ -262,43 +262,66 @@ def test_a_padded_batch_reproduces_the_original_layers(config, tmp_path):
 
 def test_cluster_quality_scores_every_layer(model_file, waveforms, tmp_path):
     """Phones equal to layer 2's own k-means clusters: layer 2 scores PNMI 1 (in a tiny random
-    pre-LN model the other layers may cluster alike, so they are only bounded)."""
-    wav_scp = write_wav_scp(tmp_path / "data", waveforms)
-    extractor = LayerFeatureExtractor.from_files(model_file)
-    utts = ["utt0", "utt1", "utt2"]
-    features = layer_features(extractor, read_key_file(wav_scp), utts)
-    layer2 = {utt: features[utt][2] for utt in utts}
-    kmeans = fit_kmeans(np.concatenate(list(layer2.values())), 4, 0, {"n_init": 1})
-    alignments = tmp_path / "phone_alignment"
+    pre-LN model the other layers may cluster alike, so they are only bounded); fitting on a data
+    directory holding the same audio gives the same table, on a subset of it another protocol."""
+    write_wav_scp(tmp_path / "data", waveforms)
     write_key_file(
-        alignments, {utt: " ".join(f"p{c}" for c in kmeans.predict(layer2[utt])) for utt in utts}
+        tmp_path / "data" / "utt2num_samples",
+        {f"utt{i}": str(len(w)) for i, w in enumerate(waveforms)},
     )
-    outdir = tmp_path / "cq"
-    cluster_quality.main(
-        [
-            *("layers", "--model", f"a={model_file.parent}", "--model", f"b={model_file.parent}"),
-            *("--wav_scp", str(wav_scp), "--alignments", str(alignments)),
-            *("--n_clusters", "4", "--n_init", "1", "--seed", "0", "--outdir", str(outdir)),
-        ]
+    extractor = LayerFeatureExtractor.from_files(model_file)
+    layer2 = {
+        utt: extractor.extract([wave], layer=2)[0].numpy()
+        for utt, wave in zip(("utt0", "utt1", "utt2"), waveforms)
+    }
+    kmeans = fit_kmeans(np.concatenate(list(layer2.values())), 4, 0, {"n_init": 1})
+    write_key_file(
+        tmp_path / "data" / "phone_alignment",
+        {utt: " ".join(f"p{c}" for c in kmeans.predict(frames)) for utt, frames in layer2.items()},
     )
-    rows = [line.split("\t") for line in (outdir / "cluster_quality.tsv").read_text().splitlines()]
+    args = [
+        *("layers", "--model", f"a={model_file.parent}", "--model", f"b={model_file.parent}"),
+        *(
+            "--score_dir",
+            str(tmp_path / "data"),
+            "--n_clusters",
+            "4",
+            "--n_init",
+            "1",
+            "--seed",
+            "0",
+        ),
+    ]
+    cluster_quality.main([*args, "--outdir", str(tmp_path / "cq")])
+    table = (tmp_path / "cq" / "cluster_quality.tsv").read_text()
+    rows = [line.split("\t") for line in table.splitlines()]
     assert rows[0] == ["model", "layer", "phone_purity", "cluster_purity", "pnmi"]
     assert [row[:2] for row in rows[1:]] == [[m, str(k)] for m in "ab" for k in range(4)]
     assert [row[1:] for row in rows[1:5]] == [row[1:] for row in rows[5:]]
     assert float(rows[3][4]) == 1.0 and float(rows[3][2]) == 1.0
     assert all(0 <= float(value) <= 1 for row in rows[1:] for value in row[2:])
-    assert (outdir / "cluster_quality.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "cq" / "cluster_quality.png").read_bytes()[:4] == b"\x89PNG"
+
+    fit_args = ["--fit_dir", str(tmp_path / "data"), "--outdir", str(tmp_path / "fit")]
+    cluster_quality.main([*args, *fit_args])
+    assert (tmp_path / "fit" / "cluster_quality.tsv").read_text() == table
+    cluster_quality.main([*args, *fit_args, "--fit_hours", "0.0001"])  # 0.36 s: one utterance
+    protocol = json.loads((tmp_path / "fit" / "protocol.json").read_text())
+    assert protocol["fit_utterances"] == 1 and protocol["scored_utterances"] == 3
 
 
 def test_cluster_quality_names_a_missing_model_and_an_unaligned_utterance(
     model_file, waveforms, tmp_path
 ):
-    wav_scp = write_wav_scp(tmp_path / "data", waveforms[:1])
-    alignments = tmp_path / "phone_alignment"
-    write_key_file(alignments, {"utt0": "a " * 14, "utt9": "a"})
-    args = ["layers", "--wav_scp", str(wav_scp), "--alignments", str(alignments)]
+    write_wav_scp(tmp_path / "data", waveforms[:1])
+    write_key_file(tmp_path / "data" / "phone_alignment", {"utt0": "a " * 14, "utt9": "a"})
+    args = ["layers", "--score_dir", str(tmp_path / "data")]
     with pytest.raises(ValueError, match=r"without audio in the wav.scp: \['utt9'\]"):
         cluster_quality.main([*args, "--model", f"a={model_file.parent}", "--outdir", "o"])
-    write_key_file(alignments, {"utt0": "a " * 14})
+    write_key_file(tmp_path / "data" / "phone_alignment", {"utt0": "a " * 14})
+    with pytest.raises(ValueError, match=r"utterances already scored: \['utt0'\]"):
+        cluster_quality.main(
+            [*args, *args[1:], "--model", f"a={model_file.parent}", "--outdir", "o"]
+        )
     with pytest.raises(FileNotFoundError, match=r"missing/valid.loss.best.pth does not exist"):
         cluster_quality.main([*args, "--model", f"a={tmp_path}/missing", "--outdir", "o"])

@@ -5,6 +5,7 @@ both iterations, checkpoints, cluster quality, decoded text, RESULTS.md, and the
 unpacked elsewhere and loaded by Speech2Text.
 """
 
+import json
 import math
 import os
 import shutil
@@ -78,6 +79,20 @@ def test_checkpoints_and_cluster_quality(run):
     assert table[0].split("\t") == ["model", "layer", "phone_purity", "cluster_purity", "pnmi"]
     assert len(table) == 1 + 2 * 5  # two models, layers 0..4
     assert (exp / "cluster_quality_it2_L2_km100" / "cluster_quality.png").stat().st_size > 0
+    # The paper's protocol: k-means fitted on 0.02 h of the training set, scored on the aligned dev set.
+    protocol = json.loads((exp / "cluster_quality_it2_L2_km100" / "protocol.json").read_text())
+    assert protocol["fit"] == str(dirs["dump"] / "raw" / "train") and protocol["fit_hours"] == 0.02
+    assert protocol["scored"] == [str(dirs["dump"] / "raw" / "dev")]
+    dev = read_key_file(dirs["dump"] / "raw" / "dev" / "phone_alignment")
+    assert protocol["scored_utterances"] == len(dev) and protocol["n_clusters"] == 100
+    train_seconds = (
+        sum(map(int, read_key_file(dirs["dump"] / "raw" / "train" / "utt2num_samples").values()))
+        / 16000
+    )
+    assert protocol["fit_utterances"] < len(
+        read_key_file(dirs["dump"] / "raw" / "train" / "wav.scp")
+    )
+    assert train_seconds > 0.02 * 3600
 
 
 def test_decoding_scoring_and_results(run):

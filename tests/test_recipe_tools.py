@@ -178,6 +178,10 @@ def test_help_lists_every_stage():
             "--it2_config conf/tuning/nope.yaml: no such file",
         ),
         (["--corpus", "timit"], "--corpus timit: librispeech or mini"),
+        (
+            ["--quality_fit_hours", "1h"],
+            "--quality_fit_hours must be a non-negative number, got '1h'",
+        ),
         (["--num_nodes", "2"], "--num_nodes 2: training on several nodes needs a scheduler"),
         (["--bogus", "1"], "Unknown option --bogus"),
         # Variables of the script that are not options are refused, not overwritten.

@@ -4,14 +4,15 @@
 From the Montreal Forced Aligner's TextGrids (a directory, searched for ``<utt>.TextGrid``):
 
     python -m espnet_ils.bin.import_alignments --source /data/librispeech_alignments/dev-clean \
-        --utt2num_samples dump/raw/dev/utt2num_samples --output dump/raw/dev/phone_alignment
+        --data_dir dump/raw/dev --output dump/raw/dev/phone_alignment
 
 or from a frame-level phone file in fairseq's HuBERT format (``utt<TAB>p1,p2,...``):
 
     python -m espnet_ils.bin.import_alignments --source dev.tsv --frame_rate 100 ...
 
 The output holds ``utt p1 p2 ...`` (one phone per encoder frame; the rule at frame edges is in
-``espnet_ils.alignments``) for every utterance of ``--utt2num_samples`` that has an alignment.
+``espnet_ils.alignments``) for every utterance of ``--data_dir`` (lengths from its
+``utt2num_samples``, or the audio) that has an alignment.
 Utterances without one are named in the log and listed in ``<output>.unaligned``; more than
 ``--max_unaligned`` of them stops the import.
 """
@@ -25,12 +26,12 @@ from espnet_ils.alignments import (
     PhoneSegment,
     encoder_alignments,
     frame_phone_segments,
-    read_utt2num_samples,
     textgrid_files,
     textgrid_segments,
     unaligned,
 )
 from espnet_ils.bin import setup_logging
+from espnet_ils.datadir import num_samples_of
 from espnet_ils.kaldi_files import write_key_file, write_text_atomic
 
 logger = logging.getLogger("espnet_ils.import_alignments")
@@ -54,7 +55,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--source", type=Path, required=True, help="TextGrid directory or frame-level phone file"
     )
     parser.add_argument(
-        "--utt2num_samples", type=Path, required=True, help="The data directory's lengths"
+        "--data_dir", type=Path, required=True, help="Data directory whose utterances to align"
     )
     parser.add_argument("--output", type=Path, required=True, help="phone_alignment to write")
     parser.add_argument(
@@ -73,7 +74,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args)
-    lengths = read_utt2num_samples(args.utt2num_samples)
+    lengths = num_samples_of(args.data_dir)
     segments = read_segments(args.source, list(lengths), args.frame_rate, args.tier)
     alignments = encoder_alignments(segments, lengths)
     missing = unaligned(lengths, alignments)
@@ -89,7 +90,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     if len(missing) > args.max_unaligned * len(lengths):
         raise SystemExit(
             f"{args.source}: {len(missing)} of {len(lengths)} utterances of "
-            f"{args.utt2num_samples} have no alignment (more than --max_unaligned "
+            f"{args.data_dir} have no alignment (more than --max_unaligned "
             f"{args.max_unaligned}), e.g. {missing[:5]}"
         )
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -8,3 +8,7 @@ LIBRISPEECH=${LIBRISPEECH:-downloads/LibriSpeech}
 # librispeech-lexicon.txt and librispeech-lm-norm.txt.gz; only the files a run uses are needed, one
 # missing here is downloaded into this folder (needs network; see local/lm_resources.sh).
 LIBRISPEECH_LM=${LIBRISPEECH_LM:-downloads/librispeech_lm}
+# Forced phone alignments of the sets stage 7 scores (dev_clean, dev_other): the Montreal Forced
+# Aligner's TextGrids (any layout; found by utterance id) or fairseq's frame-level .tsv files.
+# Without them stage 7 is skipped, saying so; nothing is downloaded.
+LIBRISPEECH_ALIGNMENTS=${LIBRISPEECH_ALIGNMENTS:-downloads/librispeech_alignments}

@@ -47,6 +47,12 @@ it2_config=conf/tuning/train_ssl_ils_base_it2.yaml  # ILS pretraining config of 
 baseline=false         # Also train the HuBERT baseline (the it2 config, top block supervised only).
 it2_seeds=0            # Seeds of iteration 2 and fine-tuning: one run per arm and seed (e.g. "0 1").
 pretrain_args=         # Extra arguments for ssl_train (e.g. "--max_epoch 1").
+
+# Cluster quality per block (stage 7, the paper's figure 2)
+quality_sets=          # Aligned sets scored (paper: dev_clean dev_other); empty: --valid_set.
+phone_alignments=      # Forced alignments of those sets: MFA TextGrids (a folder, any layout) or fairseq's frame-level .tsv files; empty: the data directories' own phone_alignment (mini corpus).
+quality_fit_hours=1    # k-means per block is fitted on a random subset of --train_set of this many hours (paper: 100; memory: about 0.5 GB per 10 min of audio for BASE's 13 layers).
+quality_n_clusters=500 # k-means clusters per block (paper: 500).
 train_threads=0        # CPU threads per training process (0: all cores; sharded jobs use 1 each).
 
 # Fine-tuning, decoding, packing
@@ -103,7 +109,9 @@ Stages:
   4: iteration-1 HuBERT pretraining
   5: iteration-2 targets: block-${it2_layer} features of the iteration-1 model, k-means (${it2_n_clusters}), labels
   6: iteration-2 ILS pretraining (and the HuBERT baseline with --baseline true)
-  7: cluster quality (phone purity, cluster purity, PNMI) per block, where phone alignments exist
+  7: cluster quality (phone purity, cluster purity, PNMI) per block of the iteration-2 models, where
+     phone alignments exist (--phone_alignments): k-means per block fitted on --quality_fit_hours of
+     --train_set, scored on --quality_sets
   8: letter token list, the word n-gram and lexicon (mode ngram), the letter LM (modes lm_*), CTC fine-tuning
   9: decoding (${decode_modes}); greedy, ngram, lm_*: CTC log-probs kept, LM weight x word score
      (ngram) or x per-letter penalty (lm_*) tuned on the valid set
@@ -151,9 +159,10 @@ lm_resource() {
 exists_or_fetched() { [ -f "$1" ] || { [ "${corpus}" = librispeech ] && lm_resource "$1"; }; }
 for s in ${it2_seeds}; do is_int "${s}" || die "--it2_seeds: seeds are integers, got '${s}'"; done
 for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_clusters it2_layer \
-        it2_n_clusters kmeans_n_init beam_size train_threads lm_max_chars; do
+        it2_n_clusters kmeans_n_init beam_size train_threads lm_max_chars quality_n_clusters; do
     is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
 done
+[[ ${quality_fit_hours} =~ ^[0-9]*\.?[0-9]+$ ]] || die "--quality_fit_hours must be a non-negative number, got '${quality_fit_hours}'"
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 12 ]; then die "--stage ${stage}: stages are 1..12 (see --help)"; fi
 if [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 12 ]; then die "--stop_stage ${stop_stage}: stages are 1..12"; fi
 if [ "${stage}" -gt "${stop_stage}" ]; then die "--stage ${stage} is after --stop_stage ${stop_stage}"; fi
@@ -220,7 +229,8 @@ for s in ${it2_seeds}; do
     done
 done
 ssl_sets="${train_set} ${valid_set}"
-all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets}" | tr ' ' '\n' | sort -u | paste -sd ' ')
+quality_sets=${quality_sets:-${valid_set}}
+all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets} ${quality_sets}" | tr ' ' '\n' | sort -u | paste -sd ' ')
 
 # Skip decisions (espnet_ils.markers): "step_done <marker> <what> [--option NAME=VALUE]
 # [--input NAME=FILE] [--resumable true]..." succeeds, and logs why, when the marker holds these
@@ -599,26 +609,46 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-    alignments=${datadir}/${valid_set}/phone_alignment
-    if [ -f "${alignments}" ]; then
-        out=${expdir}/cluster_quality_${it2_tag}
+    out=${expdir}/cluster_quality_${it2_tag}
+    scored=() inputs=() unaligned=""
+    for dset in ${quality_sets}; do
+        require_dir "${dumpdir}/raw/${dset}" "stage 2"
+        alignment=${dumpdir}/raw/${dset}/phone_alignment
+        if [ -n "${phone_alignments}" ] && [ -e "${phone_alignments}" ]; then
+            # Cheap and deterministic: redone on every run, the marker below keys on its content.
+            log "Stage 7: phone alignments of ${dset} from ${phone_alignments} -> ${alignment}"
+            ${python} -m espnet_ils.bin.import_alignments --source "${phone_alignments}" \
+                --data_dir "${dumpdir}/raw/${dset}" --output "${alignment}"
+        fi
+        if [ -f "${alignment}" ]; then
+            scored+=(--score_dir "${dumpdir}/raw/${dset}")
+            inputs+=(--input "wav_scp_${dset}=${dumpdir}/raw/${dset}/wav.scp" --input "alignment_${dset}=${alignment}")
+        else
+            unaligned+=" ${dset}"
+        fi
+    done
+    if [ -n "${phone_alignments}" ] && [ ! -e "${phone_alignments}" ]; then
+        log "Stage 7: skipped: --phone_alignments ${phone_alignments} does not exist (put the Montreal Forced Aligner's TextGrids of${unaligned} there, or fairseq's frame-level .tsv files; LibriSpeech: LIBRISPEECH_ALIGNMENTS in db.sh)"
+    elif [ -n "${unaligned}" ]; then
+        log "Stage 7: skipped: no phone alignments of${unaligned} (give --phone_alignments)"
+    else
         models=()
-        inputs=(--input "wav_scp=${dumpdir}/raw/${valid_set}/wav.scp" --input "alignments=${alignments}")
+        inputs+=(--input "fit_wav_scp=${dumpdir}/raw/${train_set}/wav.scp")
         for run in ${runs}; do
             models+=(--model "${run}=$(ssl_exp_of "${run}")")
             inputs+=(--input "model_${run}=$(ssl_exp_of "${run}")/valid.loss.best.pth"
                 --input "model_${run}=$(ssl_exp_of "${run}")/config.yaml")
         done
         if ! step_done "${out}/.done" "Stage 7: cluster quality ${out}" --option "runs=${runs}" \
-                --option "n_clusters=${it1_n_clusters}" --option "seed=${seed}" "${inputs[@]}"; then
-            log "Stage 7: cluster quality per block on ${valid_set} -> ${out}/cluster_quality.{tsv,png}"
+                --option "n_clusters=${quality_n_clusters}" --option "fit_hours=${quality_fit_hours}" \
+                --option "seed=${seed}" "${inputs[@]}"; then
+            log "Stage 7: cluster quality per block, k-means fitted on ${quality_fit_hours} h of ${train_set}, scored on ${quality_sets} -> ${out}/cluster_quality.{tsv,png}"
             ${train_cmd} "${out}/log/cluster_quality.log" ${python} -m espnet_ils.bin.cluster_quality layers \
-                "${models[@]}" --checkpoint valid.loss.best.pth --wav_scp "${dumpdir}/raw/${valid_set}/wav.scp" \
-                --alignments "${alignments}" --n_clusters "${it1_n_clusters}" --seed "${seed}" --outdir "${out}"
+                "${models[@]}" --checkpoint valid.loss.best.pth "${scored[@]}" \
+                --fit_dir "${dumpdir}/raw/${train_set}" --fit_hours "${quality_fit_hours}" \
+                --n_clusters "${quality_n_clusters}" --seed "${seed}" --outdir "${out}"
             step_finished "${out}/.done"
         fi
-    else
-        log "Stage 7: skipped: ${alignments} does not exist (the corpus has no phone alignments)"
     fi
 fi
 

@@ -5,7 +5,9 @@
 # lexicon search with LibriSpeech's 4-gram (beam 1500 as the paper), and the letter Transformer LM
 # trained on LibriSpeech's LM corpus rescoring the 50 best (--decode_modes lm_fusion fuses it in
 # ESPnet's beam search instead: frames x letters per utterance, a GPU's job). The LM files come
-# from ${LIBRISPEECH_LM} (db.sh), fetched in stage 1 when missing.
+# from ${LIBRISPEECH_LM} (db.sh), fetched in stage 1 when missing. Stage 7 (cluster quality per
+# block, the paper's figure 2) scores dev_clean + dev_other against forced phone alignments in
+# ${LIBRISPEECH_ALIGNMENTS} (db.sh; MFA TextGrids), and is skipped, saying so, without them.
 # See ./ils.sh --help for every stage and option; options given here are passed on.
 set -euo pipefail
 . ./db.sh
@@ -14,6 +16,7 @@ set -euo pipefail
     --corpus librispeech \
     --train_set train_960 \
     --valid_set dev_clean \
+    --quality_sets "dev_clean dev_other" --phone_alignments "${LIBRISPEECH_ALIGNMENTS}" \
     --finetune_set finetune_10h \
     --test_sets "test_clean test_other" \
     --it1_config conf/tuning/train_ssl_hubert_base_it1.yaml \

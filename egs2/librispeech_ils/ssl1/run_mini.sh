@@ -32,12 +32,13 @@ common=(
     --asr_config conf/tuning/train_asr_ctc_mini.yaml --lm_config conf/tuning/train_lm_transformer_mini.yaml
     --baseline true --ngpu 0 --nj 2 --inference_nj 2 --min_wav_duration 1.0
     --inference_model valid.loss.best.pth  # at this size the CER of early epochs ties at 100%
+    --quality_n_clusters 100  # the k of the iteration targets, so their PNMI compares with the blocks'
     --expdir "exp_${profile}" --dumpdir "dump_${profile}" --datadir "data_${profile}"
 )
 case ${profile} in
     ci)
         profile_args=(--mini_hours 0.08 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
-            --kmeans_portion 1.0 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
+            --quality_fit_hours 0.02 --kmeans_portion 1.0 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
             --decode_modes "greedy beam ngram lm_rescore" --ngram_order 3 --lexicon_beam_size 20
             --lexicon_lm_weights "0,2" --lexicon_word_scores 0
             --lm_args "--max_epoch 1 --num_iters_per_epoch 3" --rescore_beam_size 4
@@ -46,12 +47,12 @@ case ${profile} in
             --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;
     mini)
         profile_args=(--mini_hours 1.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
-            --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --decode_modes greedy
+            --quality_fit_hours 0.1 --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --decode_modes greedy
             --ngram_order 3 --lexicon_beam_size 50 --lexicon_lm_weights "1,2" --lexicon_word_scores "0,1"
             --rescore_beam_size 20 --lm_weights "0.5,1" --lm_penalties "0,1") ;;
     small)
         profile_args=(--mini_hours 2.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
-            --kmeans_portion 0.5 --kmeans_n_init 5 --it2_seeds "0 1" --beam_size 10
+            --quality_fit_hours 0.2 --kmeans_portion 0.5 --kmeans_n_init 5 --it2_seeds "0 1" --beam_size 10
             --decode_modes "greedy beam ngram lm_rescore" --ngram_order 3 --lexicon_beam_size 200
             --rescore_beam_size 20
             --pretrain_args "--max_epoch 20 --batch_bins 192000 --scheduler_conf warmup_steps_list=[0,200,2000]"
