@@ -85,10 +85,13 @@ def test_textgrids_of_a_librispeech_recording_land_on_the_encoder_frames(tmp_pat
     # The same phones as a 100 Hz frame-level file (fairseq's format) give the same frames.
     frames = [next((p for p, s, e in PHONES if s <= (j + 0.5) / 100 < e), "sil")
               for j in range(round(num_samples / 160))]  # fmt: skip
-    tsv = tmp_path / "dev.tsv"
+    tsv = tmp_path / "fairseq" / "dev.tsv"
+    tsv.parent.mkdir()
     tsv.write_text(f"{UTT}\t{','.join(p or 'sil' for p in frames)}\n")
-    import_main(["--source", str(tsv), "--frame_rate", "100", *args])
-    assert read_key_file(output)[UTT].split() == labels
+    for source in (tsv, tsv.parent):  # the file, or the directory holding it (and no TextGrid)
+        output.unlink()
+        import_main(["--source", str(source), "--frame_rate", "100", *args])
+        assert read_key_file(output)[UTT].split() == labels
 
 
 @needs_sample
@@ -128,3 +131,8 @@ def test_bad_alignments_are_named(tmp_path):
         run(tmp_path / "bad.tsv")
     with pytest.raises(FileNotFoundError, match=r"--source .*nowhere: no such file or directory"):
         run(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(
+        FileNotFoundError, match=r"empty: no \*.TextGrid under it and no \*.tsv in it"
+    ):
+        run(tmp_path / "empty")

@@ -6,7 +6,8 @@ From the Montreal Forced Aligner's TextGrids (a directory, searched for ``<utt>.
     python -m espnet_ils.bin.import_alignments --source /data/librispeech_alignments/dev-clean \
         --data_dir dump/raw/dev --output dump/raw/dev/phone_alignment
 
-or from a frame-level phone file in fairseq's HuBERT format (``utt<TAB>p1,p2,...``):
+or from frame-level phone files in fairseq's HuBERT format (``utt<TAB>p1,p2,...``): one file, or
+a directory of ``*.tsv`` files:
 
     python -m espnet_ils.bin.import_alignments --source dev.tsv --frame_rate 100 ...
 
@@ -40,13 +41,21 @@ logger = logging.getLogger("espnet_ils.import_alignments")
 def read_segments(
     source: Path, utts: List[str], frame_rate: float, tier: str
 ) -> Dict[str, List[PhoneSegment]]:
-    """The phone segments of ``utts`` in ``source`` (a TextGrid directory or a frame-level file)."""
-    if source.is_dir():
-        files = textgrid_files(source)
-        return {utt: textgrid_segments(files[utt], tier) for utt in utts if utt in files}
+    """The phone segments of ``utts`` in ``source``: a frame-level file, or a directory of TextGrids
+    (any depth) or, when it holds none, of frame-level ``*.tsv`` files."""
     if source.is_file():
         return frame_phone_segments(source, frame_rate)
-    raise FileNotFoundError(f"--source {source}: no such file or directory")
+    if not source.is_dir():
+        raise FileNotFoundError(f"--source {source}: no such file or directory")
+    files = textgrid_files(source)
+    if files:
+        return {utt: textgrid_segments(files[utt], tier) for utt in utts if utt in files}
+    segments: Dict[str, List[PhoneSegment]] = {}
+    for tsv in sorted(source.glob("*.tsv")):
+        segments.update(frame_phone_segments(tsv, frame_rate))
+    if not segments:
+        raise FileNotFoundError(f"--source {source}: no *.TextGrid under it and no *.tsv in it")
+    return segments
 
 
 def get_parser() -> argparse.ArgumentParser:
