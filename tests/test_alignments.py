@@ -1,23 +1,31 @@
 """Forced alignments onto the encoder's 50 Hz frames: the rule at frame edges, MFA TextGrids of a
 real LibriSpeech recording, fairseq's frame-level phone files, and the errors that name the file."""
 
+import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import soundfile
+import yaml
 from conftest import SHARED_DATA
 from praatio import textgrid
+from test_layer_features import write_model
 
 from espnet_ils.alignments import PhoneSegment, frame_labels, normalize_phone
 from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, num_frames
 from espnet_ils.bin.import_alignments import main as import_main
 from espnet_ils.kaldi_files import read_key_file
+from espnet_ils.tasks import ILSSSLTask
 
 LIBRISPEECH_SAMPLE = SHARED_DATA / "librispeech_sample"
 needs_sample = pytest.mark.skipif(
     not LIBRISPEECH_SAMPLE.is_dir(), reason=f"{LIBRISPEECH_SAMPLE} (shared test data) is absent"
 )
 SAMPLE = LIBRISPEECH_SAMPLE / "dev-clean" / "1988" / "24833"
+RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 UTT = "1988-24833-0000"
 # (phone, start, end) in seconds; a gap between 0.60 and 0.64 is silence too.
 PHONES = [("", 0.0, 0.30), ("HH", 0.30, 0.40), ("AH0", 0.40, 0.52), ("L", 0.52, 0.60),
@@ -136,3 +144,79 @@ def test_bad_alignments_are_named(tmp_path):
         FileNotFoundError, match=r"empty: no \*.TextGrid under it and no \*.tsv in it"
     ):
         run(tmp_path / "empty")
+
+
+@needs_sample
+def test_stage_7_scores_librispeech_sets_against_textgrids(tmp_path):
+    """ils.sh stages 1-2 and 7 on LibriSpeech's layout: TextGrids for dev_clean and dev_other
+    (written here, phones spread evenly), an iteration-2 model with random weights in place of
+    stages 3-6; k-means fitted on part of train_clean_100, both dev sets scored."""
+    root = tmp_path / "LibriSpeech"
+    for subset, source in (("dev-clean", "dev-clean"), ("dev-other", "test-clean"),
+                           ("test-clean", "test-clean"), ("train-clean-100", "dev-clean")):  # fmt: skip
+        shutil.copytree(LIBRISPEECH_SAMPLE / source, root / subset)
+    mfa = tmp_path / "mfa"
+    for subset in ("dev-clean", "test-clean"):
+        for flac in (LIBRISPEECH_SAMPLE / subset).rglob("*.flac"):
+            duration = soundfile.info(str(flac)).duration
+            step = duration / 20
+            phones = [
+                (("AA1", "B", "K", "sil")[i % 4], i * step, (i + 1) * step) for i in range(20)
+            ]
+            write_textgrid(mfa / subset / f"{flac.stem}.TextGrid", duration, phones)
+    args = [
+        *("--corpus", "librispeech", "--train_set", "train_clean_100", "--valid_set", "dev_clean"),
+        *("--quality_sets", "dev_clean dev_other", "--finetune_set", "train_clean_100"),
+        *(
+            "--test_sets",
+            "test_clean",
+            "--it1_config",
+            "conf/tuning/train_ssl_hubert_mini_it1.yaml",
+        ),
+        *("--it2_config", "conf/tuning/train_ssl_ils_mini.yaml", "--it1_n_clusters", "100"),
+        *("--asr_config", "conf/tuning/train_asr_ctc_mini.yaml", "--it2_layer", "2"),
+        *(
+            "--it2_n_clusters",
+            "100",
+            "--phone_alignments",
+            str(mfa),
+            "--quality_fit_hours",
+            "0.005",
+        ),
+        *("--quality_n_clusters", "8", "--nj", "1", "--min_wav_duration", "1"),
+    ]
+    dirs = {name: tmp_path / name for name in ("data", "dump", "exp")}
+    args += [arg for name, path in dirs.items() for arg in (f"--{name}dir", str(path))]
+    env = {**os.environ, "LIBRISPEECH": str(root)}
+
+    def stages(first: int, last: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["./ils.sh", *args, "--stage", str(first), "--stop_stage", str(last)],
+            cwd=RECIPE, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    result = stages(1, 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    config = yaml.safe_load((RECIPE / "conf/tuning/train_ssl_ils_mini.yaml").read_text())
+    write_model(ILSSSLTask, config, [str(c) for c in range(100)] + ["<unk>"],
+                dirs["exp"] / "ssl_it2_L2_km100_ils_seed0")  # fmt: skip
+    result = stages(7, 7)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for dset, count in (("dev_clean", 10), ("dev_other", 4)):
+        alignment = read_key_file(dirs["dump"] / "raw" / dset / "phone_alignment")
+        assert len(alignment) == count and set(" ".join(alignment.values()).split()) == {
+            "aa", "b", "k", "sil"
+        }  # fmt: skip
+    out = dirs["exp"] / "cluster_quality_it2_L2_km100"
+    rows = (out / "cluster_quality.tsv").read_text().splitlines()
+    assert [row.split("\t")[:2] for row in rows[1:]] == [["ils_seed0", str(k)] for k in range(5)]
+    protocol = json.loads((out / "protocol.json").read_text())
+    assert protocol["scored_utterances"] == 14 and protocol["n_clusters"] == 8
+    assert protocol["fit"] == str(dirs["dump"] / "raw" / "train_clean_100")
+    assert 0 < protocol["fit_utterances"] < 10  # 18 s of the 10 utterances' 2 min
+    assert "skipped: done with the same options and inputs" in stages(7, 7).stderr
+
+    (mfa / "test-clean" / "1089-134686-0000.TextGrid").unlink()  # 1 of 4 dev_other utterances
+    result = stages(7, 7)
+    assert result.returncode != 0
+    assert "1 of 4 utterances" in result.stderr and "1089-134686-0000" in result.stderr
