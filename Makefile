@@ -29,7 +29,7 @@ test: install tts lm-tools
 lint: install
 	$(PYTHON) -m ruff check espnet_ils tests bench egs2/librispeech_ils/ssl1/local
 	$(PYTHON) -m ruff format --check espnet_ils tests bench egs2/librispeech_ils/ssl1/local
-	cd egs2/librispeech_ils/ssl1 && ../../../$(VENV)/bin/shellcheck -x *.sh local/*.sh utils/run.sh utils/slurm.pl
+	cd egs2/librispeech_ils/ssl1 && ../../../$(VENV)/bin/shellcheck -x *.sh local/*.sh utils/*.sh utils/slurm.pl
 
 # The main job: the whole recipe on the embedded mini corpus (2 CPU cores, within 30 min; RESULTS.md),
 # ending with the ILS vs HuBERT table.

@@ -18,15 +18,10 @@ while [[ ${1:-} == --* ]]; do
     esac
     shift 2
 done
-first=1; last=1
-if [[ ${1:-} =~ ^JOB=([0-9]+):([0-9]+)$ ]]; then
-    first=${BASH_REMATCH[1]}; last=${BASH_REMATCH[2]}; shift
-fi
-if [ $# -lt 2 ]; then
-    echo "Usage: $0 [options] [JOB=1:N] log[.JOB].log command args..." >&2
-    exit 2
-fi
-log_pattern=$1; shift
+# shellcheck source=utils/job_range.sh
+. "$(dirname "$0")/job_range.sh"
+read_job_range "$@"
+set -- "${command[@]}"
 
 run_one() {
     local job=$1; shift

@@ -30,15 +30,10 @@ while [[ ${1:-} == --* ]]; do
         *) sbatch_opts+=("$1" "$2"); shift 2 ;;
     esac
 done
-first=1; last=1
-if [[ ${1:-} =~ ^JOB=([0-9]+):([0-9]+)$ ]]; then
-    first=${BASH_REMATCH[1]}; last=${BASH_REMATCH[2]}; shift
-fi
-if [ $# -lt 2 ]; then
-    echo "Usage: $0 [options] [JOB=1:N] log[.JOB].log command args..." >&2
-    exit 2
-fi
-log_pattern=$1; shift
+# shellcheck source=utils/job_range.sh
+. "$(dirname "$0")/job_range.sh"
+read_job_range "$@"
+set -- "${command[@]}"
 
 # Slurm opens each log before the job starts: its directory must exist. A log left by an earlier
 # run would be read as this run's result, so it goes.
