@@ -147,6 +147,18 @@ def model_layer_quality(
     return score_layers(extractor, *score, alignments, models)
 
 
+def best_block(table: Path, model: str, metric: str = "pnmi") -> int:
+    """The block (layer >= 1) of ``model`` with the highest ``metric`` in a quality TSV; the first
+    of equals. Layer 0, the block-1 input, is not a block output and is not chosen."""
+    rows = [line.split("\t") for line in Path(table).read_text(encoding="utf-8").splitlines()]
+    column = rows[0].index(metric)
+    scores = {int(row[1]): float(row[column]) for row in rows[1:] if row[0] == model}
+    blocks = [layer for layer in sorted(scores) if layer >= 1]
+    if not blocks:
+        raise ValueError(f"{table}: no block of model {model!r}")
+    return max(blocks, key=lambda layer: scores[layer])
+
+
 def write_quality_table(table: Mapping[str, List[LayerRow]], path: Path) -> None:
     """TSV with columns model, layer and the metrics, one row per model and layer."""
     lines = ["model\tlayer\t" + "\t".join(METRICS)]

@@ -147,10 +147,11 @@ def test_bad_alignments_are_named(tmp_path):
 
 
 @needs_sample
-def test_stage_7_scores_librispeech_sets_against_textgrids(tmp_path):
-    """ils.sh stages 1-2 and 7 on LibriSpeech's layout: TextGrids for dev_clean and dev_other
-    (written here, phones spread evenly), an iteration-2 model with random weights in place of
-    stages 3-6; k-means fitted on part of train_clean_100, both dev sets scored."""
+def test_stages_5_and_7_score_librispeech_sets_against_textgrids(tmp_path):
+    """ils.sh stages 1-2, 5 and 7 on LibriSpeech's layout: TextGrids for dev_clean and dev_other
+    (written here, phones spread evenly), models with random weights in place of stages 3-4 and 6;
+    k-means fitted on part of train_clean_100, both dev sets scored; --it2_layer auto chooses the
+    iteration-1 block with the highest PNMI in stage 5, and later runs read the choice back."""
     root = tmp_path / "LibriSpeech"
     for subset, source in (("dev-clean", "dev-clean"), ("dev-other", "test-clean"),
                            ("test-clean", "test-clean"), ("train-clean-100", "dev-clean")):  # fmt: skip
@@ -174,7 +175,7 @@ def test_stage_7_scores_librispeech_sets_against_textgrids(tmp_path):
             "conf/tuning/train_ssl_hubert_mini_it1.yaml",
         ),
         *("--it2_config", "conf/tuning/train_ssl_ils_mini.yaml", "--it1_n_clusters", "100"),
-        *("--asr_config", "conf/tuning/train_asr_ctc_mini.yaml", "--it2_layer", "2"),
+        *("--asr_config", "conf/tuning/train_asr_ctc_mini.yaml", "--it2_layer", "auto"),
         *(
             "--it2_n_clusters",
             "100",
@@ -183,7 +184,7 @@ def test_stage_7_scores_librispeech_sets_against_textgrids(tmp_path):
             "--quality_fit_hours",
             "0.005",
         ),
-        *("--quality_n_clusters", "8", "--nj", "1", "--min_wav_duration", "1"),
+        *("--quality_n_clusters", "8", "--nj", "1", "--min_wav_duration", "1", "--ngpu", "0"),
     ]
     dirs = {name: tmp_path / name for name in ("data", "dump", "exp")}
     args += [arg for name, path in dirs.items() for arg in (f"--{name}dir", str(path))]
@@ -197,9 +198,26 @@ def test_stage_7_scores_librispeech_sets_against_textgrids(tmp_path):
 
     result = stages(1, 2)
     assert result.returncode == 0, result.stderr[-3000:]
+    result = stages(7, 7)
+    assert result.returncode != 0 and "--it2_layer auto: no block chosen yet" in result.stderr
+
+    tokens = [str(c) for c in range(100)] + ["<unk>"]
+    for config, exp in (("train_ssl_hubert_mini_it1", "ssl_it1_mfcc_km100_hubert"),):
+        config = yaml.safe_load((RECIPE / "conf/tuning" / f"{config}.yaml").read_text())
+        write_model(ILSSSLTask, config, tokens, dirs["exp"] / exp)
+    result = stages(5, 5)
+    assert result.returncode == 0, result.stderr[-3000:]
+    choice = dirs["exp"] / "cluster_quality_it1_mfcc_km100"
+    table = [line.split("\t") for line in (choice / "cluster_quality.tsv").read_text().splitlines()]
+    pnmi = {int(row[1]): float(row[4]) for row in table[1:]}
+    block = max(range(1, 5), key=lambda layer: pnmi[layer])
+    assert (choice / "chosen_block").read_text() == f"{block}\n"
+    assert f"--it2_layer auto: block {block}; PNMI per layer" in result.stderr
+    tag = f"it2_L{block}_km100"
+    assert read_key_file(dirs["dump"] / "labels" / tag / "dev_clean" / "text")
+
     config = yaml.safe_load((RECIPE / "conf/tuning/train_ssl_ils_mini.yaml").read_text())
-    write_model(ILSSSLTask, config, [str(c) for c in range(100)] + ["<unk>"],
-                dirs["exp"] / "ssl_it2_L2_km100_ils_seed0")  # fmt: skip
+    write_model(ILSSSLTask, config, tokens, dirs["exp"] / f"ssl_{tag}_ils_seed0")
     result = stages(7, 7)
     assert result.returncode == 0, result.stderr[-3000:]
     for dset, count in (("dev_clean", 10), ("dev_other", 4)):
@@ -207,7 +225,7 @@ def test_stage_7_scores_librispeech_sets_against_textgrids(tmp_path):
         assert len(alignment) == count and set(" ".join(alignment.values()).split()) == {
             "aa", "b", "k", "sil"
         }  # fmt: skip
-    out = dirs["exp"] / "cluster_quality_it2_L2_km100"
+    out = dirs["exp"] / f"cluster_quality_{tag}"
     rows = (out / "cluster_quality.tsv").read_text().splitlines()
     assert [row.split("\t")[:2] for row in rows[1:]] == [["ils_seed0", str(k)] for k in range(5)]
     protocol = json.loads((out / "protocol.json").read_text())

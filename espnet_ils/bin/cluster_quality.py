@@ -14,6 +14,11 @@ writes ``<outdir>/cluster_quality.{tsv,png}`` and the protocol in ``<outdir>/pro
     python -m espnet_ils.bin.cluster_quality layers --model ils=exp/ssl_ils --model hubert=exp/ssl_hubert \
         --fit_dir dump/raw/train --fit_hours 1 --score_dir dump/raw/dev_clean \
         --score_dir dump/raw/dev_other --n_clusters 500 --outdir exp/cq
+
+The block of a model with the highest PNMI in such a table (layer 0 excluded), written to a file:
+
+    python -m espnet_ils.bin.cluster_quality best --table exp/cq/cluster_quality.tsv --model it1 \
+        --output exp/cq/chosen_block
 """
 
 import argparse
@@ -29,6 +34,7 @@ from espnet_ils.kmeans import choose_by_duration
 from espnet_ils.label_quality import (
     METRICS,
     aligned_utterances,
+    best_block,
     label_quality,
     model_layer_quality,
     plot_quality,
@@ -110,6 +116,12 @@ def run_labels(args: argparse.Namespace) -> None:
     logger.info("%s: %s", args.labels, quality)
 
 
+def run_best(args: argparse.Namespace) -> None:
+    block = best_block(args.table, args.model, args.metric)
+    logger.info("%s: block %d of %s has the highest %s", args.table, block, args.model, args.metric)
+    write_text_atomic(args.output, [str(block)])
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     modes = parser.add_subparsers(dest="mode", required=True)
@@ -152,13 +164,18 @@ def get_parser() -> argparse.ArgumentParser:
     )
     layers.add_argument("--device", default="cpu")
     layers.add_argument("--outdir", type=Path, required=True)
+    best = modes.add_parser("best", help="write the block of a model scoring highest in a table")
+    best.add_argument("--table", type=Path, required=True, help="cluster_quality.tsv of layers")
+    best.add_argument("--model", required=True, help="Model name in the table")
+    best.add_argument("--metric", default="pnmi", choices=METRICS)
+    best.add_argument("--output", type=Path, required=True, help="File to write the block to")
     return parser
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args)
-    {"labels": run_labels, "layers": run_layers}[args.mode](args)
+    {"labels": run_labels, "layers": run_layers, "best": run_best}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ kmeans_portion=0.1     # Share of the training utterances k-means is fitted on.
 kmeans_n_init=3        # k-means++ restarts (reference: 20; 3 is within 0.2% inertia, 2.8x faster: bench/README.md).
 
 # Iteration 2 (ILS on labels from a block of the iteration-1 model)
-it2_layer=6            # 1-based block of the iteration-1 model the targets come from (paper: 6).
+it2_layer=6            # 1-based block of the iteration-1 model the targets come from (paper: 6), or auto: the block whose k-means labels score the highest PNMI on --quality_sets (HuBERT's choice; chosen in stage 5 and logged with every block's figures; 6 without alignments).
 it2_n_clusters=500     # k-means clusters on that block (paper: 500).
 it2_config=conf/tuning/train_ssl_ils_base_it2.yaml  # ILS pretraining config of iteration 2.
 baseline=false         # Also train the HuBERT baseline (the it2 config, top block supervised only).
@@ -158,7 +158,8 @@ lm_resource() {
 }
 exists_or_fetched() { [ -f "$1" ] || { [ "${corpus}" = librispeech ] && lm_resource "$1"; }; }
 for s in ${it2_seeds}; do is_int "${s}" || die "--it2_seeds: seeds are integers, got '${s}'"; done
-for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_clusters it2_layer \
+[ "${it2_layer}" = auto ] || is_int "${it2_layer}" || die "--it2_layer must be a block number or auto, got '${it2_layer}'"
+for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_clusters \
         it2_n_clusters kmeans_n_init beam_size train_threads lm_max_chars quality_n_clusters; do
     is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
 done
@@ -216,6 +217,15 @@ fi
 require_dir() { [ -d "$1" ] || die "$1 does not exist: run the stage that makes it ($2) first"; }
 
 it1_tag=it1_mfcc_km${it1_n_clusters}
+# --it2_layer auto: the block chosen in stage 5 is kept in ${it2_choice}; a run that starts after stage
+# 5 reads it back (it names the iteration-2 experiments through it2_tag).
+it2_layer_option=${it2_layer}
+it2_choice=${expdir}/cluster_quality_${it1_tag}/chosen_block
+if [ "${it2_layer}" = auto ] && [ -f "${it2_choice}" ]; then
+    it2_layer=$(cat "${it2_choice}")
+elif [ "${it2_layer}" = auto ] && ! run_stage 5 && [ "${stop_stage}" -gt 5 ]; then
+    die "--it2_layer auto: no block chosen yet (${it2_choice}): run stage 5"
+fi
 it2_tag=it2_L${it2_layer}_km${it2_n_clusters}
 it1_exp=${expdir}/ssl_${it1_tag}_hubert
 arms="ils"; [ "${baseline}" = true ] && arms="ils hubert"
@@ -507,6 +517,62 @@ decode_tuned() {
     for marker in "${pending[@]}"; do step_finished "${marker}"; done
 }
 
+# Phone alignments of --quality_sets in dump/raw/<set>/phone_alignment: the corpus's own (mini), or
+# imported from --phone_alignments (cheap and deterministic: redone on every run; the markers of the
+# steps that read them key on their content). Sets quality_dirs and quality_inputs; fails, logging
+# why, when a set has none.
+prepare_alignments() {
+    local what=$1 dset alignment unaligned=""
+    quality_dirs=() quality_inputs=()
+    for dset in ${quality_sets}; do
+        require_dir "${dumpdir}/raw/${dset}" "stage 2"
+        alignment=${dumpdir}/raw/${dset}/phone_alignment
+        if [ -n "${phone_alignments}" ] && [ -e "${phone_alignments}" ]; then
+            log "${what}: phone alignments of ${dset} from ${phone_alignments} -> ${alignment}"
+            ${python} -m espnet_ils.bin.import_alignments --source "${phone_alignments}" \
+                --data_dir "${dumpdir}/raw/${dset}" --output "${alignment}" \
+                || die "${what}: the phone alignments of ${dset} did not import (see above)"
+        fi
+        if [ -f "${alignment}" ]; then
+            quality_dirs+=(--score_dir "${dumpdir}/raw/${dset}")
+            quality_inputs+=(--input "wav_scp_${dset}=${dumpdir}/raw/${dset}/wav.scp" --input "alignment_${dset}=${alignment}")
+        else
+            unaligned+=" ${dset}"
+        fi
+    done
+    if [ -n "${phone_alignments}" ] && [ ! -e "${phone_alignments}" ]; then
+        log "${what}: no phone alignments: --phone_alignments ${phone_alignments} does not exist (put the Montreal Forced Aligner's TextGrids of${unaligned} there, or fairseq's frame-level .tsv files; LibriSpeech: LIBRISPEECH_ALIGNMENTS in db.sh)"
+        return 1
+    elif [ -n "${unaligned}" ]; then
+        log "${what}: no phone alignments of${unaligned} (give --phone_alignments)"
+        return 1
+    fi
+}
+
+# "layer_quality <what> <outdir> NAME=EXPDIR...": cluster quality per block of the models, k-means
+# per block fitted on --quality_fit_hours of --train_set and scored on --quality_sets (the paper's
+# figure 2) -> <outdir>/cluster_quality.{tsv,png}; fails, logging why, without alignments. (Its
+# callers test its status, which turns set -e off inside it: errors stop the run through die.)
+layer_quality() {
+    local what=$1 out=$2 spec models=() inputs; shift 2
+    prepare_alignments "${what}" || { log "${what}: skipped"; return 1; }
+    inputs=("${quality_inputs[@]}" --input "fit_wav_scp=${dumpdir}/raw/${train_set}/wav.scp")
+    for spec in "$@"; do
+        models+=(--model "${spec}")
+        inputs+=(--input "model_${spec%%=*}=${spec#*=}/valid.loss.best.pth" --input "model_${spec%%=*}=${spec#*=}/config.yaml")
+    done
+    step_done "${out}/.done" "${what}: cluster quality ${out}" --option "models=$*" \
+        --option "n_clusters=${quality_n_clusters}" --option "fit_hours=${quality_fit_hours}" \
+        --option "seed=${seed}" "${inputs[@]}" && return 0
+    log "${what}: cluster quality per block, k-means fitted on ${quality_fit_hours} h of ${train_set}, scored on ${quality_sets} -> ${out}/cluster_quality.{tsv,png}"
+    ${train_cmd} "${out}/log/cluster_quality.log" ${python} -m espnet_ils.bin.cluster_quality layers \
+        "${models[@]}" --checkpoint valid.loss.best.pth "${quality_dirs[@]}" \
+        --fit_dir "${dumpdir}/raw/${train_set}" --fit_hours "${quality_fit_hours}" \
+        --n_clusters "${quality_n_clusters}" --seed "${seed}" --outdir "${out}" \
+        || die "${what}: cluster quality failed; log: ${out}/log/cluster_quality.log"
+    step_finished "${out}/.done"
+}
+
 # A run's experiments and pretraining config (the baseline's is derived from the ILS config):
 ssl_exp_of() { echo "${expdir}/ssl_${it2_tag}_$1"; }
 ssl_config_of() {
@@ -534,7 +600,8 @@ write_runs_manifest() {
 }
 
 log "${cmdline}"
-if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 6 ]; then write_runs_manifest; fi
+# (with --it2_layer auto not chosen yet, stage 5 writes it once it has chosen)
+if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 6 ] && [ "${it2_layer}" != auto ]; then write_runs_manifest; fi
 
 # ---------------------------------------------------------------------------------------------
 if run_stage 1; then
@@ -582,8 +649,20 @@ if run_stage 4; then
 fi
 
 if run_stage 5; then
-    log "Stage 5: iteration-2 targets: block ${it2_layer} of ${it1_exp} -> ${dumpdir}/feats_${it2_tag}, k-means ${it2_n_clusters}"
     [ -f "${it1_exp}/valid.loss.best.pth" ] || die "${it1_exp}/valid.loss.best.pth missing: run stage 4 first"
+    if [ "${it2_layer_option}" = auto ]; then
+        if layer_quality "Stage 5" "$(dirname "${it2_choice}")" "it1=${it1_exp}"; then
+            ${python} -m espnet_ils.bin.cluster_quality best --model it1 \
+                --table "$(dirname "${it2_choice}")/cluster_quality.tsv" --output "${it2_choice}"
+        else  # the paper's block, where the blocks cannot be scored
+            mkdir -p "$(dirname "${it2_choice}")" && echo 6 > "${it2_choice}"
+        fi
+        it2_layer=$(cat "${it2_choice}")
+        it2_tag=it2_L${it2_layer}_km${it2_n_clusters}
+        log "Stage 5: --it2_layer auto: block ${it2_layer}; PNMI per layer (0: block-1 input): $(awk -F '\t' '$1 == "it1" {printf "%s:%s ", $2, $5}' "$(dirname "${it2_choice}")/cluster_quality.tsv" 2> /dev/null)"
+        [ "${stop_stage}" -ge 6 ] && write_runs_manifest
+    fi
+    log "Stage 5: iteration-2 targets: block ${it2_layer} of ${it1_exp} -> ${dumpdir}/feats_${it2_tag}, k-means ${it2_n_clusters}"
     for dset in ${ssl_sets}; do
         ${cuda_cmd} --gpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)" JOB=1:"${nj}" \
             "${dumpdir}/feats_${it2_tag}/${dset}/log/extract.JOB.log" \
@@ -609,47 +688,9 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-    out=${expdir}/cluster_quality_${it2_tag}
-    scored=() inputs=() unaligned=""
-    for dset in ${quality_sets}; do
-        require_dir "${dumpdir}/raw/${dset}" "stage 2"
-        alignment=${dumpdir}/raw/${dset}/phone_alignment
-        if [ -n "${phone_alignments}" ] && [ -e "${phone_alignments}" ]; then
-            # Cheap and deterministic: redone on every run, the marker below keys on its content.
-            log "Stage 7: phone alignments of ${dset} from ${phone_alignments} -> ${alignment}"
-            ${python} -m espnet_ils.bin.import_alignments --source "${phone_alignments}" \
-                --data_dir "${dumpdir}/raw/${dset}" --output "${alignment}"
-        fi
-        if [ -f "${alignment}" ]; then
-            scored+=(--score_dir "${dumpdir}/raw/${dset}")
-            inputs+=(--input "wav_scp_${dset}=${dumpdir}/raw/${dset}/wav.scp" --input "alignment_${dset}=${alignment}")
-        else
-            unaligned+=" ${dset}"
-        fi
-    done
-    if [ -n "${phone_alignments}" ] && [ ! -e "${phone_alignments}" ]; then
-        log "Stage 7: skipped: --phone_alignments ${phone_alignments} does not exist (put the Montreal Forced Aligner's TextGrids of${unaligned} there, or fairseq's frame-level .tsv files; LibriSpeech: LIBRISPEECH_ALIGNMENTS in db.sh)"
-    elif [ -n "${unaligned}" ]; then
-        log "Stage 7: skipped: no phone alignments of${unaligned} (give --phone_alignments)"
-    else
-        models=()
-        inputs+=(--input "fit_wav_scp=${dumpdir}/raw/${train_set}/wav.scp")
-        for run in ${runs}; do
-            models+=(--model "${run}=$(ssl_exp_of "${run}")")
-            inputs+=(--input "model_${run}=$(ssl_exp_of "${run}")/valid.loss.best.pth"
-                --input "model_${run}=$(ssl_exp_of "${run}")/config.yaml")
-        done
-        if ! step_done "${out}/.done" "Stage 7: cluster quality ${out}" --option "runs=${runs}" \
-                --option "n_clusters=${quality_n_clusters}" --option "fit_hours=${quality_fit_hours}" \
-                --option "seed=${seed}" "${inputs[@]}"; then
-            log "Stage 7: cluster quality per block, k-means fitted on ${quality_fit_hours} h of ${train_set}, scored on ${quality_sets} -> ${out}/cluster_quality.{tsv,png}"
-            ${train_cmd} "${out}/log/cluster_quality.log" ${python} -m espnet_ils.bin.cluster_quality layers \
-                "${models[@]}" --checkpoint valid.loss.best.pth "${scored[@]}" \
-                --fit_dir "${dumpdir}/raw/${train_set}" --fit_hours "${quality_fit_hours}" \
-                --n_clusters "${quality_n_clusters}" --seed "${seed}" --outdir "${out}"
-            step_finished "${out}/.done"
-        fi
-    fi
+    models=()
+    for run in ${runs}; do models+=("${run}=$(ssl_exp_of "${run}")"); done
+    layer_quality "Stage 7" "${expdir}/cluster_quality_${it2_tag}" "${models[@]}" || true
 fi
 
 if run_stage 8; then
