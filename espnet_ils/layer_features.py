@@ -5,7 +5,8 @@ the iteration-1 model) and for layer-wise analysis. Works with the models of
 ``espnet_ils.bin.ssl_train`` and the directories written by ``espnet_ils.bin.convert_unispeech``
 (pretrained or fine-tuned), i.e. any ESPnet model with the ``ils_transformer`` encoder, whatever its
 front end (the ``ils_cnn`` conv front, or log-mel ``default`` with a normalisation as the mini
-configs use).
+configs use). Models with ESPnet's own encoders are refused: ``e_branchformer`` and ``conformer``
+run their convolutions over the padding, so their block outputs depend on the batch.
 
 Layers are numbered like the paper's supervised layers: layer k (1-based) is the output of
 Transformer block k, as it is fed to the ILS heads before their own LayerNorm; layer 0 is the input
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import yaml
 from espnet2.tasks.asr import ASRTask
+from espnet2.tasks.ssl import encoder_choices as ssl_encoder_choices
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
@@ -36,6 +38,14 @@ from espnet_ils.tasks import ILSSSLTask
 logger = logging.getLogger(__name__)
 
 Waveform = Union[torch.Tensor, np.ndarray]
+
+
+def _config_name(encoder: nn.Module) -> str:
+    """`` (encoder: NAME)`` for a class in ESPnet's SSL encoder choices, else ``""``."""
+    for name, cls in ssl_encoder_choices.classes.items():
+        if type(encoder) is cls:
+            return f" (encoder: {name})"
+    return ""
 
 
 class LayerFeatureExtractor:
@@ -65,9 +75,13 @@ class LayerFeatureExtractor:
     ):
         if not isinstance(encoder, ILSTransformerEncoder):
             raise ValueError(
-                f"encoder is {type(encoder).__name__}: layer features need an ILS-SSL model "
-                "(encoder ils_transformer), as trained by espnet_ils.bin.ssl_train or written by "
-                "convert_unispeech"
+                f"encoder is {type(encoder).__name__}{_config_name(encoder)}: layer features need "
+                "an ILS-SSL model (encoder ils_transformer), as trained by "
+                "espnet_ils.bin.ssl_train or written by convert_unispeech. ESPnet's "
+                "e_branchformer and conformer are refused: their convolutions run over the "
+                "padding, so a block's output would depend on the batch. Take iteration-2 targets "
+                "from an ils_transformer model (the recipe's iteration-1 configs are one); "
+                "per-block cluster quality is not available for these encoders"
             )
         self.device = torch.device(device)
         self.front = (

@@ -176,8 +176,14 @@ class ILSLoss(AbsSSLLoss):
         """
         num_blocks = len(encoder_output)
         if max(self.layers) > num_blocks:
+            # ILSSSLTask checks layers against the encoder's depth when it builds the model, so
+            # there blocks went missing in this step: ESPnet's e_branchformer returns no output
+            # for a block its layer drop skipped (and shifts the blocks above it down).
             raise ValueError(
-                f"loss conf layers={list(self.layers)}: the encoder has only {num_blocks} blocks"
+                f"loss conf layers={list(self.layers)}: the encoder returned only {num_blocks} "
+                "blocks. Either it has fewer blocks (layers are 1-based) or, with ESPnet's "
+                "e_branchformer, encoder_conf.layer_drop_rate left the dropped blocks out: set "
+                "layer_drop_rate: 0 with the ils loss"
             )
         targets = _aligned_targets(
             text, text_lengths, encoder_output_lengths, encoder_output[0].size(1)
@@ -188,6 +194,13 @@ class ILSLoss(AbsSSLLoss):
             raise ValueError(
                 "ILSLoss needs masked frames: util conf mask_prob is 0 (masked prediction "
                 "without masks has no masked term)"
+            )
+        if mask_m.shape != valid.shape:
+            raise ValueError(
+                f"the encoder turned {mask_m.size(1)} masked input frames into {valid.size(1)} "
+                "output frames: the ils loss predicts the target of each masked frame, so the "
+                "encoder must keep the frame rate. ESPnet's encoders subsample by default: set "
+                "encoder_conf.input_layer: null (or linear)"
             )
         # ESPnet's Masking builds it on the CPU; a blocking copy would wait for the GPU queue.
         mask_m = mask_m.to(valid.device, non_blocking=True)

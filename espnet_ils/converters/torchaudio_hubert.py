@@ -206,7 +206,8 @@ def check_converted(converted: StateDicts, modules: Mapping[str, nn.Module]) -> 
         modules: Our module for every converted group, e.g. ``{"frontend": frontend, ...}``.
 
     Raises:
-        ValueError: Listing, per group, converted weights with no module, our keys no torchaudio
+        ValueError: Listing, per group, converted weights with no module, an encoder other than
+            ``ILSTransformerEncoder`` (e.g. ESPnet's ``e_branchformer``), our keys no torchaudio
             key maps to (missing), converted keys our module lacks, and shape mismatches.
     """
     problems = []
@@ -216,6 +217,15 @@ def check_converted(converted: StateDicts, modules: Mapping[str, nn.Module]) -> 
             problems.append(
                 f"{group}: {len(offered)} converted weights ({sorted(offered)[0]}, ...) but no "
                 f"module given; pass skip_groups=('{group}',) to leave them out"
+            )
+            continue
+        if group == ENCODER and not isinstance(modules[group], ILSTransformerEncoder):
+            # Another encoder (ESPnet's e_branchformer, conformer, ...) would only have every key
+            # listed as missing and unexpected below.
+            problems.append(
+                f"{group}: {type(modules[group]).__name__} cannot take torchaudio's Transformer "
+                "weights, which convert into ILSTransformerEncoder (encoder: ils_transformer) "
+                "only; build it from torchaudio_hubert_confs, or call build_from_torchaudio"
             )
             continue
         expected = modules[group].state_dict()
