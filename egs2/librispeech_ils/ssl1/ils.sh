@@ -53,7 +53,8 @@ quality_sets=          # Aligned sets scored (paper: dev_clean dev_other); empty
 phone_alignments=      # Forced alignments of those sets: MFA TextGrids (a folder, any layout) or fairseq's frame-level .tsv files; empty: the data directories' own phone_alignment (mini corpus).
 quality_fit_hours=1    # k-means per block is fitted on a random subset of --train_set of this many hours (paper: 100; memory: about 0.5 GB per 10 min of audio for BASE's 13 layers).
 quality_n_clusters=500 # k-means clusters per block (paper: 500).
-train_threads=0        # CPU threads per training process (0: all cores; sharded jobs use 1 each).
+train_threads=0        # CPU threads per training process (0: the cores / --train_jobs; sharded jobs use 1 each).
+train_jobs=1           # Trainings at once in stages 6 and 8, one per run (on 2 CPU cores two mini trainings of 1 thread each make 1.5x the steps of one of 2 threads).
 
 # Fine-tuning, decoding, packing
 asr_config=conf/tuning/train_asr_ctc_base_10h.yaml  # CTC fine-tuning config.
@@ -160,7 +161,7 @@ exists_or_fetched() { [ -f "$1" ] || { [ "${corpus}" = librispeech ] && lm_resou
 for s in ${it2_seeds}; do is_int "${s}" || die "--it2_seeds: seeds are integers, got '${s}'"; done
 [ "${it2_layer}" = auto ] || is_int "${it2_layer}" || die "--it2_layer must be a block number or auto, got '${it2_layer}'"
 for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_clusters \
-        it2_n_clusters kmeans_n_init beam_size train_threads lm_max_chars quality_n_clusters; do
+        it2_n_clusters kmeans_n_init beam_size train_threads train_jobs lm_max_chars quality_n_clusters; do
     is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
 done
 [[ ${quality_fit_hours} =~ ^[0-9]*\.?[0-9]+$ ]] || die "--quality_fit_hours must be a non-negative number, got '${quality_fit_hours}'"
@@ -257,13 +258,34 @@ step_finished() { ${python} -m espnet_ils.bin.marker write "$1"; }
 
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
+# "each_run <function>": <function> <run> for every run, --train_jobs of them at once; when one
+# fails the pipeline stops after the others have ended (the failed ones' messages say why).
+each_run() {
+    local func=$1 run pids=() failed=() i=0
+    if [ "${train_jobs}" -le 1 ]; then
+        for run in ${runs}; do "${func}" "${run}"; done
+        return
+    fi
+    for run in ${runs}; do
+        while [ "$(jobs -rp | wc -l)" -ge "${train_jobs}" ]; do wait -n || true; done
+        "${func}" "${run}" &
+        pids+=("$!")
+    done
+    for run in ${runs}; do
+        wait "${pids[${i}]}" || failed+=("${run}")
+        i=$((i + 1))
+    done
+    [ "${#failed[@]}" -eq 0 ] || die "${func}: run(s) ${failed[*]} failed (see above)"
+}
+
 # Start a training through ESPnet's launcher (DDP, multi-node); resumes from its checkpoint.
 launch_training() {
     local exp=$1 module=$2; shift 2
     mkdir -p "${exp}"
     local threads=${train_threads}
     # nproc alone would answer path.sh's OMP_NUM_THREADS=1 (GNU nproc honours it)
-    [ "${threads}" -gt 0 ] || threads=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+    [ "${threads}" -gt 0 ] || threads=$(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) / train_jobs ))
+    [ "${threads}" -gt 0 ] || threads=1
     OMP_NUM_THREADS=${threads} ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" \
         --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
         --multiprocessing_distributed true -- \
@@ -674,17 +696,20 @@ if run_stage 5; then
     make_labels "${it2_tag}" "${dumpdir}/feats_${it2_tag}" 50 "${it2_n_clusters}"
 fi
 
+pretrain_run() {  # iteration-2 pretraining of run $1
+    local run=$1 config
+    config=$(ssl_config_of "${run}")
+    if [ "${config}" != "${it2_config}" ]; then
+        mkdir -p "$(dirname "${config}")"
+        ${python} -m espnet_ils.bin.derive_baseline_config --config "${it2_config}" --output "${config}"
+    fi
+    log "Stage 6: iteration-2 ${run} pretraining -> $(ssl_exp_of "${run}")"
+    ssl_pretrain "$(ssl_exp_of "${run}")" "${config}" "${it2_tag}" "${seed_of[${run}]}"
+}
+
 if run_stage 6; then
     require_dir "${dumpdir}/labels/${it2_tag}" "stage 5"
-    for run in ${runs}; do
-        config=$(ssl_config_of "${run}")
-        if [ "${config}" != "${it2_config}" ]; then
-            mkdir -p "$(dirname "${config}")"
-            ${python} -m espnet_ils.bin.derive_baseline_config --config "${it2_config}" --output "${config}"
-        fi
-        log "Stage 6: iteration-2 ${run} pretraining -> $(ssl_exp_of "${run}")"
-        ssl_pretrain "$(ssl_exp_of "${run}")" "${config}" "${it2_tag}" "${seed_of[${run}]}"
-    done
+    each_run pretrain_run
 fi
 
 if run_stage 7; then
@@ -692,6 +717,34 @@ if run_stage 7; then
     for run in ${runs}; do models+=("${run}=$(ssl_exp_of "${run}")"); done
     layer_quality "Stage 7" "${expdir}/cluster_quality_${it2_tag}" "${models[@]}" || true
 fi
+
+finetune_run() {  # CTC fine-tuning of run $1
+    local run=$1 ssl_exp asr_exp
+    ssl_exp=$(ssl_exp_of "${run}") asr_exp=$(asr_exp_of "${run}")
+    [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
+    if step_done "${asr_exp}/.done" "Stage 8: fine-tuning ${asr_exp}" --resumable true \
+            --option "seed=${seed_of[${run}]}" --option "asr_args=${asr_args}" --input "config=${asr_config}" \
+            --input "ssl_model=${ssl_exp}/valid.loss.best.pth" --input "tokens=${token_dir}/tokens.txt" \
+            --input "train_wav_scp=${dumpdir}/raw/${finetune_set}/wav.scp" \
+            --input "train_text=${dumpdir}/raw/${finetune_set}/text" \
+            --input "valid_wav_scp=${dumpdir}/raw/${valid_set}/wav.scp" \
+            --input "valid_text=${dumpdir}/raw/${valid_set}/text"; then
+        return
+    fi
+    log "Stage 8: CTC fine-tuning of ${ssl_exp} on ${finetune_set} -> ${asr_exp}; log: ${asr_exp}/train.log"
+    # shellcheck disable=SC2086
+    launch_training "${asr_exp}" espnet_ils.bin.asr_train --config "${asr_config}" \
+        --frontend_conf "frontend_conf.path_or_url=${ssl_exp}/valid.loss.best.pth" \
+        --token_list "${token_dir}/tokens.txt" --token_type char --use_preprocessor true \
+        --train_data_path_and_name_and_type "${dumpdir}/raw/${finetune_set}/wav.scp,speech,sound" \
+        --train_data_path_and_name_and_type "${dumpdir}/raw/${finetune_set}/text,text,text" \
+        --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
+        --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text" \
+        --train_shape_file "${dumpdir}/raw/${finetune_set}/speech_shape" \
+        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${seed_of[${run}]}" ${asr_args}
+    [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}: training ended without ${inference_model}"
+    step_finished "${asr_exp}/.done"
+}
 
 if run_stage 8; then
     if ! step_done "${token_dir}/.done" "Stage 8: letter token list ${token_dir}" \
@@ -705,32 +758,7 @@ if run_stage 8; then
     fi
     [[ " ${decode_modes} " == *" ngram "* ]] && prepare_ngram
     [[ " ${decode_modes} " == *" lm_"* ]] && [ -z "${lm_exp}" ] && prepare_lm
-    for run in ${runs}; do
-        ssl_exp=$(ssl_exp_of "${run}") asr_exp=$(asr_exp_of "${run}")
-        [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
-        if step_done "${asr_exp}/.done" "Stage 8: fine-tuning ${asr_exp}" --resumable true \
-                --option "seed=${seed_of[${run}]}" --option "asr_args=${asr_args}" --input "config=${asr_config}" \
-                --input "ssl_model=${ssl_exp}/valid.loss.best.pth" --input "tokens=${token_dir}/tokens.txt" \
-                --input "train_wav_scp=${dumpdir}/raw/${finetune_set}/wav.scp" \
-                --input "train_text=${dumpdir}/raw/${finetune_set}/text" \
-                --input "valid_wav_scp=${dumpdir}/raw/${valid_set}/wav.scp" \
-                --input "valid_text=${dumpdir}/raw/${valid_set}/text"; then
-            continue
-        fi
-        log "Stage 8: CTC fine-tuning of ${ssl_exp} on ${finetune_set} -> ${asr_exp}; log: ${asr_exp}/train.log"
-        # shellcheck disable=SC2086
-        launch_training "${asr_exp}" espnet_ils.bin.asr_train --config "${asr_config}" \
-            --frontend_conf "frontend_conf.path_or_url=${ssl_exp}/valid.loss.best.pth" \
-            --token_list "${token_dir}/tokens.txt" --token_type char --use_preprocessor true \
-            --train_data_path_and_name_and_type "${dumpdir}/raw/${finetune_set}/wav.scp,speech,sound" \
-            --train_data_path_and_name_and_type "${dumpdir}/raw/${finetune_set}/text,text,text" \
-            --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
-            --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text" \
-            --train_shape_file "${dumpdir}/raw/${finetune_set}/speech_shape" \
-            --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${seed_of[${run}]}" ${asr_args}
-        [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}: training ended without ${inference_model}"
-        step_finished "${asr_exp}/.done"
-    done
+    each_run finetune_run
 fi
 
 if run_stage 9; then
