@@ -234,6 +234,19 @@ def test_stages_5_and_7_score_librispeech_sets_against_textgrids(tmp_path):
     assert 0 < protocol["fit_utterances"] < 10  # 18 s of the 10 utterances' 2 min
     assert "skipped: done with the same options and inputs" in stages(7, 7).stderr
 
+    args[args.index("conf/tuning/train_ssl_ils_mini.yaml")] = (
+        "conf/tuning/train_ssl_ils_conformer_mini.yaml"
+    )
+    result = stages(7, 7)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (
+        "Stage 7: skipped: the per-block analysis needs the ils_transformer encoder"
+        in result.stderr
+    )
+    args[args.index("conf/tuning/train_ssl_ils_conformer_mini.yaml")] = (
+        "conf/tuning/train_ssl_ils_mini.yaml"
+    )
+
     (mfa / "test-clean" / "1089-134686-0000.TextGrid").unlink()  # 1 of 4 dev_other utterances
     result = stages(7, 7)
     assert result.returncode != 0

@@ -713,9 +713,15 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-    models=()
-    for run in ${runs}; do models+=("${run}=$(ssl_exp_of "${run}")"); done
-    layer_quality "Stage 7" "${expdir}/cluster_quality_${it2_tag}" "${models[@]}" || true
+    it2_encoder=$(sed -n 's/^encoder: *\([^ #]*\).*/\1/p' "${it2_config}")
+    if [ "${it2_encoder}" != ils_transformer ]; then
+        # LayerFeatureExtractor takes ILSTransformerEncoder only (the others convolve over padding).
+        log "Stage 7: skipped: the per-block analysis needs the ils_transformer encoder; ${it2_config} has ${it2_encoder}"
+    else
+        models=()
+        for run in ${runs}; do models+=("${run}=$(ssl_exp_of "${run}")"); done
+        layer_quality "Stage 7" "${expdir}/cluster_quality_${it2_tag}" "${models[@]}" || true
+    fi
 fi
 
 finetune_run() {  # CTC fine-tuning of run $1
