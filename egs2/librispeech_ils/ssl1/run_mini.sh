@@ -3,10 +3,10 @@
 # cores, ILS against the HuBERT baseline on the same labels, steps and seeds.
 #   --profile ci    ~5 min of audio, a few steps per training stage (the CI recipe test)
 #   --profile mini  ~1 h of audio, the demo (make demo): 400 (it1) and 500 (it2) pretraining steps
-#                   of 10 s per model, 400 fine-tuning steps of 12 s; 28.5 min on the faster of the
-#                   2-core hosts measured. Decoded by best path; --decode_modes "greedy ngram
-#                   lm_rescore" adds the 3-gram lexicon search and the letter LM rescoring with the
-#                   settings below (7 min more on the slower host of RESULTS.md, 2026-12-02)
+#                   of 10 s per model, 400 fine-tuning steps of 12 s, two trainings at once;
+#                   decoded by best path, by the 3-gram lexicon search and by the letter LM's
+#                   rescoring (RESULTS.md has the wall times per host; --decode_modes greedy saves
+#                   about 4.5 min)
 #   --profile small ~2 h of audio, 2000 pretraining steps of 12 s per model, 800 fine-tuning
 #                   steps: 70-80 min on 2 cores, minutes on a GPU
 # Other options are passed on to ils.sh, which accepts only its own (see ./ils.sh --help).
@@ -48,7 +48,8 @@ case ${profile} in
             --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;
     mini)
         profile_args=(--mini_hours 1.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
-            --quality_fit_hours 0.1 --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1" --decode_modes greedy
+            --quality_fit_hours 0.1 --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1"
+            --decode_modes "greedy ngram lm_rescore"
             --ngram_order 3 --lexicon_beam_size 50 --lexicon_lm_weights "1,2" --lexicon_word_scores "0,1"
             --rescore_beam_size 20 --lm_weights "0.5,1" --lm_penalties "0,1") ;;
     small)
