@@ -224,7 +224,7 @@ it2_layer_option=${it2_layer}
 it2_choice=${expdir}/cluster_quality_${it1_tag}/chosen_block
 if [ "${it2_layer}" = auto ] && [ -f "${it2_choice}" ]; then
     it2_layer=$(cat "${it2_choice}")
-elif [ "${it2_layer}" = auto ] && ! run_stage 5 && [ "${stop_stage}" -gt 5 ]; then
+elif [ "${it2_layer}" = auto ] && [ "${stage}" -gt 5 ]; then
     die "--it2_layer auto: no block chosen yet (${it2_choice}): run stage 5"
 fi
 it2_tag=it2_L${it2_layer}_km${it2_n_clusters}
