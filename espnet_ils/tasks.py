@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Callable, List, Union
 
 import torch
+from espnet2.asr.encoder.abs_encoder import AbsEncoder
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.asr.frontend.espnet_ssl import ESPnetSSLFrontend
 from espnet2.ssl.espnet_model import ESPnetSSLModel
@@ -25,6 +28,7 @@ from espnet2.tasks.ssl import SSLTask
 
 from espnet_ils.checkpoints import CrashSafeTrainer
 from espnet_ils.collate import ILSCollateFn
+from espnet_ils.encoder import ILSTransformerEncoder
 from espnet_ils.labels import UNK
 from espnet_ils.loss import ILSLoss
 from espnet_ils.strict_loading import require_exact_keys
@@ -48,8 +52,9 @@ def check_token_list(token_list: List[str], num_classes: int) -> None:
         )
 
 
-def check_ils_model(model: ESPnetSSLModel) -> None:
-    """Check every ILS loss of ``model`` against its token list and its encoder depth."""
+def check_ils_model(model: ESPnetSSLModel, encoder_conf: dict) -> None:
+    """Check every ILS loss of ``model`` against its token list and its encoder's depth and layer
+    drop (``encoder_conf``, the config it was built from)."""
     num_blocks = len(getattr(model.encoder, "encoders", ()))
     for loss in model.losses:
         if not isinstance(loss, ILSLoss):
@@ -60,6 +65,33 @@ def check_ils_model(model: ESPnetSSLModel) -> None:
                 f"loss conf layers={list(loss.layers)}: block {max(loss.layers)} does not exist, "
                 f"the encoder has num_blocks={num_blocks} (layers are 1-based)"
             )
+        check_layer_drop(model.encoder, encoder_conf.get("layer_drop_rate", 0.0))
+
+
+# Why ESPnet's encoders cannot drop blocks under the ILS loss, whose head for layer k reads block
+# k from the encoder's list of block outputs.
+LAYER_DROP_FLAWS = {
+    EBranchformerEncoder: "leaves dropped blocks out of the block outputs the ILS heads read, so "
+    "the blocks above a dropped one move down and a head reads another block",
+    ConformerEncoder: "accepts layer_drop_rate and ignores it (every block always runs)",
+}
+
+
+def check_layer_drop(encoder: AbsEncoder, layer_drop_rate: float) -> None:
+    """Refuse layer drop in an encoder other than ``ils_transformer`` under the ILS loss.
+
+    Only ``ILSTransformerEncoder`` keeps a dropped block in its list of block outputs (it passes
+    its input through). The rate comes from the config: ESPnet's encoders keep it in different
+    places (``ConformerEncoder`` only on a block container that it never calls).
+    """
+    if layer_drop_rate > 0 and not isinstance(encoder, ILSTransformerEncoder):
+        name = type(encoder).__name__
+        flaw = LAYER_DROP_FLAWS.get(type(encoder), "does not support it with the ils loss")
+        raise ValueError(
+            f"encoder_conf.layer_drop_rate={layer_drop_rate} with the ils loss: {name} {flaw}. "
+            "Set encoder_conf.layer_drop_rate: 0, or use encoder: ils_transformer (a dropped "
+            "block passes its input through and keeps its place)"
+        )
 
 
 def check_pretraining_encoder_conf(encoder_conf: dict) -> None:
@@ -87,7 +119,7 @@ class ILSSSLTask(SSLTask):
     def build_model(cls, args: argparse.Namespace) -> ESPnetSSLModel:
         check_pretraining_encoder_conf(args.encoder_conf)
         model = super().build_model(args)
-        check_ils_model(model)
+        check_ils_model(model, args.encoder_conf)
         return model
 
     @classmethod

@@ -5,7 +5,8 @@ encoder's final LayerNorm: the head of supervised layer k reads block k and trai
 Pretraining through ``ssl_train`` and CTC fine-tuning through ``ESPnetSSLFrontend`` run in this
 process (ESPnet is imported once) on the generated tone corpus of tests/test_training.py, with its
 configs and another encoder. The layer-feature tools and the torchaudio converter refuse these
-encoders by name, and the recipe's configs for them build as the recipe builds them.
+encoders by name, our task refuses their layer drop, and the recipe's configs for them build as
+the recipe builds them.
 """
 
 import copy
@@ -30,6 +31,7 @@ from espnet_ils.bin import asr_train, ssl_train
 from espnet_ils.bin.count_params import build_from_config
 from espnet_ils.config_check import check_pipeline_configs
 from espnet_ils.converters.torchaudio_hubert import load_torchaudio_hubert
+from espnet_ils.labels import cluster_token_list
 from espnet_ils.layer_features import LayerFeatureExtractor
 
 CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
@@ -87,6 +89,16 @@ def build_model(tmp_path: Path, config: dict) -> ESPnetSSLModel:
     path = tmp_path / "ssl.yaml"
     path.write_text(yaml.safe_dump(config))
     return build_from_config(str(path))
+
+
+def build_with_espnet_task(tmp_path: Path, config: dict) -> ESPnetSSLModel:
+    """The SSL model of ``config``, built by ESPnet's own ``SSLTask`` (``espnet2.bin.ssl_train``,
+    ``SSLTask.build_model_from_file``): the ils loss is registered there too, without our checks."""
+    path = tmp_path / "ssl.yaml"
+    path.write_text(yaml.safe_dump(config))
+    args = SSLTask.get_parser().parse_args(["--config", str(path)])
+    args.token_list = cluster_token_list(NUM_CLASSES)
+    return SSLTask.build_model(args)
 
 
 def batch(seconds: float = 1.0, size: int = 2) -> tuple:
@@ -182,10 +194,38 @@ def test_a_subsampling_input_layer_is_refused_by_the_loss(tmp_path):
         model(*batch())
 
 
+LAYER_DROP_FLAWS = {
+    "e_branchformer": "leaves dropped blocks out of the block outputs the ILS heads read",
+    "conformer": "accepts layer_drop_rate and ignores it",
+}
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_layer_drop_is_refused_when_the_model_is_built(encoder, tmp_path):
+    """Neither encoder keeps block k at index k - 1 of its block outputs while it drops blocks:
+    e_branchformer leaves them out and conformer never drops any."""
+    with pytest.raises(
+        ValueError,
+        match=rf"encoder_conf.layer_drop_rate=0.1 with the ils loss: {CLASS_NAMES[encoder]} "
+        rf"{LAYER_DROP_FLAWS[encoder]}(?s:.*)Set encoder_conf.layer_drop_rate: 0, or use encoder: "
+        "ils_transformer",
+    ):
+        build_model(tmp_path, ssl_config(encoder, layer_drop_rate=0.1))
+    model = build_model(tmp_path, ssl_config(encoder, layer_drop_rate=0.0))
+    assert type(model.encoder).__name__ == CLASS_NAMES[encoder]
+
+
+def test_ils_transformer_layer_drop_is_allowed(tmp_path):
+    """Its dropped blocks pass their input through and keep their place in the block outputs."""
+    config = copy.deepcopy(SSL_CONFIG)
+    config["encoder_conf"]["layer_drop_rate"] = 0.1
+    assert build_model(tmp_path, config).encoder.layer_drop_rate == 0.1
+
+
 def test_e_branchformer_layer_drop_is_named_when_blocks_go_missing(tmp_path):
-    """ESPnet's e_branchformer returns no output for a dropped block (the ones above move down),
-    which is why the configs keep layer_drop_rate 0; the loss names it where it can tell."""
-    model = build_model(tmp_path, ssl_config("e_branchformer", layer_drop_rate=0.25))
+    """ESPnet's own task builds the model unchecked; the loss names the missing blocks where it
+    can tell (the ones above a dropped block move down)."""
+    model = build_with_espnet_task(tmp_path, ssl_config("e_branchformer", layer_drop_rate=0.25))
     errors = []
     for seed in range(8):
         torch.manual_seed(seed)
