@@ -1,6 +1,7 @@
 """Word and character error rates in the form of ESPnet's RESULTS.md tables (via jiwer)."""
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List
 
 import jiwer
@@ -32,6 +33,17 @@ class ErrorCounts:
             f"{pct(self.deletions)}|{pct(self.insertions)}|{self.error_rate:.1f}|"
             f"{100.0 * self.sentence_errors / max(self.sentences, 1):.1f}|"
         )
+
+
+def read_text(path: Path) -> Dict[str, str]:
+    """``utt text`` lines; an utterance may have an empty text."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    entries = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        utt, _, text = line.partition(" ")
+        entries[utt] = text.strip()
+    return entries
 
 
 def _words(text: str) -> List[str]:

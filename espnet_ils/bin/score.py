@@ -20,20 +20,9 @@ import torch
 
 from espnet_ils.bin import setup_logging
 from espnet_ils.kaldi_files import write_text_atomic
-from espnet_ils.scoring import TABLE_HEADER, count_errors
+from espnet_ils.scoring import TABLE_HEADER, count_errors, read_text
 
 logger = logging.getLogger("espnet_ils.score")
-
-
-def read_text(path: Path) -> Dict[str, str]:
-    """``utt text`` lines; an utterance may have an empty text."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    entries = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        utt, _, text = line.partition(" ")
-        entries[utt] = text.strip()
-    return entries
 
 
 def score_dirs(ref_dir: Path, decode_dirs: List[Path]) -> Dict[Path, Dict[str, List[str]]]:
