@@ -62,13 +62,18 @@ LM_WEIGHT = 2.0
 WORD_SCORE = -1.0
 
 
-def read_token_list(path: Union[str, Path]) -> List[str]:
+def read_token_list(path: Union[str, Path], token_type: str = "char") -> List[str]:
     """ESPnet's ``tokens.txt``: token ``i`` on line ``i + 1``.
+
+    Args:
+        path: The token list.
+        token_type: ``char`` (letters, with ``<space>`` between words) or ``word`` (one token per
+            word, e.g. the phones of the phone-recognition probe: no ``<space>``).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: An empty or repeated token, or ``<blank>``, ``<space>`` or ``<unk>``
-            missing (naming the file and line).
+        ValueError: An empty or repeated token, or ``<blank>``, ``<unk>`` or (``char``)
+            ``<space>`` missing (naming the file and line).
     """
     path = Path(path)
     if not path.is_file():
@@ -81,7 +86,8 @@ def read_token_list(path: Union[str, Path]) -> List[str]:
         if token in seen:
             raise ValueError(f"{path}:{number}: token {token!r} is also on line {seen[token]}")
         seen[token] = number
-    missing = [t for t in (BLANK, WORD_BOUNDARY, UNK) if t not in seen]
+    required = (BLANK, WORD_BOUNDARY, UNK) if token_type == "char" else (BLANK, UNK)
+    missing = [t for t in required if t not in seen]
     if missing:
         raise ValueError(
             f"{path}: the token list has no {missing}; lexicon decoding needs a character token "
@@ -205,17 +211,22 @@ def read_lexicon(path: Union[str, Path], tokens: Sequence[str]) -> Dict[str, Lis
     return lexicon
 
 
-def best_path(log_probs: torch.Tensor, tokens: Sequence[str]) -> str:
+def best_path(log_probs: torch.Tensor, tokens: Sequence[str], token_type: str = "char") -> str:
     """Greedy CTC decoding (no lexicon, no LM): argmax per frame, repeats merged, blanks removed.
 
     Args:
         log_probs: ``(T, V)`` CTC log-probs, ``V = len(tokens)``.
         tokens: The token list.
+        token_type: ``char``: letters, ``<space>`` read as a word boundary; ``word``: each token
+            is a word (phones), joined by spaces.
 
     Returns:
-        The words, ``<space>`` read as a word boundary.
+        The words.
     """
-    return ids_to_words(torch.unique_consecutive(log_probs.argmax(dim=-1)).tolist(), tokens)
+    ids = torch.unique_consecutive(log_probs.argmax(dim=-1)).tolist()
+    if token_type == "word":
+        return " ".join(tokens[i] for i in ids if tokens[i] != BLANK)
+    return ids_to_words(ids, tokens)
 
 
 def ids_to_words(ids: Sequence[int], tokens: Sequence[str]) -> str:

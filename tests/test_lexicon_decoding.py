@@ -188,6 +188,17 @@ def test_search_checks_its_inputs_before_decoding(files, tmp_path):
         read_token_list(no_space)
 
 
+def test_word_tokens_need_no_space_and_join_each_token_as_a_word(tmp_path):
+    """The phone probe's token list (``--token_type word``): no ``<space>``; runs merge, blanks go,
+    and a phone repeated across a blank stays twice."""
+    phones = tmp_path / "phones.txt"
+    phones.write_text("<blank>\n<unk>\naa\nb\n<sos/eos>\n")
+    tokens = read_token_list(phones, token_type="word")
+    frames = [2, 2, 0, 3, 3, 0, 3, 2]  # aa aa _ b b _ b aa
+    log_probs = torch.nn.functional.one_hot(torch.tensor(frames), len(tokens)).float().log()
+    assert best_path(log_probs, tokens, token_type="word") == "aa b b aa"
+
+
 def test_an_arpa_that_does_not_parse_is_named(files, tmp_path):
     not_arpa = tmp_path / "not.arpa"
     not_arpa.write_text("THE CAT SAT\n")

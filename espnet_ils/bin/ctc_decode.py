@@ -144,7 +144,7 @@ def run_lexicon(args: argparse.Namespace) -> None:
 
 
 def run_greedy(args: argparse.Namespace) -> None:
-    tokens = read_token_list(args.token_list)
+    tokens = read_token_list(args.token_list, args.token_type)
     hyps = {}
     for utt, matrix in read_logprobs(args.logprobs_scp).items():
         if matrix.shape[1] != len(tokens):
@@ -152,7 +152,8 @@ def run_greedy(args: argparse.Namespace) -> None:
                 f"utterance {utt}: log-probs of width {matrix.shape[1]}, but {args.token_list} "
                 f"has {len(tokens)} tokens"
             )
-        hyps[utt] = best_path(torch.tensor(matrix), tokens)  # a copy: kaldiio maps read-only
+        # a copy: kaldiio maps read-only
+        hyps[utt] = best_path(torch.tensor(matrix), tokens, args.token_type)
     write_hypotheses(hyps, args.output)
     logger.info("wrote %s (%d utterances, best path)", args.output, len(hyps))
 
@@ -263,6 +264,12 @@ def get_parser() -> argparse.ArgumentParser:
     greedy = modes.add_parser("greedy", help="best path of the log-probs into a Kaldi-style text")
     add_logprob_arguments(greedy)
     greedy.add_argument("--output", type=Path, required=True, help="text to write")
+    greedy.add_argument(
+        "--token_type",
+        choices=("char", "word"),
+        default="char",
+        help="char: letters with <space>; word: one token per word (the phone probe's phones)",
+    )
     lexicon = modes.add_parser("lexicon", help="spell a word list with the token list's letters")
     lexicon.add_argument(
         "--token_list", type=Path, required=True, help="tokens.txt of the ASR model"

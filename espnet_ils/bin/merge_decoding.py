@@ -12,14 +12,20 @@ from espnet_ils.kaldi_files import read_key_file, write_text_atomic
 logger = logging.getLogger("espnet_ils.merge_decoding")
 
 
-def merge_decoding(decode_dir: Path, nj: int, output: Path) -> None:
-    """Join ``output.JOB/1best_recog/text`` for JOB in 1..nj; keys must equal ``split/keys.*``."""
+def merge_decoding(
+    decode_dir: Path, nj: int, output: Path, hypotheses: str = "1best_recog/text"
+) -> None:
+    """Join ``output.JOB/<hypotheses>`` for JOB in 1..nj; keys must equal ``split/keys.*``.
+
+    ``hypotheses``: ``1best_recog/text`` (ESPnet's ASR inference) or ``prediction/text``
+    (its classification inference).
+    """
     hyps, expected = {}, set()
     for job in range(1, nj + 1):
         split = decode_dir / "split" / f"keys.{job}"
         if split.is_file():
             expected.update(read_key_file(split))
-        text = decode_dir / f"output.{job}" / "1best_recog" / "text"
+        text = decode_dir / f"output.{job}" / hypotheses
         if text.is_file():
             # Empty hypotheses have no value field: read the lines ourselves.
             for line in text.read_text(encoding="utf-8").splitlines():
@@ -38,13 +44,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--decode_dir", type=Path, required=True)
     parser.add_argument("--nj", type=int, required=True)
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument(
+        "--hypotheses", default="1best_recog/text", help="each shard's text, under output.JOB/"
+    )
     return parser
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args)
-    merge_decoding(args.decode_dir, args.nj, args.output)
+    merge_decoding(args.decode_dir, args.nj, args.output, args.hypotheses)
 
 
 if __name__ == "__main__":
