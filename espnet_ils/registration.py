@@ -25,7 +25,7 @@ FRONTEND_NAME = "ils_cnn"
 PREENCODER_NAME = "feature_projection"
 ENCODER_NAME = "ils_transformer"
 LOSS_NAME = "ils"
-TASK_MODULES = ("espnet2.tasks.ssl", "espnet2.tasks.asr")
+TASK_MODULES = ("espnet2.tasks.ssl", "espnet2.tasks.asr", "espnet2.tasks.cls")
 
 
 def _add(choices, name: str, cls: type) -> None:
@@ -42,7 +42,11 @@ def _add(choices, name: str, cls: type) -> None:
 
 
 def register_into(task: ModuleType) -> None:
-    """Register our classes into one task module (``espnet2.tasks.ssl`` or ``.asr``). Idempotent."""
+    """Register our classes into one task module (``espnet2.tasks.ssl``, ``.asr`` or ``.cls``).
+
+    Idempotent. The ASR and classification tasks also get the frozen-probe front end and ESPnet's
+    ``LinearEncoder`` (the probes' and the fine-tuning's pass-through encoder).
+    """
     # Our classes import torch and ESPnet's modules: only here, never at ``import espnet_ils``.
     from espnet_ils.encoder import ILSTransformerEncoder
     from espnet_ils.frontend import ILSCNNFrontend
@@ -58,9 +62,13 @@ def register_into(task: ModuleType) -> None:
     else:
         from espnet2.asr.encoder.linear_encoder import LinearEncoder
 
-        # ESPnet ships LinearEncoder but does not list it in the ASR task; with `input_layer: null`
-        # it passes the SSL frontend's top block straight to CTC, the paper's fine-tuning model.
+        from espnet_ils.probe_frontend import PROBE_FRONTEND_NAME, FrozenSSLFrontend
+
+        # ESPnet ships LinearEncoder but does not list it in these tasks; with `input_layer: null`
+        # it passes the SSL frontend's output straight to CTC or to the classifier: the paper's
+        # fine-tuning model, and SUPERB's linear probes.
         _add(task.encoder_choices, "linear", LinearEncoder)
+        _add(task.frontend_choices, PROBE_FRONTEND_NAME, FrozenSSLFrontend)
 
 
 class _RegisterAfterImport(importlib.abc.MetaPathFinder):

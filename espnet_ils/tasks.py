@@ -1,4 +1,4 @@
-"""ESPnet's SSL and ASR tasks with build-time checks, checked labels and crash-safe checkpoints.
+"""ESPnet's SSL, ASR and classification tasks: build-time checks, checked labels, safe checkpoints.
 
 ``ILSSSLTask`` is ``espnet2.tasks.ssl.SSLTask`` (same flags, same model), but a model whose ILS
 loss does not fit its token list or its encoder, or whose encoder asks for intermediate CTC, is
@@ -6,9 +6,10 @@ refused before training starts, naming the option; every batch's labels are chec
 and ``--collate_fn_conf max_sample_size=N`` caps the training crop (``espnet_ils.collate``).
 
 ``ILSASRTask`` is ``espnet2.tasks.asr.ASRTask``, but the SSL model that ``frontend: espnet_ssl``
-loads must match its checkpoint key for key.
+(or the probes' ``frozen_ssl``) loads must match its checkpoint key for key; ``ILSCLSTask`` is
+``espnet2.tasks.cls.CLSTask`` (the speaker-identification probe) with the same check.
 
-Both train with ``espnet_ils.checkpoints.CrashSafeTrainer``: a kill at any moment loses at most the
+All three train with ``espnet_ils.checkpoints.CrashSafeTrainer``: a kill at any moment loses at most the
 current epoch.
 """
 
@@ -22,8 +23,10 @@ from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.asr.encoder.e_branchformer_encoder import EBranchformerEncoder
 from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.asr.frontend.espnet_ssl import ESPnetSSLFrontend
+from espnet2.cls.espnet_model import ESPnetClassificationModel
 from espnet2.ssl.espnet_model import ESPnetSSLModel
 from espnet2.tasks.asr import ASRTask
+from espnet2.tasks.cls import CLSTask
 from espnet2.tasks.ssl import SSLTask
 
 from espnet_ils.checkpoints import CrashSafeTrainer
@@ -164,6 +167,12 @@ def check_ssl_frontend_keys(frontend: ESPnetSSLFrontend, path_or_url: str) -> No
     )
 
 
+def check_frontend(model: torch.nn.Module, frontend_conf: dict) -> None:
+    """The exact-key check of an ``espnet_ssl`` (or ``frozen_ssl``) front end's SSL model."""
+    if isinstance(model.frontend, ESPnetSSLFrontend):
+        check_ssl_frontend_keys(model.frontend, frontend_conf["frontend_conf"]["path_or_url"])
+
+
 class ILSASRTask(ASRTask):
     """``ASRTask`` whose ``espnet_ssl`` front end loads its SSL model with exact keys."""
 
@@ -172,10 +181,20 @@ class ILSASRTask(ASRTask):
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ESPnetASRModel:
         model = super().build_model(args)
-        if isinstance(model.frontend, ESPnetSSLFrontend):
-            check_ssl_frontend_keys(
-                model.frontend, args.frontend_conf["frontend_conf"]["path_or_url"]
-            )
+        check_frontend(model, args.frontend_conf)
+        return model
+
+
+class ILSCLSTask(CLSTask):
+    """``CLSTask`` (the speaker-identification probe) with the same front-end check as
+    :class:`ILSASRTask`."""
+
+    trainer = CrashSafeTrainer
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> ESPnetClassificationModel:
+        model = super().build_model(args)
+        check_frontend(model, args.frontend_conf)
         return model
 
 

@@ -33,6 +33,7 @@ from espnet_ils.config_check import check_pipeline_configs
 from espnet_ils.converters.torchaudio_hubert import load_torchaudio_hubert
 from espnet_ils.labels import cluster_token_list
 from espnet_ils.layer_features import LayerFeatureExtractor
+from espnet_ils.probe_frontend import FrozenSSLFrontend
 
 CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
 
@@ -326,6 +327,20 @@ def test_torchaudio_weights_are_refused_for_these_encoders(encoder, tmp_path):
         r"which convert into ILSTransformerEncoder \(encoder: ils_transformer\) only",
     ):
         load_torchaudio_hubert(hubert.state_dict(), modules)
+
+
+def test_the_probe_front_end_weighs_every_block_of_these_encoders(ssl_exp):
+    """Stage 7's probes: ``frozen_ssl`` takes one weight per block, and its weighted sum (uniform
+    at the start) is the mean of the blocks as the hooks see them leave."""
+    frontend = FrozenSSLFrontend({"path_or_url": str(ssl_exp / "valid.loss.best.pth")})
+    frontend.train()
+    assert frontend.featurizer.weights.numel() == NUM_BLOCKS
+    outputs = block_outputs(frontend.upstream)
+    speech, lengths, _, _ = batch()
+    features, _ = frontend(speech, lengths)
+    assert len(outputs) == NUM_BLOCKS
+    expected = torch.stack(outputs).mean(dim=0)
+    torch.testing.assert_close(features, expected)
 
 
 @pytest.fixture(scope="module")

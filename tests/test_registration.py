@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import tiny_encoder
-from espnet2.tasks import asr, ssl
+from espnet2.tasks import asr, cls, ssl
 
 import espnet_ils
 from espnet_ils import registration
 from espnet_ils.bin.count_params import build_from_config, count_parameters
 from espnet_ils.encoder import ILSTransformerEncoder
 from espnet_ils.loss import ILSLoss
+from espnet_ils.probe_frontend import FrozenSSLFrontend
 from espnet_ils.strict_loading import StateDictKeyError
 from espnet_ils.tasks import ILSSSLTask
 
@@ -25,12 +26,15 @@ def test_registration_is_idempotent_and_complete():
     registration.register()
     registration.register_into(ssl)
     registration.register_into(asr)
-    for task in (ssl, asr):
+    registration.register_into(cls)
+    for task in (ssl, asr, cls):
         assert task.encoder_choices.get_class("ils_transformer") is ILSTransformerEncoder
         assert "ils_cnn" in task.frontend_choices.choices()
         assert "feature_projection" in task.preencoder_choices.choices()
     assert ssl.loss_choices.get_class("ils") is ILSLoss
-    assert "linear" in asr.encoder_choices.choices()
+    for task in (asr, cls):
+        assert "linear" in task.encoder_choices.choices()
+        assert task.frontend_choices.get_class("frozen_ssl") is FrozenSSLFrontend
 
 
 # In a fresh interpreter: ``import espnet_ils`` alone, then ESPnet imported the way Speech2Text users
@@ -47,6 +51,8 @@ FRESH_PROCESS = textwrap.dedent(
     assert ssl.loss_choices.get_class("ils").__name__ == "ILSLoss"
     assert asr.encoder_choices.get_class("ils_transformer").__name__ == "ILSTransformerEncoder"
     assert asr.encoder_choices.get_class("linear").__name__ == "LinearEncoder"
+    from espnet2.tasks import cls
+    assert cls.frontend_choices.get_class("frozen_ssl").__name__ == "FrozenSSLFrontend"
     assert "g2p_en.g2p" not in sys.modules, "ESPnet imported g2p_en, which reaches for NLTK data"
     """
 )
