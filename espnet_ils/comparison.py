@@ -55,10 +55,15 @@ def error_rate(result: Path) -> float:
 
 
 def collect(
-    runs: Sequence[Run], decode_modes: Sequence[str], test_set: str, quality: Optional[Path]
+    runs: Sequence[Run],
+    decode_modes: Sequence[str],
+    test_set: str,
+    quality: Optional[Path],
+    probes: Optional[Path] = None,
 ) -> Values:
-    """CER and WER of each decode mode on ``test_set``, and PNMI per layer from the cluster-quality
-    TSV (rows whose model is a run's name), for every run."""
+    """CER and WER of each decode mode on ``test_set``, PNMI per layer from the cluster-quality
+    TSV, and the probes' PER and speaker-identification accuracy from the probe TSV of
+    ``espnet_ils.probes`` (in both, rows whose model is a run's name), for every run."""
     values: Values = {}
 
     def put(metric: str, run: Run, value: float) -> None:
@@ -79,6 +84,12 @@ def collect(
             for row in csv.DictReader(f, delimiter="\t"):
                 if row["model"] in by_name:
                     put(f"PNMI layer {row['layer']}", by_name[row["model"]], float(row["pnmi"]))
+    if probes is not None and probes.is_file():
+        by_name = {run.name: run for run in runs}
+        with probes.open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                if row["model"] in by_name:
+                    put(row["metric"], by_name[row["model"]], float(row["value"]))
     return values
 
 
