@@ -38,6 +38,7 @@ demo: install tts
 	@echo; echo "ILS vs HuBERT on the mini test set (egs2/librispeech_ils/ssl1/exp_mini/comparison_test.md):"
 	@cat egs2/librispeech_ils/ssl1/exp_mini/comparison_test.md
 	@echo "Per-layer cluster quality plot: egs2/librispeech_ils/ssl1/exp_mini/cluster_quality_it2_L2_km100/cluster_quality.png"
+	@echo "Frozen probes (PER, speaker ID) of these models, into the same table: cd egs2/librispeech_ils/ssl1 && ./run_mini.sh --stage 7 --stop_stage 10 --probe_tasks \"pr sid\""
 
 # Wheels the lent GPU machine lacks for bench/device_check.py (into .whl/, ignored by git).
 device-wheels: install

@@ -187,6 +187,8 @@ def test_stages_5_and_7_score_librispeech_sets_against_textgrids(tmp_path):
         ),
         *("--quality_n_clusters", "8", "--nj", "1", "--min_wav_duration", "1", "--ngpu", "0"),
         *("--pretrain_args", "--max_epoch 1 --num_iters_per_epoch 1 --batch_bins 64000"),
+        *("--probe_tasks", "", "--probe_pr_config", "conf/tuning/train_probe_pr_mini.yaml"),
+        *("--probe_args", "--max_epoch 1 --num_iters_per_epoch 2 --batch_bins 64000"),
     ]
     dirs = {name: tmp_path / name for name in ("data", "dump", "exp")}
     args += [arg for name, path in dirs.items() for arg in (f"--{name}dir", str(path))]
@@ -238,12 +240,28 @@ def test_stages_5_and_7_score_librispeech_sets_against_textgrids(tmp_path):
     result = stages(7, 7)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (
-        "Stage 7: skipped: the per-block analysis needs the ils_transformer encoder"
+        "Stage 7: cluster quality skipped: the per-block analysis needs the ils_transformer encoder"
         in result.stderr
     )
     args[args.index("conf/tuning/train_ssl_ils_conformer_mini.yaml")] = (
         "conf/tuning/train_ssl_ils_mini.yaml"
     )
+
+    # The phone-recognition probe learns the TextGrids' phones of train_clean_100 (dev-clean's
+    # utterances here), validates on dev_clean and is scored on test_clean.
+    args[args.index("--probe_tasks") + 1] = "pr"
+    result = stages(7, 7)
+    assert result.returncode == 0, result.stderr[-3000:]
+    probes = dirs["exp"] / f"probes_{tag}"
+    assert read_key_file(dirs["dump"] / "probe" / "pr" / "test_clean" / "text") == {
+        utt: " ".join(["aa b k"] * 5)
+        for utt in read_key_file(dirs["dump"] / "raw" / "test_clean" / "wav.scp")
+    }  # the 20 segments' phones, silence left out
+    rows = [row.split("\t") for row in (probes / "probes.tsv").read_text().splitlines()]
+    assert [row[:3] for row in rows[1:]] == [["ils_seed0", "pr", "PER test_clean (%)"]]
+    weights = (probes / "layer_weights.tsv").read_text().splitlines()[1:]
+    assert sum(float(row.split("\t")[-1]) for row in weights) == pytest.approx(1.0, abs=1e-3)
+    args[args.index("--probe_tasks") + 1] = ""
 
     (mfa / "test-clean" / "1089-134686-0000.TextGrid").unlink()  # 1 of 4 dev_other utterances
     result = stages(7, 7)

@@ -1,8 +1,8 @@
 """Every stage of the recipe on the CI-sized embedded corpus (./run_mini.sh --profile ci).
 
 A few training steps per stage; checks the artefacts each stage leaves: data directories, labels of
-both iterations, checkpoints, cluster quality, decoded text, RESULTS.md, and the packed zip, which is
-unpacked elsewhere and loaded by Speech2Text.
+both iterations, checkpoints, cluster quality, the probes, decoded text, RESULTS.md, and the packed
+zip, which is unpacked elsewhere and loaded by Speech2Text.
 """
 
 import json
@@ -93,6 +93,42 @@ def test_checkpoints_and_cluster_quality(run):
         read_key_file(dirs["dump"] / "raw" / "train" / "wav.scp")
     )
     assert train_seconds > 0.02 * 3600
+
+
+def test_probes_of_both_arms(run):
+    """Stage 7's frozen probes: phones from the corpus's alignments, each voice's utterances split
+    three ways, a PER and an accuracy per run, the layer weights per run and their plot; stage 10
+    puts both in the comparison."""
+    dirs, _ = run
+    dump, probes = dirs["dump"] / "probe", dirs["exp"] / "probes_it2_L2_km100"
+    tests = read_key_file(dirs["dump"] / "raw" / "test" / "wav.scp")
+    assert set(read_key_file(dump / "pr" / "test" / "text")) == set(tests)
+    splits = {
+        name: read_key_file(dump / "sid" / name / "text") for name in ("train", "valid", "test")
+    }
+    assert sorted(u for split in splits.values() for u in split) == sorted(
+        read_key_file(dirs["dump"] / "raw" / "train" / "utt2spk")
+    )
+    assert set(splits["test"].values()) == set(splits["train"].values())  # the same voices
+    rows = [row.split("\t") for row in (probes / "probes.tsv").read_text().splitlines()]
+    assert rows[0] == ["model", "task", "metric", "value"]
+    assert {tuple(row[:3]) for row in rows[1:]} == {
+        (run, task, metric)
+        for run in ("ils_seed0", "hubert_seed0")
+        for task, metric in (("pr", "PER test (%)"), ("sid", "SID accuracy test (%)"))
+    }
+    assert all(0 <= float(row[3]) <= (100 if row[1] == "sid" else 1000) for row in rows[1:])
+    weights = [
+        row.split("\t") for row in (probes / "layer_weights.tsv").read_text().splitlines()[1:]
+    ]
+    assert len(weights) == 2 * 2 * 4  # tasks x arms x blocks
+    for task in ("pr", "sid"):
+        for arm in ("ils", "hubert"):
+            total = sum(float(w[4]) for w in weights if w[0] == task and w[1] == arm)
+            assert total == pytest.approx(1.0, abs=1e-3)
+    assert (probes / "layer_weights.png").stat().st_size > 0
+    comparison = (dirs["exp"] / "comparison_test.md").read_text()
+    assert "| PER test (%) |" in comparison and "| SID accuracy test (%) |" in comparison
 
 
 def test_decoding_scoring_and_results(run):
@@ -222,6 +258,11 @@ def test_a_second_run_skips_every_finished_stage(run):
         exp / "kmeans" / "it2_L2_km100" / "km.joblib",
         exp / "ssl_it2_L2_km100_hubert_seed0" / "valid.loss.best.pth",
         exp / "cluster_quality_it2_L2_km100" / "cluster_quality.tsv",
+        dump / "probe" / "pr" / "train" / "text",
+        dump / "probe" / "sid" / "test" / "text",
+        exp / "probes_it2_L2_km100" / "pr_ils_seed0" / "valid.loss.best.pth",
+        exp / "probes_it2_L2_km100" / "pr_ils_seed0" / "decode_test" / "text",
+        exp / "probes_it2_L2_km100" / "sid_hubert_seed0" / "decode_test" / "text",
         asr / "valid.loss.best.pth",
         asr / "decode_beam" / "test" / "text",
         exp / "lm" / "ngram_3gram" / "lm.arpa",
@@ -247,6 +288,10 @@ def test_a_second_run_skips_every_finished_stage(run):
         "k-means",
         "pretraining",
         "Stage 7: cluster quality",
+        "Stage 7: phone-recognition probe data",
+        "Stage 7: speaker-identification probe data",
+        "Stage 7: pr probe",
+        "Stage 7: sid probe decoding",
         "Stage 8: letter token list",
         "Stage 8: fine-tuning",
         "Stage 8: word n-gram",

@@ -54,7 +54,16 @@ phone_alignments=      # Forced alignments of those sets: MFA TextGrids (a folde
 quality_fit_hours=1    # k-means per block is fitted on a random subset of --train_set of this many hours (paper: 100; memory: about 0.5 GB per 10 min of audio for BASE's 13 layers).
 quality_n_clusters=500 # k-means clusters per block (paper: 500).
 train_threads=0        # CPU threads per training process (0: the cores / --train_jobs; sharded jobs use 1 each).
-train_jobs=1           # Trainings at once in stages 6 and 8, one per run (on 2 CPU cores two mini trainings of 1 thread each make 1.5x the steps of one of 2 threads).
+train_jobs=1           # Trainings at once in stages 6, 7 (probes) and 8, one per run (on 2 CPU cores two mini trainings of 1 thread each make 1.5x the steps of one of 2 threads).
+
+# Frozen probes per iteration-2 model (stage 7; SUPERB's protocol, the paper's table 2)
+probe_tasks="pr sid"   # pr: phone recognition (a linear CTC layer over phones from the phone alignments; PER on --test_sets), sid: speaker identification (mean pooling, a linear classifier; accuracy on held-out utterances); both on a learned weighted sum of the frozen model's blocks; empty: no probes.
+probe_pr_config=conf/tuning/train_probe_pr_base.yaml  # Phone-recognition probe config (ESPnet's ASR task).
+probe_sid_config=conf/tuning/train_probe_sid_base.yaml  # Speaker-identification probe config (ESPnet's classification task).
+probe_pr_train_set=    # pr: the set it learns from (validated on --valid_set, scored on --test_sets; all need phone alignments, as for stage 7's --quality_sets); empty: --finetune_set.
+probe_sid_set=         # sid: the set whose speakers it identifies (LibriSpeech: train_clean_100); empty: --finetune_set.
+probe_held_out=0.1     # sid: share of each speaker's utterances held out for validation, and as many for the test.
+probe_args=            # Extra arguments for the probes' training (e.g. "--max_epoch 1").
 
 # Fine-tuning, decoding, packing
 asr_config=conf/tuning/train_asr_ctc_base_10h.yaml  # CTC fine-tuning config.
@@ -110,14 +119,17 @@ Stages:
   4: iteration-1 HuBERT pretraining
   5: iteration-2 targets: block-${it2_layer} features of the iteration-1 model, k-means (${it2_n_clusters}), labels
   6: iteration-2 ILS pretraining (and the HuBERT baseline with --baseline true)
-  7: cluster quality (phone purity, cluster purity, PNMI) per block of the iteration-2 models, where
-     phone alignments exist (--phone_alignments): k-means per block fitted on --quality_fit_hours of
-     --train_set, scored on --quality_sets
+  7: analysis of the iteration-2 models: cluster quality (phone purity, cluster purity, PNMI) per
+     block, where phone alignments exist (--phone_alignments): k-means per block fitted on
+     --quality_fit_hours of --train_set, scored on --quality_sets; and frozen probes (--probe_tasks
+     ${probe_tasks:-none}): phone recognition (PER) and speaker identification (accuracy) on a
+     learned weighted sum of each model's blocks, into \${expdir}/probes_<it2 tag>/{probes.tsv,
+     layer_weights.png}
   8: letter token list, the word n-gram and lexicon (mode ngram), the letter LM (modes lm_*), CTC fine-tuning
   9: decoding (${decode_modes}); greedy, ngram, lm_*: CTC log-probs kept, LM weight x word score
      (ngram) or x per-letter penalty (lm_*) tuned on the valid set
  10: scoring (WER, CER) into \${expdir}/RESULTS.md (ESPnet's format), and with --baseline true
-     the ILS vs HuBERT table (error rates, per-layer PNMI, seed spread) in \${expdir}/comparison_<set>.md,
+     the ILS vs HuBERT table (error rates, per-layer PNMI, probes, seed spread) in \${expdir}/comparison_<set>.md,
      shown in the log; the runs it compares are listed in \${expdir}/runs.tsv (written from stage 6 on)
  11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
  12: upload to Hugging Face (skipped unless --hf_repo is set)
@@ -177,6 +189,12 @@ fi
 for config in it1_config it2_config asr_config; do
     [ -f "${!config}" ] || die "--${config} ${!config}: no such file"
 done
+for task in ${probe_tasks}; do
+    case ${task} in pr | sid) ;; *) die "--probe_tasks: unknown task '${task}' (pr, sid)" ;; esac
+    config=probe_${task}_config
+    [ -f "${!config}" ] || die "--${config} ${!config}: no such file"
+done
+[[ ${probe_held_out} =~ ^0?\.[0-9]+$ ]] || die "--probe_held_out must be a share in (0, 0.5), got '${probe_held_out}'"
 # Every config is built once (CPU, seconds) so that one which cannot build stops the run now.
 ${python} -m espnet_ils.bin.check_configs --it1_config "${it1_config}" --it1_n_clusters "${it1_n_clusters}" \
     --it2_config "${it2_config}" --it2_n_clusters "${it2_n_clusters}" --asr_config "${asr_config}" \
@@ -241,7 +259,12 @@ for s in ${it2_seeds}; do
 done
 ssl_sets="${train_set} ${valid_set}"
 quality_sets=${quality_sets:-${valid_set}}
-all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets} ${quality_sets}" | tr ' ' '\n' | sort -u | paste -sd ' ')
+probe_pr_train_set=${probe_pr_train_set:-${finetune_set}}
+probe_sid_set=${probe_sid_set:-${finetune_set}}
+probe_sets=""
+[[ " ${probe_tasks} " == *" pr "* ]] && probe_sets+=" ${probe_pr_train_set}"
+[[ " ${probe_tasks} " == *" sid "* ]] && probe_sets+=" ${probe_sid_set}"
+all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets} ${quality_sets}${probe_sets}" | tr ' ' '\n' | sort -u | paste -sd ' ')
 
 # Skip decisions (espnet_ils.markers): "step_done <marker> <what> [--option NAME=VALUE]
 # [--input NAME=FILE] [--resumable true]..." succeeds, and logs why, when the marker holds these
@@ -431,45 +454,53 @@ prepare_lm() {
     fi
 }
 
+# The keys of a wav.scp in at most --inference_nj decoding shards: split_keys <wav.scp> <dir> ->
+# <dir>/split/keys.JOB for JOB=1..${nj_split} (<dir> is emptied first).
+split_keys() {
+    local num_utts job
+    rm -rf "$2"; mkdir -p "$2/split"
+    num_utts=$(wc -l < "$1")
+    nj_split=$(( inference_nj < num_utts ? inference_nj : num_utts ))
+    ${python} -m espnet2.bin.split_scps --scps "$1" --num_splits "${nj_split}" --output_dir "$2/split"
+    for job in $(seq 1 "${nj_split}"); do  # ESPnet numbers the splits from 0
+        mv "$2/split/$(basename "$1")/split.$((job - 1))" "$2/split/keys.${job}"
+    done
+}
+
 # Decode mode beam, through ESPnet's Speech2Text: decode_beam <asr exp> <set>
 decode_beam() {
-    local asr_exp=$1 dset=$2 dir=$1/decode_beam/$2 num_utts nj_decode
+    local asr_exp=$1 dset=$2 dir=$1/decode_beam/$2
     if step_done "${dir}.done" "Stage 9: decoding ${dir}" --option "beam_size=${beam_size}" \
             --input "model=${asr_exp}/${inference_model}" --input "config=${asr_exp}/config.yaml" \
             --input "wav_scp=${dumpdir}/raw/${dset}/wav.scp"; then
         return
     fi
     log "Stage 9: decoding ${dumpdir}/raw/${dset} with ${asr_exp} (beam ${beam_size}) -> ${dir}"
-    rm -rf "${dir}"; mkdir -p "${dir}/split"
-    num_utts=$(wc -l < "${dumpdir}/raw/${dset}/wav.scp")
-    nj_decode=$(( inference_nj < num_utts ? inference_nj : num_utts ))
-    ${python} -m espnet2.bin.split_scps --scps "${dumpdir}/raw/${dset}/wav.scp" \
-        --num_splits "${nj_decode}" --output_dir "${dir}/split"
-    for job in $(seq 1 "${nj_decode}"); do  # ESPnet numbers the splits from 0
-        mv "${dir}/split/wav.scp/split.$((job - 1))" "${dir}/split/keys.${job}"
-    done
-    ${decode_cmd} JOB=1:"${nj_decode}" "${dir}/log/decode.JOB.log" \
+    split_keys "${dumpdir}/raw/${dset}/wav.scp" "${dir}"
+    ${decode_cmd} JOB=1:"${nj_split}" "${dir}/log/decode.JOB.log" \
         ${python} -m espnet_ils.bin.asr_inference --ngpu 0 --batch_size 1 \
             --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
             --key_file "${dir}/split/keys.JOB" \
             --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
             --output_dir "${dir}/output.JOB" --ctc_weight 1.0 --lm_weight 0.0 --beam_size "${beam_size}"
-    ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_decode}" --output "${dir}/text"
+    ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_split}" --output "${dir}/text"
     step_finished "${dir}.done"
 }
 
 # The CTC log-probs of one set under one model, computed once and shared by the greedy, ngram and
-# lm_* modes: dump_logprobs <asr exp> <set> -> <asr exp>/ctc_logprobs/<set>/feats.JOB.{ark,scp}. Each
-# shard skips itself when its marker holds the same wav.scp, config and model checksums; within one
-# run of stage 9 a set is checked once. Sets the arrays logprob_scps (the shards) and
-# logprob_inputs (their markers, for the callers' own markers).
+# lm_* modes: dump_logprobs <asr exp> <set> [<checkpoint> <wav.scp>] ->
+# <asr exp>/ctc_logprobs/<set>/feats.JOB.{ark,scp} (by default of --inference_model and the formatted
+# set's wav.scp; the phone probe passes its own). Each shard skips itself when its marker holds the
+# same wav.scp, config and model checksums; within one run of a stage a set is checked once. Sets the
+# arrays logprob_scps (the shards) and logprob_inputs (their markers, for the callers' own markers).
 declare -A logprobs_checked=()
 dump_logprobs() {
     local asr_exp=$1 dset=$2 out=$1/ctc_logprobs/$2 job
+    local model=${3:-$1/${inference_model}} wav_scp=${4:-${dumpdir}/raw/$2/wav.scp}
     if [ -z "${logprobs_checked[${out}]:-}" ]; then
         ${decode_cmd} JOB=1:"${inference_nj}" "${out}/log/dump.JOB.log" \
             ${python} -m espnet_ils.bin.dump_ctc_logprobs --asr_train_config "${asr_exp}/config.yaml" \
-                --asr_model_file "${asr_exp}/${inference_model}" --wav_scp "${dumpdir}/raw/${dset}/wav.scp" \
+                --asr_model_file "${model}" --wav_scp "${wav_scp}" \
                 --outdir "${out}" --nj "${inference_nj}" --job JOB
         logprobs_checked[${out}]=1
     fi
@@ -539,14 +570,14 @@ decode_tuned() {
     for marker in "${pending[@]}"; do step_finished "${marker}"; done
 }
 
-# Phone alignments of --quality_sets in dump/raw/<set>/phone_alignment: the corpus's own (mini), or
+# Phone alignments of the sets $2 in dump/raw/<set>/phone_alignment: the corpus's own (mini), or
 # imported from --phone_alignments (cheap and deterministic: redone on every run; the markers of the
-# steps that read them key on their content). Sets quality_dirs and quality_inputs; fails, logging
-# why, when a set has none.
+# steps that read them key on their content). Sets alignment_inputs (each set's wav.scp and
+# alignment, for the callers' markers); fails, logging why, when a set has none.
 prepare_alignments() {
-    local what=$1 dset alignment unaligned=""
-    quality_dirs=() quality_inputs=()
-    for dset in ${quality_sets}; do
+    local what=$1 sets=$2 dset alignment unaligned=""
+    alignment_inputs=()
+    for dset in ${sets}; do
         require_dir "${dumpdir}/raw/${dset}" "stage 2"
         alignment=${dumpdir}/raw/${dset}/phone_alignment
         if [ -n "${phone_alignments}" ] && [ -e "${phone_alignments}" ]; then
@@ -556,8 +587,7 @@ prepare_alignments() {
                 || die "${what}: the phone alignments of ${dset} did not import (see above)"
         fi
         if [ -f "${alignment}" ]; then
-            quality_dirs+=(--score_dir "${dumpdir}/raw/${dset}")
-            quality_inputs+=(--input "wav_scp_${dset}=${dumpdir}/raw/${dset}/wav.scp" --input "alignment_${dset}=${alignment}")
+            alignment_inputs+=(--input "wav_scp_${dset}=${dumpdir}/raw/${dset}/wav.scp" --input "alignment_${dset}=${alignment}")
         else
             unaligned+=" ${dset}"
         fi
@@ -576,9 +606,10 @@ prepare_alignments() {
 # figure 2) -> <outdir>/cluster_quality.{tsv,png}; fails, logging why, without alignments. (Its
 # callers test its status, which turns set -e off inside it: errors stop the run through die.)
 layer_quality() {
-    local what=$1 out=$2 spec models=() inputs; shift 2
-    prepare_alignments "${what}" || { log "${what}: skipped"; return 1; }
-    inputs=("${quality_inputs[@]}" --input "fit_wav_scp=${dumpdir}/raw/${train_set}/wav.scp")
+    local what=$1 out=$2 spec models=() inputs quality_dirs=() dset; shift 2
+    prepare_alignments "${what}" "${quality_sets}" || { log "${what}: cluster quality skipped"; return 1; }
+    for dset in ${quality_sets}; do quality_dirs+=(--score_dir "${dumpdir}/raw/${dset}"); done
+    inputs=("${alignment_inputs[@]}" --input "fit_wav_scp=${dumpdir}/raw/${train_set}/wav.scp")
     for spec in "$@"; do
         models+=(--model "${spec}")
         inputs+=(--input "model_${spec%%=*}=${spec#*=}/valid.loss.best.pth" --input "model_${spec%%=*}=${spec#*=}/config.yaml")
@@ -593,6 +624,135 @@ layer_quality() {
         --n_clusters "${quality_n_clusters}" --seed "${seed}" --outdir "${out}" \
         || die "${what}: cluster quality failed; log: ${out}/log/cluster_quality.log"
     step_finished "${out}/.done"
+}
+
+# The frozen probes of stage 7 (espnet_ils.probes): their data in ${probe_data}/{pr,sid}, each
+# run's probe experiment in $(probes_dir)/<task>_<run>, decoded into decode_<set>/text.
+probe_data=${dumpdir}/probe
+probes_dir() { echo "${expdir}/probes_${it2_tag}"; }
+
+# Phone transcripts (from the phone alignments) of the pr probe's sets, and the speakers' train /
+# valid / test split of the sid probe's set. Sets probes_ready: the tasks of --probe_tasks whose data
+# is there (pr is skipped, saying so, without phone alignments, as the cluster quality is).
+prepare_probe_data() {
+    local pr_sets="${probe_pr_train_set} ${valid_set} ${test_sets}" sets=() dset utt2spk
+    probes_ready=""
+    if [[ " ${probe_tasks} " == *" pr "* ]]; then
+        if prepare_alignments "Stage 7" "${pr_sets}"; then
+            for dset in ${pr_sets}; do sets+=(--set "${dumpdir}/raw/${dset}" "${probe_data}/pr/${dset}"); done
+            if ! step_done "${probe_data}/pr/.done" "Stage 7: phone-recognition probe data ${probe_data}/pr" \
+                    --option "sets=${pr_sets}" "${alignment_inputs[@]}"; then
+                log "Stage 7: phone transcripts of ${pr_sets} -> ${probe_data}/pr"
+                ${python} -m espnet_ils.bin.prepare_probes pr "${sets[@]}" --token_list "${probe_data}/pr/tokens.txt" \
+                    || die "Stage 7: the phone transcripts failed (see above)"
+                step_finished "${probe_data}/pr/.done"
+            fi
+            probes_ready+=" pr"
+        else
+            log "Stage 7: pr probe skipped: it needs the phone alignments of ${pr_sets}"
+        fi
+    fi
+    if [[ " ${probe_tasks} " == *" sid "* ]]; then
+        utt2spk=${dumpdir}/raw/${probe_sid_set}/utt2spk
+        [ -f "${utt2spk}" ] || die "Stage 7: ${utt2spk} missing: run stage 2 (the sid probe's set, --probe_sid_set)"
+        if ! step_done "${probe_data}/sid/.done" "Stage 7: speaker-identification probe data ${probe_data}/sid" \
+                --option "held_out=${probe_held_out}" --option "seed=${seed}" --input "utt2spk=${utt2spk}" \
+                --input "wav_scp=${dumpdir}/raw/${probe_sid_set}/wav.scp"; then
+            log "Stage 7: the utterances of ${probe_sid_set} split per speaker -> ${probe_data}/sid/{train,valid,test}"
+            ${python} -m espnet_ils.bin.prepare_probes sid --src "${dumpdir}/raw/${probe_sid_set}" \
+                --outdir "${probe_data}/sid" --held_out "${probe_held_out}" --seed "${seed}" \
+                || die "Stage 7: the speaker split failed (see above)"
+            step_finished "${probe_data}/sid/.done"
+        fi
+        probes_ready+=" sid"
+    fi
+}
+
+# One probe of one run: probe_train <run> <task>, through ESPnet's ASR (pr) or classification (sid)
+# task, on the frozen model of the run's iteration-2 pretraining.
+probe_train() {
+    local run=$1 task=$2 exp ssl_model config module train valid label
+    exp=$(probes_dir)/${task}_${run} ssl_model=$(ssl_exp_of "${run}")/valid.loss.best.pth
+    [ -f "${ssl_model}" ] || die "${ssl_model} missing: run stage 6 first"
+    case ${task} in
+        pr) config=${probe_pr_config} module=espnet_ils.bin.asr_train label=text
+            train=${probe_data}/pr/${probe_pr_train_set} valid=${probe_data}/pr/${valid_set} ;;
+        sid) config=${probe_sid_config} module=espnet_ils.bin.cls_train label=label
+            train=${probe_data}/sid/train valid=${probe_data}/sid/valid ;;
+    esac
+    if step_done "${exp}/.done" "Stage 7: ${task} probe ${exp}" --resumable true --option "seed=${seed_of[${run}]}" \
+            --option "probe_args=${probe_args}" --input "config=${config}" --input "ssl_model=${ssl_model}" \
+            --input "data=${probe_data}/${task}/.done"; then
+        return
+    fi
+    log "Stage 7: ${task} probe of ${ssl_model} -> ${exp}; log: ${exp}/train.log"
+    # shellcheck disable=SC2086
+    launch_training "${exp}" "${module}" --config "${config}" \
+        --frontend_conf "frontend_conf.path_or_url=${ssl_model}" \
+        --token_list "${probe_data}/${task}/tokens.txt" --token_type word --use_preprocessor true \
+        --train_data_path_and_name_and_type "${train}/wav.scp,speech,sound" \
+        --train_data_path_and_name_and_type "${train}/text,${label},text" \
+        --valid_data_path_and_name_and_type "${valid}/wav.scp,speech,sound" \
+        --valid_data_path_and_name_and_type "${valid}/text,${label},text" \
+        --train_shape_file "${train}/speech_shape" --valid_shape_file "${valid}/speech_shape" \
+        --seed "${seed_of[${run}]}" ${probe_args}
+    [ -f "${exp}/valid.loss.best.pth" ] || die "${exp}: training ended without valid.loss.best.pth"
+    step_finished "${exp}/.done"
+}
+
+# A probe's output on its test sets: probe_decode <run> <task> -> <exp>/decode_<set>/text: the
+# phone recogniser's best paths on --test_sets (pr), the predicted speakers of the held-out
+# utterances (sid).
+probe_decode() {
+    local run=$1 task=$2 exp dset dir model
+    exp=$(probes_dir)/${task}_${run} model=$(probes_dir)/${task}_${run}/valid.loss.best.pth
+    if [ "${task}" = pr ]; then
+        for dset in ${test_sets}; do
+            dir=${exp}/decode_${dset}
+            dump_logprobs "${exp}" "${dset}" "${model}" "${probe_data}/pr/${dset}/wav.scp"
+            step_done "${dir}.done" "Stage 7: pr probe decoding ${dir}" --input "tokens=${probe_data}/pr/tokens.txt" \
+                "${logprob_inputs[@]}" && continue
+            ${python} -m espnet_ils.bin.ctc_decode greedy --token_type word --logprobs_scp "${logprob_scps[@]}" \
+                --token_list "${probe_data}/pr/tokens.txt" --output "${dir}/text"
+            step_finished "${dir}.done"
+        done
+    else
+        dir=${exp}/decode_test
+        step_done "${dir}.done" "Stage 7: sid probe decoding ${dir}" --input "model=${model}" \
+            --input "config=${exp}/config.yaml" --input "wav_scp=${probe_data}/sid/test/wav.scp" && return 0
+        split_keys "${probe_data}/sid/test/wav.scp" "${dir}"
+        ${decode_cmd} JOB=1:"${nj_split}" "${dir}/log/classify.JOB.log" \
+            ${python} -m espnet_ils.bin.cls_inference --ngpu 0 --batch_size 1 \
+                --data_path_and_name_and_type "${probe_data}/sid/test/wav.scp,speech,sound" \
+                --key_file "${dir}/split/keys.JOB" --classification_train_config "${exp}/config.yaml" \
+                --classification_model_file "${model}" --output_dir "${dir}/output.JOB"
+        ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_split}" \
+            --hypotheses prediction/text --output "${dir}/text"
+        step_finished "${dir}.done"
+    fi
+}
+
+probe_run() {  # every probe of run $1
+    local task
+    for task in ${probes_ready}; do
+        probe_train "$1" "${task}"
+        probe_decode "$1" "${task}"
+    done
+}
+
+# PER and accuracy of every run's probes and their layer weights -> $(probes_dir)/{probes.tsv,
+# layer_weights.tsv,layer_weights.png} (cheap: redone on every run of stage 7).
+probe_report() {
+    local references=() dset
+    if [[ " ${probes_ready} " == *" pr "* ]]; then
+        for dset in ${test_sets}; do references+=(--reference pr "${dset}" "${probe_data}/pr/${dset}/text"); done
+    fi
+    if [[ " ${probes_ready} " == *" sid "* ]]; then
+        references+=(--reference sid test "${probe_data}/sid/test/text")
+    fi
+    ${python} -m espnet_ils.bin.probe_report --runs "${expdir}/runs.tsv" --probe_dir "$(probes_dir)" \
+        "${references[@]}" || die "Stage 7: the probes' report failed (see above)"
+    log "Stage 7: probes -> $(probes_dir)/{probes.tsv,layer_weights.png}: $(tail -n +2 "$(probes_dir)/probes.tsv" | cut -f 1,3,4 | tr '\t\n' ' ;')"
 }
 
 # A run's experiments and pretraining config (the baseline's is derived from the ILS config):
@@ -716,11 +876,20 @@ if run_stage 7; then
     it2_encoder=$(sed -n 's/^encoder: *\([^ #]*\).*/\1/p' "${it2_config}")
     if [ "${it2_encoder}" != ils_transformer ]; then
         # LayerFeatureExtractor takes ILSTransformerEncoder only (the others convolve over padding).
-        log "Stage 7: skipped: the per-block analysis needs the ils_transformer encoder; ${it2_config} has ${it2_encoder}"
+        log "Stage 7: cluster quality skipped: the per-block analysis needs the ils_transformer encoder; ${it2_config} has ${it2_encoder}"
     else
         models=()
         for run in ${runs}; do models+=("${run}=$(ssl_exp_of "${run}")"); done
         layer_quality "Stage 7" "${expdir}/cluster_quality_${it2_tag}" "${models[@]}" || true
+    fi
+    if [ -n "${probe_tasks}" ]; then
+        prepare_probe_data
+        if [ -n "${probes_ready}" ]; then
+            each_run probe_run
+            probe_report
+        fi
+    else
+        log "Stage 7: no probes (--probe_tasks is empty)"
     fi
 fi
 
@@ -800,8 +969,9 @@ if run_stage 10; then
             done
         done
     done
-    quality=${expdir}/cluster_quality_${it2_tag}/cluster_quality.tsv
+    quality=${expdir}/cluster_quality_${it2_tag}/cluster_quality.tsv probes=$(probes_dir)/probes.tsv
     [ "${baseline}" = true ] && [ -f "${quality}" ] && inputs+=(--input "cluster_quality=${quality}")
+    [ "${baseline}" = true ] && [ -f "${probes}" ] && inputs+=(--input "probes=${probes}")
     if ! step_done "${expdir}/.scoring.done" "Stage 10: scoring into ${expdir}" --option "runs=${runs}" \
             --option "baseline=${baseline}" "${inputs[@]}"; then
         log "Stage 10: scoring -> ${expdir}/RESULTS.md"
@@ -819,7 +989,7 @@ if run_stage 10; then
                 # shellcheck disable=SC2086  # one argument per mode
                 ${python} -m espnet_ils.bin.compare_runs --runs "${expdir}/runs.tsv" --test_set "${dset}" \
                     --decode_modes ${decode_modes} --output "${expdir}/comparison_${dset}.md" \
-                    --cluster_quality "${quality}"
+                    --cluster_quality "${quality}" --probes "${probes}"
             done
         fi
         step_finished "${expdir}/.scoring.done"

@@ -18,6 +18,7 @@ set -euo pipefail
     --valid_set dev_clean \
     --quality_sets "dev_clean dev_other" --phone_alignments "${LIBRISPEECH_ALIGNMENTS}" \
     --finetune_set finetune_10h \
+    --probe_pr_train_set train_clean_100 --probe_sid_set train_clean_100 \
     --test_sets "test_clean test_other" \
     --it1_config conf/tuning/train_ssl_hubert_base_it1.yaml \
     --it2_config conf/tuning/train_ssl_ils_base_it2.yaml \
