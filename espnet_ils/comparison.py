@@ -10,7 +10,7 @@ what it is. With one seed per arm there is no spread, and the table says so.
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 RUN_COLUMNS = ("run", "arm", "seed", "iteration", "ssl_exp", "asr_exp")
 # {metric: {arm: {seed: value}}}
@@ -78,18 +78,21 @@ def collect(
                 if not result.is_file():
                     raise FileNotFoundError(f"{result}: run the scoring stage first")
                 put(f"{metric.upper()} {mode} (%)", run, error_rate(result))
-    if quality is not None and quality.is_file():
-        by_name = {run.name: run for run in runs}
-        with quality.open(encoding="utf-8", newline="") as f:
+    by_name = {run.name: run for run in runs}
+
+    def rows_of_runs(table: Optional[Path]) -> Iterator[Tuple[Run, Dict[str, str]]]:
+        """The rows of a stage-7 TSV whose ``model`` is one of the runs (none without the TSV)."""
+        if table is None or not table.is_file():
+            return
+        with table.open(encoding="utf-8", newline="") as f:
             for row in csv.DictReader(f, delimiter="\t"):
                 if row["model"] in by_name:
-                    put(f"PNMI layer {row['layer']}", by_name[row["model"]], float(row["pnmi"]))
-    if probes is not None and probes.is_file():
-        by_name = {run.name: run for run in runs}
-        with probes.open(encoding="utf-8", newline="") as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                if row["model"] in by_name:
-                    put(row["metric"], by_name[row["model"]], float(row["value"]))
+                    yield by_name[row["model"]], row
+
+    for run, row in rows_of_runs(quality):
+        put(f"PNMI layer {row['layer']}", run, float(row["pnmi"]))
+    for run, row in rows_of_runs(probes):
+        put(row["metric"], run, float(row["value"]))
     return values
 
 
