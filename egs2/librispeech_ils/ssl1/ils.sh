@@ -630,6 +630,7 @@ layer_quality() {
 # run's probe experiment in $(probes_dir)/<task>_<run>, decoded into decode_<set>/text.
 probe_data=${dumpdir}/probe
 probes_dir() { echo "${expdir}/probes_${it2_tag}"; }
+probe_exp_of() { echo "$(probes_dir)/$2_$1"; }  # probe_exp_of <run> <task>
 
 # Phone transcripts (from the phone alignments) of the pr probe's sets, and the speakers' train /
 # valid / test split of the sid probe's set. Sets probes_ready: the tasks of --probe_tasks whose data
@@ -672,7 +673,7 @@ prepare_probe_data() {
 # task, on the frozen model of the run's iteration-2 pretraining.
 probe_train() {
     local run=$1 task=$2 exp ssl_model config module train valid label
-    exp=$(probes_dir)/${task}_${run} ssl_model=$(ssl_exp_of "${run}")/valid.loss.best.pth
+    exp=$(probe_exp_of "${run}" "${task}") ssl_model=$(ssl_exp_of "${run}")/valid.loss.best.pth
     [ -f "${ssl_model}" ] || die "${ssl_model} missing: run stage 6 first"
     case ${task} in
         pr) config=${probe_pr_config} module=espnet_ils.bin.asr_train label=text
@@ -705,7 +706,8 @@ probe_train() {
 # utterances (sid).
 probe_decode() {
     local run=$1 task=$2 exp dset dir model
-    exp=$(probes_dir)/${task}_${run} model=$(probes_dir)/${task}_${run}/valid.loss.best.pth
+    exp=$(probe_exp_of "${run}" "${task}")
+    model=${exp}/valid.loss.best.pth
     if [ "${task}" = pr ]; then
         for dset in ${test_sets}; do
             dir=${exp}/decode_${dset}
