@@ -21,6 +21,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple
 
 import torch
 
+from espnet_ils.alignments import SILENCE
 from espnet_ils.comparison import Run
 from espnet_ils.kaldi_files import atomic_path, read_key_file, write_key_file, write_text_atomic
 from espnet_ils.label_quality import read_frame_labels
@@ -29,7 +30,6 @@ from espnet_ils.scoring import count_errors, read_text
 logger = logging.getLogger(__name__)
 
 PROBE_TASKS = ("pr", "sid")
-SILENCE = "sil"
 SID_SPLITS = ("train", "valid", "test")
 # The learned layer weights in a probe's checkpoint (ESPnet's Featureizer in our front end).
 LAYER_WEIGHTS_KEY = "frontend.featurizer.weights"
