@@ -18,7 +18,8 @@ An input's identity is its content, never its path:
   when the data it lists changes; a shard marker holds the identity of what produced the shard,
   so identities chain from the corpus to the last stage.
 - ``listing_checksum``: a folder too big to read (a corpus): sorted relative paths, sizes and
-  modification times of its matching files.
+  modification times of its matching files; ``paths_checksum`` the same of chosen files under a
+  folder (one shard of a corpus).
 """
 
 import hashlib
@@ -65,12 +66,25 @@ def listing_checksum(root: Union[str, Path], patterns: Sequence[str]) -> str:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such directory (an input of this step)")
+    return paths_checksum(
+        root, (path for pattern in patterns for path in root.rglob(pattern) if path.is_file())
+    )
+
+
+def paths_checksum(root: Union[str, Path], paths: Iterable[Union[str, Path]]) -> str:
+    """:func:`listing_checksum` of the files ``paths`` (each under ``root``), without reading them.
+
+    Raises:
+        FileNotFoundError: A path is not a file, naming it.
+    """
+    root = Path(root)
     entries = set()
-    for pattern in patterns:
-        for path in root.rglob(pattern):
-            if path.is_file():
-                stat = path.stat()
-                entries.add(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n")
+    for path in map(Path, paths):
+        try:
+            stat = path.stat()
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{path}: no such file (an input of this step)") from error
+        entries.add(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n")
     digest = hashlib.blake2b(digest_size=20)
     for entry in sorted(entries):
         digest.update(entry.encode())

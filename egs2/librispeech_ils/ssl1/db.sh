@@ -4,6 +4,12 @@
 # uses are needed; one missing here is downloaded into this folder, whatever it is called (needs
 # network; see local/data.sh).
 LIBRISPEECH=${LIBRISPEECH:-downloads/LibriSpeech}
+# Libri-Light's unlabelled audio (sets unlab_small, unlab_medium, unlab_large, unlab_60k): the folder
+# holding its subsets small/, medium/, large/ (<subset>/<speaker>/<book>/<file>.flac with a VAD
+# <file>.json beside each). Only the subsets of the sets a run uses are needed; one missing here is
+# downloaded into this folder, its md5 checked (needs network and, while it unpacks, twice its size:
+# 35 GB, 321 GB, 3.05 TB; see local/data.sh).
+LIBRILIGHT=${LIBRILIGHT:-downloads/librilight}
 # LibriSpeech LM resources (OpenSLR resource 11): the folder holding 4-gram.arpa.gz,
 # librispeech-lexicon.txt and librispeech-lm-norm.txt.gz; only the files a run uses are needed, one
 # missing here is downloaded into this folder (needs network; see local/lm_resources.sh).
