@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""Convert an original ILS-SSL checkpoint (microsoft/UniSpeech, fairseq) into an ESPnet model directory.
+"""Convert an original ILS-SSL or HuBERT checkpoint (fairseq) into an ESPnet model directory.
 
     python -m espnet_ils.bin.convert_unispeech --checkpoint ils_base.pt --outdir exp/ils_base
     python -m espnet_ils.bin.convert_unispeech --checkpoint ils_base_ft.pt --outdir exp/ils_base_ft \\
         --dict dict.ltr.txt
+    python -m espnet_ils.bin.convert_unispeech --checkpoint hubert_base_ls960.pt \\
+        --outdir exp/hubert_base_ls960
 
-A pretrained (``ils_hubert``) checkpoint becomes an ``ILSSSLTask`` model, a fine-tuned
-(``hubert_ctc``) one an ESPnet CTC ASR model; see ``espnet_ils.converters.unispeech``. Nothing is
-written to ``--outdir`` unless the whole conversion succeeds.
+A pretrained (``ils_hubert``) checkpoint becomes an ``ILSSSLTask`` model, a pretrained HuBERT
+(``hubert``) one the same with the loss on the top block only, a fine-tuned (``hubert_ctc``) one
+an ESPnet CTC ASR model; see ``espnet_ils.converters.unispeech``. Nothing is written to
+``--outdir`` unless the whole conversion succeeds.
 """
 
 import argparse

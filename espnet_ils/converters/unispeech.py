@@ -1,4 +1,4 @@
-"""Convert original ILS-SSL checkpoints (microsoft/UniSpeech, fairseq) to ESPnet model dirs.
+"""Convert original ILS-SSL and HuBERT checkpoints (fairseq) to ESPnet model dirs.
 
 No fairseq is needed: the checkpoint is read with ``torch.load(weights_only=True)`` and everything
 about the model is taken from the checkpoint's own ``cfg``.
@@ -7,6 +7,10 @@ about the model is taken from the checkpoint's own ``cfg``.
   ``ILSSSLTask`` model: frontend ``ils_cnn``, preencoder ``feature_projection``, encoder
   ``ils_transformer``, loss ``ils``, util ``mask``; ``tokens.txt`` holds the cluster ids
   ``0..C-1``, then ``<unk>``.
+* ``hubert`` (fairseq's pretrained HuBERT, e.g. the released ``hubert_base_ls960.pt`` whose
+  block 9 gives the paper's LARGE targets) becomes the same ``ILSSSLTask`` model with the relative
+  position bias off and HuBERT's one prediction head as the ILS loss on the top block only
+  (``layers: [N]``), which is HuBERT's loss (``tests/test_torchaudio_parity.py``).
 * ``hubert_ctc`` (fine-tuned: an ``ils_hubert`` encoder plus a CTC head) becomes an ESPnet
   ``ASRTask`` model with the same frontend, preencoder and encoder and CTC only
   (``ctc_weight: 1.0``, no decoder), so it needs no separate SSL model; ``tokens.txt`` holds the
@@ -43,13 +47,28 @@ original implementation's outputs):
   role, so no row is added and the CTC outputs are exactly the original's. (ESPnet's CTC prefix
   scorer reads that row as the end of the hypothesis; as a symbol it never was a CTC target.)
 
+HuBERT (``hubert``) differs from ``ils_hubert`` in its head only (checked by
+``tests/test_label_models.py`` against torchaudio's import of the same fairseq keys):
+
+* One head on the encoder output: ``final_proj`` and one label table ``label_embs_concat``, 2-D
+  ``(4 + C, final_dim)`` for its one label set (several label sets are refused); the special rows
+  are dropped as above.
+* The head reads the encoder's output. Post-LN (BASE): block N as is. Pre-LN (LARGE): fairseq
+  applies ``encoder.layer_norm`` after the last block when no ``output_layer`` is asked for, i.e.
+  for the loss only; it becomes the loss's ``input_norms[0]``, so every block output stays the raw
+  residual stream that ``output_layer=k`` (fairseq's feature dumping) returns.
+
 Every checkpoint key is mapped through one of the key families below (:data:`ENCODER_FAMILIES`,
 :data:`CONV_NORM_FAMILIES`, :data:`POST_LN_FAMILY`, :data:`PRETRAINING_FAMILIES`,
-:data:`CTC_FAMILY`) or dropped for a documented reason (:data:`DROPPED_FAMILIES`); an unknown
-key, a missing parameter or a shape that contradicts the ``cfg`` is an error naming the keys, and
-nothing is written to ``--outdir`` then.
+:data:`HUBERT_FAMILIES`, :data:`HUBERT_PRE_LN_FAMILY`, :data:`CTC_FAMILY`) or dropped for a
+documented reason (:data:`DROPPED_FAMILIES`); an unknown key, a missing parameter or a shape that
+contradicts the ``cfg`` is an error naming the keys, and nothing is written to ``--outdir`` then.
+
+:func:`build_converted_model` builds the converted model in memory, without writing a directory
+(``espnet_ils.label_models`` loads fairseq HuBERT checkpoints as k-means label models that way).
 """
 
+import argparse
 import ast
 import logging
 import os
@@ -73,6 +92,7 @@ from espnet_ils.tasks import UNK, ILSSSLTask
 logger = logging.getLogger(__name__)
 
 PRETRAINED = "ils_hubert"
+HUBERT = "hubert"
 FINE_TUNED = "hubert_ctc"
 
 CONFIG_FILE = "config.yaml"
@@ -188,6 +208,23 @@ PRETRAINING_FAMILIES: Tuple[KeyFamily, ...] = (
     KeyFamily(r"post_layer_norm\.(\d+)\.(weight|bias)", r"losses.0.input_norms.\1.\2"),
 )
 
+#: Pretrained HuBERT (``hubert``) only: mask embedding and the one head on block N (old -> new).
+HUBERT_FAMILIES: Tuple[KeyFamily, ...] = (
+    # mask_emb (D,) -> util_modules.mask.mask_embedding
+    KeyFamily(r"mask_emb", "util_modules.mask.mask_embedding"),
+    # final_proj.{weight,bias} (final_dim, D) -> losses.0.heads.0.proj.{weight,bias}
+    KeyFamily(r"final_proj\.(weight|bias)", r"losses.0.heads.0.proj.\1"),
+    # label_embs_concat[4:] (C, final_dim) -> losses.0.heads.0.codewords; hubert_label_table()
+    # turns label_embs_concat (4 + C, final_dim) into label_embs_concat.0 first
+    KeyFamily(r"label_embs_concat\.0", "losses.0.heads.0.codewords"),
+)
+
+#: Pre-LN HuBERT (LARGE): the LayerNorm after block N, applied only to the head's input.
+#: encoder.layer_norm.{weight,bias} -> losses.0.input_norms.0.{weight,bias}
+HUBERT_PRE_LN_FAMILY = KeyFamily(
+    r"encoder\.layer_norm\.(weight|bias)", r"losses.0.input_norms.0.\1"
+)
+
 #: Fine-tuned checkpoints only: w2v_encoder.proj.{weight,bias} (V, D) -> ctc.ctc_lo.{weight,bias}
 CTC_FAMILY = KeyFamily(r"w2v_encoder\.proj\.(weight|bias)", r"ctc.ctc_lo.\1")
 
@@ -234,6 +271,45 @@ def _listing(items: Sequence[str]) -> str:
     return "\n  " + "\n  ".join(items)
 
 
+def read_torch_file(path: Path, what: str = "--checkpoint") -> Any:
+    """Load a PyTorch file with ``weights_only=True`` (no code from the file is run).
+
+    Args:
+        path: The file.
+        what: How errors name the file, e.g. the command line option it came from.
+
+    Returns:
+        What the file holds (tensors, dicts, lists and plain types only).
+
+    Raises:
+        ValueError: The file is missing or unreadable (e.g. truncated), naming it.
+    """
+    if not path.is_file():
+        raise ValueError(f"{what} {path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        lines = str(error).splitlines() or [type(error).__name__]
+        reason = next((line for line in lines if "Unsupported" in line), lines[0])
+        raise ValueError(
+            f"{what} {path}: cannot be read as a PyTorch checkpoint (truncated or corrupt "
+            "download, not a checkpoint, or Python objects other than tensors and plain types, "
+            f"which are not loaded): {reason}"
+        ) from error
+
+
+def is_fairseq_checkpoint(contents: Any) -> bool:
+    """Whether a loaded file is a fairseq checkpoint: a ``cfg`` dict with ``model`` and ``task``
+    dicts, and a ``model`` state dict."""
+    cfg = contents.get("cfg") if isinstance(contents, dict) else None
+    return (
+        isinstance(cfg, dict)
+        and isinstance(cfg.get("model"), dict)
+        and isinstance(cfg.get("task"), dict)
+        and isinstance(contents.get("model"), dict)
+    )
+
+
 def read_checkpoint(path: Path) -> Dict[str, Any]:
     """Load a fairseq checkpoint with ``weights_only=True`` (no code from the file is run).
 
@@ -247,36 +323,22 @@ def read_checkpoint(path: Path) -> Dict[str, Any]:
     Raises:
         ValueError: The file is missing, unreadable (e.g. truncated) or not a fairseq checkpoint.
     """
-    if not path.is_file():
-        raise ValueError(f"--checkpoint {path}: no such file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        lines = str(error).splitlines() or [type(error).__name__]
-        reason = next((line for line in lines if "Unsupported" in line), lines[0])
-        raise ValueError(
-            f"--checkpoint {path}: cannot be read as a PyTorch checkpoint (truncated or corrupt "
-            "download, not a checkpoint, or Python objects other than tensors and plain types, "
-            f"which are not loaded): {reason}"
-        ) from error
-    cfg = checkpoint.get("cfg") if isinstance(checkpoint, dict) else None
-    if not (
-        isinstance(cfg, dict)
-        and isinstance(cfg.get("model"), dict)
-        and isinstance(cfg.get("task"), dict)
-        and isinstance(checkpoint.get("model"), dict)
-    ):
+    checkpoint = read_torch_file(path)
+    if not is_fairseq_checkpoint(checkpoint):
         raise ValueError(
             f"--checkpoint {path}: not a fairseq checkpoint with a 'cfg' (model, task) and a "
-            "'model' state dict; only the original ILS-SSL checkpoints (ils_hubert, hubert_ctc) "
-            "convert"
+            f"'model' state dict; only the original ILS-SSL checkpoints ({PRETRAINED}, "
+            f"{FINE_TUNED}) and pretrained HuBERT ({HUBERT}) convert"
         )
     return checkpoint
 
 
 def _require(section: Mapping[str, Any], name: str, where: str) -> Any:
     if name not in section:
-        raise ValueError(f"{where}['{name}'] is missing: not an ILS-SSL (ils_hubert) configuration")
+        raise ValueError(
+            f"{where}['{name}'] is missing: not a fairseq ILS-SSL (ils_hubert) or HuBERT "
+            "(hubert) configuration"
+        )
     return section[name]
 
 
@@ -380,10 +442,11 @@ _NORM_MODES = {"default": "group_norm", "layer_norm": "layer_norm"}
 def encoder_confs(
     model_cfg: Mapping[str, Any], task_cfg: Mapping[str, Any], normalize: bool
 ) -> Dict[str, Dict[str, Any]]:
-    """Constructor arguments of our frontend, preencoder and encoder for an ``ils_hubert`` cfg.
+    """Constructor arguments of our frontend, preencoder and encoder for an ``ils_hubert`` or
+    ``hubert`` cfg.
 
     Args:
-        model_cfg: ``cfg['model']`` of the (wrapped) ``ils_hubert`` model.
+        model_cfg: ``cfg['model']`` of the (wrapped) ``ils_hubert`` model, or of a ``hubert``.
         task_cfg: Its ``cfg['task']`` (``sample_rate``).
         normalize: Per-utterance waveform normalisation (fairseq ``task.normalize``).
 
@@ -396,6 +459,10 @@ def encoder_confs(
     where = "cfg['model']"
     _check(model_cfg, "activation_fn", ["gelu"], where)
     _check(model_cfg, "extractor_mode", list(_NORM_MODES), where)
+    # Options of newer fairseq versions (conformer blocks, batch-norm or stacked positional convs)
+    _check(model_cfg, "layer_type", ["transformer"], where)
+    _check(model_cfg, "conv_pos_batch_norm", [False], where)
+    _check(model_cfg, "pos_conv_depth", [1], where)
     shapes = parse_conv_feature_layers(_require(model_cfg, "conv_feature_layers", where))
     embed_dim = _require(model_cfg, "encoder_embed_dim", where)
     if shapes[-1][0] == embed_dim:
@@ -437,8 +504,22 @@ def encoder_confs(
     }
 
 
+def _supervised_layers(model_cfg: Mapping[str, Any]) -> Tuple[List[int], bool]:
+    """1-based supervised blocks and whether they share one head, by the cfg's model name.
+
+    ``ils_hubert``: ``predict_layers``, shared unless ``separate_label_embeds``. ``hubert``: the
+    top block only (``encoder_layers``), with its one head.
+    """
+    where = "cfg['model']"
+    num_blocks = _require(model_cfg, "encoder_layers", where)
+    if model_cfg.get("_name") == HUBERT:
+        return [num_blocks], False
+    layers = parse_predict_layers(_require(model_cfg, "predict_layers", where), num_blocks)
+    return layers, not model_cfg.get("separate_label_embeds", False)
+
+
 def ssl_config(cfg: Mapping[str, Any], num_classes: int) -> Dict[str, Any]:
-    """The ``ILSSSLTask`` config of a pretrained ``ils_hubert`` checkpoint.
+    """The ``ILSSSLTask`` config of a pretrained ``ils_hubert`` or ``hubert`` checkpoint.
 
     Args:
         cfg: The checkpoint's ``cfg``.
@@ -460,7 +541,7 @@ def ssl_config(cfg: Mapping[str, Any], num_classes: int) -> Dict[str, Any]:
             f"cfg['task']['labels'] = {labels}: one label set per model is supported (the ILS "
             "loss has one codeword table per supervised layer)"
         )
-    num_blocks = _require(model_cfg, "encoder_layers", where)
+    layers, share_heads = _supervised_layers(model_cfg)
     loss_weights = criterion_cfg.get("loss_weights") or [0.0]
     if len(loss_weights) != 1:
         raise ValueError(
@@ -468,6 +549,9 @@ def ssl_config(cfg: Mapping[str, Any], num_classes: int) -> Dict[str, Any]:
             "feature penalty"
         )
     final_dim = _require(model_cfg, "final_dim", where)
+    # HuBERT's skip_masked / skip_nomask leave that term out of the loss
+    masked_weight = float(criterion_cfg.get("pred_masked_weight", 1.0))
+    unmasked_weight = float(criterion_cfg.get("pred_nomask_weight", 0.0))
     return {
         "frontend": FRONTEND_NAME,
         "preencoder": PREENCODER_NAME,
@@ -479,15 +563,13 @@ def ssl_config(cfg: Mapping[str, Any], num_classes: int) -> Dict[str, Any]:
                 "name": LOSS_NAME,
                 "conf": {
                     "num_classes": num_classes,
-                    "layers": parse_predict_layers(
-                        _require(model_cfg, "predict_layers", where), num_blocks
-                    ),
+                    "layers": layers,
                     "final_dim": final_dim if final_dim > 0 else model_cfg["encoder_embed_dim"],
                     "logit_temp": float(_require(model_cfg, "logit_temp", where)),
-                    "share_heads": not model_cfg.get("separate_label_embeds", False),
+                    "share_heads": share_heads,
                     "layer_norm_inputs": bool(model_cfg["layer_norm_first"]),
-                    "masked_weight": float(criterion_cfg.get("pred_masked_weight", 1.0)),
-                    "unmasked_weight": float(criterion_cfg.get("pred_nomask_weight", 0.0)),
+                    "masked_weight": 0.0 if model_cfg.get("skip_masked") else masked_weight,
+                    "unmasked_weight": 0.0 if model_cfg.get("skip_nomask") else unmasked_weight,
                     "feature_penalty_weight": float(loss_weights[0]),
                 },
             }
@@ -569,12 +651,39 @@ def split_label_tables(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.T
     return split
 
 
+def hubert_label_table(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Replace HuBERT's ``label_embs_concat`` (4 + C, F) by ``label_embs_concat.0`` (C, F).
+
+    HuBERT concatenates the tables of its label sets along the rows; with the one label set that
+    converts, it is one table with the 4 fairseq special rows first, which are dropped as in
+    :func:`split_label_tables`.
+
+    Args:
+        state_dict: A ``hubert`` checkpoint's state dict (not modified).
+
+    Returns:
+        The state dict with the table under ``label_embs_concat.0``.
+
+    Raises:
+        ValueError: ``label_embs_concat`` is missing (a model saved for fine-tuning only) or is
+            not 2-D with cluster rows.
+    """
+    table = state_dict.get("label_embs_concat")
+    if table is None or table.ndim != 2 or table.size(0) <= NUM_SPECIAL_ROWS:
+        shape = None if table is None else tuple(table.shape)
+        raise ValueError(
+            f"label_embs_concat has shape {shape}: a pretrained HuBERT has ({NUM_SPECIAL_ROWS} "
+            "special rows + clusters, final_dim)"
+        )
+    return split_label_tables({**state_dict, "label_embs_concat": table[None]})  # (1, 4 + C, F)
+
+
 @dataclass(frozen=True)
 class Layout:
     """What decides which keys a checkpoint has.
 
     Attributes:
-        kind: :data:`PRETRAINED` or :data:`FINE_TUNED`.
+        kind: :data:`PRETRAINED`, :data:`HUBERT` or :data:`FINE_TUNED`.
         norm_mode: Conv-block norms, ``group_norm`` (extractor_mode default) or ``layer_norm``.
         pre_ln: ``layer_norm_first``.
     """
@@ -591,6 +700,10 @@ def key_families(layout: Layout) -> Tuple[List[KeyFamily], List[Tuple[str, str]]
     prefix).
     """
     encoder = list(ENCODER_FAMILIES) + [CONV_NORM_FAMILIES[layout.norm_mode]]
+    if layout.kind == HUBERT:  # pre-LN: its encoder.layer_norm normalises the head's input
+        return encoder + [HUBERT_PRE_LN_FAMILY if layout.pre_ln else POST_LN_FAMILY] + list(
+            HUBERT_FAMILIES
+        ), []
     encoder += [] if layout.pre_ln else [POST_LN_FAMILY]
     dropped = list(DROPPED_FAMILIES["pre_ln"]) if layout.pre_ln else []
     if layout.kind == PRETRAINED:
@@ -606,7 +719,8 @@ def map_keys(state_dict: Mapping[str, torch.Tensor], layout: Layout) -> MappedWe
     """Rename every checkpoint key to our key, or drop it for its documented reason.
 
     Args:
-        state_dict: The checkpoint's ``model`` (label tables already split for ``ils_hubert``).
+        state_dict: The checkpoint's ``model`` (label tables already split for ``ils_hubert``
+            and ``hubert``).
         layout: From the checkpoint's cfg.
 
     Returns:
@@ -719,6 +833,37 @@ def _check_outdir(outdir: Path) -> None:
         raise ValueError(f"--outdir {outdir} exists and is not empty; remove it or pick another")
 
 
+def build_converted_model(
+    task: type, config: Dict[str, Any], tokens: List[str], mapped: MappedWeights
+) -> Tuple[torch.nn.Module, argparse.Namespace]:
+    """Build the ESPnet model from ``config`` and load the converted weights; nothing is kept on
+    disk.
+
+    Args:
+        task: ``ILSSSLTask`` or ``ASRTask``.
+        config: Config keys (the task parser fills in its defaults).
+        tokens: The token list.
+        mapped: Output of :func:`map_keys`.
+
+    Returns:
+        The model (in training mode, on the CPU) and the task's full arguments, as ESPnet's
+        training writes them to ``config.yaml``.
+
+    Raises:
+        ValueError: From :func:`load_mapped`.
+    """
+    with tempfile.TemporaryDirectory() as workdir:
+        draft = Path(workdir) / "draft.yaml"
+        with draft.open("w", encoding="utf-8") as f:
+            yaml_no_alias_safe_dump(config, f, indent=4, sort_keys=False)
+        args = task.get_parser().parse_args(["--config", str(draft)])
+    args.config = None
+    args.token_list = tokens
+    model = task.build_model(args)
+    load_mapped(model, mapped)
+    return model, args
+
+
 def write_model_dir(
     staging: Path,
     task: type,
@@ -735,15 +880,7 @@ def write_model_dir(
         tokens: The token list.
         mapped: Output of :func:`map_keys`.
     """
-    draft = staging / "draft.yaml"
-    with draft.open("w", encoding="utf-8") as f:
-        yaml_no_alias_safe_dump(config, f, indent=4, sort_keys=False)
-    args = task.get_parser().parse_args(["--config", str(draft)])
-    draft.unlink()
-    args.config = None
-    args.token_list = tokens
-    model = task.build_model(args)
-    load_mapped(model, mapped)
+    model, args = build_converted_model(task, config, tokens, mapped)
     with (staging / CONFIG_FILE).open("w", encoding="utf-8") as f:
         yaml_no_alias_safe_dump(vars(args), f, indent=4, sort_keys=False)
     torch.save(model.state_dict(), staging / WEIGHTS_FILE)
@@ -767,8 +904,9 @@ def prepare(
     """
     cfg, state_dict = checkpoint["cfg"], checkpoint["model"]
     kind = cfg["model"].get("_name")
-    if kind == PRETRAINED:
-        state_dict = split_label_tables(state_dict)
+    if kind in (PRETRAINED, HUBERT):
+        split = split_label_tables if kind == PRETRAINED else hubert_label_table
+        state_dict = split(state_dict)
         num_classes = state_dict["label_embs_concat.0"].size(0)
         config = ssl_config(cfg, num_classes)
         task, tokens = ILSSSLTask, cluster_token_list(num_classes)
@@ -784,8 +922,9 @@ def prepare(
         task, tokens = ASRTask, letter_token_list(dictionary, head.size(0))
     else:
         raise ValueError(
-            f"cfg['model']['_name'] = {kind!r}: only {PRETRAINED!r} (pretrained ILS-SSL) and "
-            f"{FINE_TUNED!r} (fine-tuned ILS-SSL) checkpoints convert"
+            f"cfg['model']['_name'] = {kind!r}: only {PRETRAINED!r} (pretrained ILS-SSL), "
+            f"{HUBERT!r} (pretrained HuBERT) and {FINE_TUNED!r} (fine-tuned ILS-SSL) "
+            "checkpoints convert"
         )
     layout = Layout(
         kind, config["frontend_conf"]["norm_mode"], config["encoder_conf"]["normalize_before"]
@@ -810,10 +949,11 @@ def default_dictionary(checkpoint_path: Path, checkpoint: Dict[str, Any]) -> Opt
 def convert_unispeech_checkpoint(
     checkpoint_path: Path, outdir: Path, dictionary: Optional[Path] = None
 ) -> Path:
-    """Convert an original ILS-SSL checkpoint into an ESPnet model directory.
+    """Convert an original ILS-SSL or a pretrained HuBERT checkpoint into an ESPnet model directory.
 
     Args:
-        checkpoint_path: ``ils_hubert`` (pretrained) or ``hubert_ctc`` (fine-tuned) ``.pt``.
+        checkpoint_path: ``ils_hubert`` (pretrained), ``hubert`` (pretrained HuBERT) or
+            ``hubert_ctc`` (fine-tuned ILS-SSL) ``.pt``.
         outdir: Directory to create; it must not exist or be empty. Written only when the whole
             conversion succeeded (files go to a temporary directory first, renamed at the end).
         dictionary: fairseq letter dictionary of a fine-tuned checkpoint; default
