@@ -20,7 +20,7 @@ padding-invariant, so an utterance gives the same features alone or padded in a 
 
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Mapping, Optional, Sequence, Tuple, Union
 
 import humanfriendly
 import numpy as np
@@ -38,6 +38,32 @@ from espnet_ils.tasks import ILSSSLTask
 logger = logging.getLogger(__name__)
 
 Waveform = Union[torch.Tensor, np.ndarray]
+
+
+def length_sorted_batches(lengths: Mapping[str, int], batch_size: int) -> List[List[str]]:
+    """Utterance ids grouped into batches of ``batch_size`` of similar length (less padding).
+
+    Args:
+        lengths: Utterance -> length (samples).
+        batch_size: Utterances per batch, >= 1.
+
+    Returns:
+        The batches, shortest first; ties broken by utterance id.
+    """
+    if batch_size < 1:
+        raise ValueError(f"--batch_size {batch_size}: must be >= 1")
+    ordered = sorted(lengths, key=lambda key: (lengths[key], key))
+    return [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
+
+
+def pad_waveforms(waveforms: Sequence[Waveform]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """1-D waveforms ``(N_i,)`` -> a zero-padded batch ``(B, max N_i)`` float32 and lengths ``(B,)``."""
+    waves = [torch.as_tensor(wave, dtype=torch.float32) for wave in waveforms]
+    if any(wave.ndim != 1 for wave in waves):
+        raise ValueError(
+            f"waveforms must be 1-D (samples); got shapes {[list(w.shape) for w in waves]}"
+        )
+    return pad_sequence(waves, batch_first=True), torch.tensor([wave.numel() for wave in waves])
 
 
 def _config_name(encoder: nn.Module) -> str:
@@ -58,6 +84,7 @@ class LayerFeatureExtractor:
         normalize: The model's feature normalisation (``utterance_mvn``, ...), or None.
         sample_rate: Sampling rate the model expects, in Hz (16000).
         device: Where to run, e.g. ``"cpu"`` or ``"cuda:0"``.
+        source: The model's file or directory, named by errors (e.g. a layer beyond the depth).
 
     Example:
         >>> extractor = LayerFeatureExtractor.from_files(Path("exp/ssl_it1/valid.loss.best.pth"))
@@ -72,6 +99,7 @@ class LayerFeatureExtractor:
         normalize: Optional[nn.Module] = None,
         sample_rate: int = SAMPLE_RATE,
         device: str = "cpu",
+        source: Optional[Path] = None,
     ):
         if not isinstance(encoder, ILSTransformerEncoder):
             raise ValueError(
@@ -93,6 +121,7 @@ class LayerFeatureExtractor:
         )
         self.encoder = encoder.to(self.device).eval()
         self.sample_rate = sample_rate
+        self.source = source
 
     @classmethod
     def from_files(
@@ -116,7 +145,13 @@ class LayerFeatureExtractor:
         fs = conf.get("frontend_conf", {}).get("fs", SAMPLE_RATE)
         sample_rate = humanfriendly.parse_size(fs) if isinstance(fs, str) else int(fs)
         return cls(
-            model.frontend, model.preencoder, model.encoder, model.normalize, sample_rate, device
+            model.frontend,
+            model.preencoder,
+            model.encoder,
+            model.normalize,
+            sample_rate,
+            device,
+            source=model_file,
         )
 
     @property
@@ -128,9 +163,10 @@ class LayerFeatureExtractor:
         """Validate layer indices (0 = block-1 input, k = output of block k)."""
         layers = list(layers)
         if not layers or any(not 0 <= layer <= self.num_layers for layer in layers):
+            model = f"model {self.source}: " if self.source is not None else ""
             raise ValueError(
-                f"layers {layers}: valid layers are 0 (input of block 1) to {self.num_layers} "
-                "(block outputs are 1-based)"
+                f"{model}layers {layers}: valid layers are 0 (input of block 1) to "
+                f"{self.num_layers} (block outputs are 1-based)"
             )
         return layers
 
@@ -173,13 +209,7 @@ class LayerFeatureExtractor:
         """
         if layers is None:
             layers = range(self.num_layers + 1)
-        waves = [torch.as_tensor(wave, dtype=torch.float32) for wave in waveforms]
-        if any(wave.ndim != 1 for wave in waves):
-            raise ValueError(
-                f"waveforms must be 1-D (samples); got shapes {[list(w.shape) for w in waves]}"
-            )
-        lengths = torch.tensor([wave.numel() for wave in waves])
-        states, frames = self.extract_batch(pad_sequence(waves, batch_first=True), lengths, layers)
+        states, frames = self.extract_batch(*pad_waveforms(waveforms), layers)
         states = states.float().cpu()
         return [states[:, index, :count] for index, count in enumerate(frames.tolist())]
 
