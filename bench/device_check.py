@@ -584,8 +584,7 @@ def run_features(
     sizes: CheckSizes, device: torch.device, args: argparse.Namespace, save: Save
 ) -> None:
     """Part c: block-6 features of a random model, batched as ``extract_layer_features`` does."""
-    from espnet_ils.bin.extract_layer_features import length_sorted_batches
-    from espnet_ils.layer_features import LayerFeatureExtractor
+    from espnet_ils.layer_features import LayerFeatureExtractor, length_sorted_batches
 
     options = bench_args(sizes, device)
     bench.import_model_code()

@@ -31,7 +31,7 @@ def num_samples_of(datadir: Path) -> Dict[str, int]:
             raise ValueError(f"utterance {utt}: cannot read audio file {path}: {error}") from error
         if info.samplerate != SAMPLE_RATE:
             raise ValueError(
-                f"utterance {utt}: {path} is sampled at {info.samplerate} Hz; expected {SAMPLE_RATE}"
+                f"utterance {utt}: {path} is sampled at {info.samplerate} Hz; expected {SAMPLE_RATE} Hz"
             )
         counts[utt] = info.frames
     return counts

@@ -53,8 +53,8 @@ def write_text_atomic(path: PathLike, lines: Iterable[str]) -> None:
     Raises:
         OSError: The write failed (disk full, read-only), naming ``path``; nothing is left behind.
     """
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        f.writelines(line + "\n" for line in lines)  # line by line: a stream stays a stream
 
 
 def write_key_file(path: PathLike, entries: Mapping[str, str]) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_training import NUM_CLASSES, SSL_CONFIG
+from conftest import NUM_CLASSES, SSL_CONFIG
 
 from espnet_ils.tasks import ILSSSLTask
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_training import SSL_CONFIG, data_args, write_corpus
+from conftest import SSL_CONFIG, data_args, write_corpus
 
 WORLD_SIZE = 2
 MAX_EPOCH = 2

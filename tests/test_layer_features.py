@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from conftest import tiny_config, write_model
 from espnet2.asr.frontend.cnn import CNNFrontend
 from espnet2.tasks.asr import ASRTask
-from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 from torch import nn
 
 import espnet_ils  # noqa: F401  (registers our classes)
@@ -25,28 +25,7 @@ from espnet_ils.shards import shard
 from espnet_ils.tasks import ILSSSLTask
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/data/ils_reference"
-SHAPES = [[16, 10, 5]] + [[16, 3, 2]] * 4 + [[16, 2, 2]] * 2
-ENCODER = dict(output_size=32, attention_heads=4, linear_units=64, num_blocks=3, conv_pos_kernel=8)
 NUM_SAMPLES = (5000, 9000, 6400)
-
-
-def tiny_config(norm_mode: str, pre_ln: bool) -> Dict:
-    """A tiny SSL training config (what ``ssl_train`` reads); ``norm_mode`` "fbank": log-mel front."""
-    if norm_mode == "fbank":  # as the mini configs: 50 Hz log-mel, utterance mean/variance norm
-        front = {"frontend": "default", "normalize": "utterance_mvn"}
-        front["frontend_conf"] = dict(n_fft=400, hop_length=320, center=False, n_mels=16)
-    else:
-        front = {"frontend": "ils_cnn", "normalize": None}
-        front["frontend_conf"] = dict(norm_mode=norm_mode, shapes=SHAPES, normalize_audio=pre_ln)
-    return {
-        **front,
-        "preencoder": "feature_projection",
-        "preencoder_conf": {"output_size": 32},
-        "encoder": "ils_transformer",
-        "encoder_conf": dict(ENCODER, conv_pos_groups=4, normalize_before=pre_ln),
-        "loss": [{"name": "ils", "conf": {"num_classes": 5, "layers": [2, 3], "final_dim": 8}}],
-        "util": [{"name": "mask", "conf": {"mask_prob": 0.5}}],
-    }
 
 
 def tiny_asr_config() -> Dict:
@@ -56,26 +35,6 @@ def tiny_asr_config() -> Dict:
     config["preencoder_conf"]["input_size"] = 16
     config.update(model_conf={"ctc_weight": 1.0}, token_type="char", specaug=None)
     return config
-
-
-def write_model(task, config: Dict, tokens: List[str], outdir: Path) -> Path:
-    """Build ``config`` with random weights and save it as ESPnet training does; returns weights."""
-    outdir.mkdir(parents=True)
-    draft = outdir / "draft.yaml"
-    with draft.open("w") as f:
-        yaml_no_alias_safe_dump(config, f)
-    args = task.get_parser().parse_args(["--config", str(draft)])
-    args.token_list = tokens
-    model = task.build_model(args)
-    with torch.no_grad():  # move the norms off their defaults so that a mistake shows
-        for module in model.modules():
-            if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
-                module.weight.normal_(1.0, 0.3)
-                module.bias.normal_(0.0, 0.3)
-    with (outdir / "config.yaml").open("w") as f:
-        yaml_no_alias_safe_dump(vars(args), f)
-    torch.save(model.state_dict(), outdir / "valid.loss.best.pth")
-    return outdir / "valid.loss.best.pth"
 
 
 @pytest.fixture(
@@ -237,7 +196,7 @@ def test_a_retrained_model_at_the_same_path_recomputes_the_shard(waveforms, tmp_
     state = torch.load(model_file)
     torch.save({k: v + 0.1 if v.is_floating_point() else v for k, v in state.items()}, model_file)
     extract_layer_features.main(args)
-    assert "recomputing: input model_file changed" in caplog.text
+    assert "recomputing: input model changed" in caplog.text
     features = kaldiio.load_scp(str(tmp_path / "feats" / "feats.1.scp"))
     extractor = LayerFeatureExtractor.from_files(model_file)
     for index, wave in enumerate(waveforms):  # the command line's batches of 1

@@ -17,10 +17,10 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
+from conftest import run_module
 from espnet2.tasks.lm import LMTask
 from espnet2.text.char_tokenizer import CharTokenizer
 from test_lexicon_decoding import ACOUSTICS, TOKENS, ctc_log_probs, tiny_asr_model
-from test_training import run_module
 
 from espnet_ils.bin import asr_inference, lm_calc_perplexity
 from espnet_ils.bin import ctc_decode as ctc_decode_bin

@@ -6,38 +6,36 @@
             --model_file exp/ssl_it1/valid.loss.best.pth --layer 6 \\
             --wav_scp data/train/wav.scp --out_dir ${dir} --nj ${nj} --job JOB
 
-Job J of N takes the J-th of N contiguous slices of the utterances sorted by id and writes
-``<out_dir>/feats.J.{ark,scp}`` (float32 matrices ``(frames, dim)`` at 50 Hz) and
-``utt2num_samples.J`` through temporary names, then the completion marker ``.done.J`` holding the
-layer, ``--nj`` and the checksums of the wav.scp, the model file and its config; a shard finished
-with the same identity is skipped. Layer k is the output of block k (1-based), 0 the input of
-block 1; see ``espnet_ils.layer_features``.
+Job J of N takes the J-th of N contiguous slices of the wav.scp's utterances (only those of
+``--utt_list`` when given: the k-means portion, which is all stage 5 writes) and writes
+``<out_dir>/feats.J.{ark,scp}`` (matrices ``(frames, dim)`` at 50 Hz, float32 or ``--dtype
+float16``, which halves the bytes) and ``utt2num_samples.J`` through temporary names, then the
+completion marker ``.done.J`` holding the layer, ``--nj``, the dtype and the checksums of the
+wav.scp, the utterance list, the model file and its config; a shard finished with the same identity
+is skipped. Audio is read a batch at a time. Layer k is the output of block k (1-based), 0 the
+input of block 1; see ``espnet_ils.layer_features``.
 """
 
 import argparse
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from tqdm import tqdm
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.audio import load_waveform
 from espnet_ils.bin import add_shard_arguments, setup_logging
+from espnet_ils.datadir import num_samples_of
 from espnet_ils.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.layer_features import LayerFeatureExtractor
+from espnet_ils.label_models import label_model_identity, load_label_model
+from espnet_ils.layer_features import length_sorted_batches
 from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
 from espnet_ils.shards import feature_shard_writer, marker_path, shard
 
 logger = logging.getLogger("extract_layer_features")
 
-
-def length_sorted_batches(lengths: Dict[str, int], batch_size: int) -> List[List[str]]:
-    """Utterance ids grouped into batches of similar length (less padding)."""
-    if batch_size < 1:
-        raise ValueError(f"--batch_size {batch_size}: must be >= 1")
-    ordered = sorted(lengths, key=lambda key: (lengths[key], key))
-    return [ordered[start : start + batch_size] for start in range(0, len(ordered), batch_size)]
+FEATURE_DTYPES = ("float32", "float16")
 
 
 def extract_shard(
@@ -50,11 +48,14 @@ def extract_shard(
     job: int = 1,
     batch_size: int = 1,
     device: str = "cpu",
+    utt_list: Optional[Path] = None,
+    dtype: str = "float32",
 ) -> Path:
     """Write ``feats.<job>.{ark,scp}`` and ``utt2num_samples.<job>`` of one shard of ``wav_scp``.
 
-    The shard's identity is the layer, ``nj`` and the checksums of the wav.scp, the model file and
-    its config; a shard finished with the same identity is skipped before the model is loaded.
+    The shard's identity is the layer, ``nj``, the dtype and the checksums of the wav.scp, the
+    utterance list, the model file and its config; a shard finished with the same identity is
+    skipped before the model is loaded.
 
     Args:
         model_file: ESPnet weights of an ILS-SSL model (``valid.loss.best.pth``).
@@ -66,6 +67,8 @@ def extract_shard(
         job: This shard, 1-based.
         batch_size: Utterances per forward pass.
         device: Where the model runs (``cpu``, ``cuda``, ``cuda:0``).
+        utt_list: Only these utterances (one id per line; the others of the shard are skipped).
+        dtype: Stored precision, ``float32`` or ``float16``.
 
     Returns:
         The scp file.
@@ -73,31 +76,35 @@ def extract_shard(
     Raises:
         ValueError: Bad shard or layer, or unreadable audio (naming the utterance).
     """
-    config = Path(config) if config is not None else Path(model_file).parent / "config.yaml"
-    identity = step_identity(
-        {"layer": layer, "nj": nj},
-        {
-            "wav_scp": file_checksum(wav_scp),
-            "model_file": file_checksum(model_file),
-            "config": file_checksum(config),
-        },
-    )
+    if dtype not in FEATURE_DTYPES:
+        raise ValueError(f"--dtype {dtype}: one of {FEATURE_DTYPES}")
+    inputs = {
+        "wav_scp": file_checksum(wav_scp),
+        "model": label_model_identity(model_file, config),
+    }
+    if utt_list is not None:
+        inputs["utt_list"] = file_checksum(utt_list)
+    identity = step_identity({"layer": layer, "nj": nj, "dtype": dtype}, inputs)
     scp = Path(out_dir) / f"feats.{job}.scp"
     if up_to_date(
         marker_path(out_dir, job), identity, f"layer-{layer} shard {job}/{nj} in {out_dir}"
     ):
         return scp
-    extractor = LayerFeatureExtractor.from_files(model_file, config, device)
+    extractor = load_label_model(model_file, config, device)
     extractor.check_layers([layer])
     entries = dict(shard(list(read_key_file(wav_scp).items()), job, nj))
-    waves = {utt: load_waveform(path, utt, extractor.sample_rate) for utt, path in entries.items()}
-    lengths = {utt: wave.shape[0] for utt, wave in waves.items()}
+    if utt_list is not None:
+        wanted = set(Path(utt_list).read_text(encoding="utf-8").split())
+        entries = {utt: path for utt, path in entries.items() if utt in wanted}
+    num_samples = num_samples_of(Path(wav_scp).parent)
+    lengths = {}
     with feature_shard_writer(out_dir, job) as writer:
-        for batch in tqdm(
-            length_sorted_batches(lengths, batch_size), desc=f"layer {layer}, shard {job}/{nj}"
-        ):
-            for utt, feats in zip(batch, extractor.extract([waves[u] for u in batch], layer)):
-                writer[utt] = feats.numpy()
+        batches = length_sorted_batches({u: num_samples[u] for u in entries}, batch_size)
+        for batch in tqdm(batches, desc=f"layer {layer}, shard {job}/{nj}"):
+            waves = [load_waveform(entries[u], u, extractor.sample_rate) for u in batch]
+            for utt, wave, feats in zip(batch, waves, extractor.extract(waves, layer)):
+                lengths[utt] = wave.shape[0]
+                writer[utt] = feats.numpy().astype(dtype, copy=False)
     write_text_atomic(
         Path(out_dir) / f"utt2num_samples.{job}", [f"{u} {n}" for u, n in sorted(lengths.items())]
     )
@@ -123,6 +130,12 @@ def get_parser() -> argparse.ArgumentParser:
     add_shard_arguments(parser)
     parser.add_argument("--batch_size", type=int, default=1, help="utterances per forward pass")
     parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:0")
+    parser.add_argument(
+        "--utt_list", type=Path, default=None, help="only these utterances (one id per line)"
+    )
+    parser.add_argument(
+        "--dtype", default="float32", choices=FEATURE_DTYPES, help="stored precision"
+    )
     parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     return parser
 
@@ -141,6 +154,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
             args.job,
             args.batch_size,
             args.device,
+            args.utt_list,
+            args.dtype,
         )
     except ValueError as error:
         raise SystemExit(f"extract_layer_features: error: {error}") from error

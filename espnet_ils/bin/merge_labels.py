@@ -8,34 +8,47 @@
 import argparse
 import logging
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 from espnet_ils.bin import setup_logging
 from espnet_ils.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.shards import shard
 
 logger = logging.getLogger("espnet_ils.merge_labels")
 
 
-def merge_labels(wav_scp: Path, label_dir: Path, nj: int, output: Path) -> None:
-    """Join ``labels.1..nj``; every wav.scp utterance must have labels and no others may appear."""
-    labels = {}
+def shard_lines(wav_utts: List[str], label_dir: Path, nj: int) -> Iterator[str]:
+    """The lines of ``labels.1..nj`` in wav.scp order, one shard in memory at a time.
+
+    Shard J must hold exactly the J-th of ``nj`` slices of the wav.scp's utterances, as the label
+    jobs (``dump_labels``, ``model_labels``) cut them.
+    """
     for job in range(1, nj + 1):
-        shard = Path(label_dir) / f"labels.{job}"
+        path = Path(label_dir) / f"labels.{job}"
         if not (Path(label_dir) / f".done.{job}").is_file():
             raise FileNotFoundError(
-                f"{shard}: shard {job}/{nj} is not complete; rerun the label stage"
+                f"{path}: shard {job}/{nj} is not complete; rerun the label stage"
             )
-        labels.update(read_key_file(shard))
-    utts = read_key_file(wav_scp)
-    missing = sorted(set(utts) - set(labels))
-    extra = sorted(set(labels) - set(utts))
-    if missing or extra:
-        raise ValueError(
-            f"labels in {label_dir} do not match {wav_scp}: missing for {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''} ({len(missing)}), not in wav.scp {extra[:5]} ({len(extra)})"
-        )
-    write_text_atomic(output, [f"{utt} {labels[utt]}" for utt in utts])
-    logger.info("wrote %d utterances to %s", len(utts), output)
+        labels = read_key_file(path)
+        expected = shard(wav_utts, job, nj)
+        missing = sorted(set(expected) - set(labels))
+        extra = sorted(set(labels) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                f"{path} does not hold the utterances of shard {job}/{nj} of the wav.scp: missing for "
+                f"{missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)}), not in "
+                f"the shard {extra[:5]} ({len(extra)}); were the labels made from another wav.scp "
+                "or --nj? Rerun the label stage"
+            )
+        yield from (f"{utt} {labels[utt]}" for utt in expected)
+
+
+def merge_labels(wav_scp: Path, label_dir: Path, nj: int, output: Path) -> None:
+    """Join ``labels.1..nj`` into ``output``, in wav.scp order; every wav.scp utterance must have
+    labels and no others may appear."""
+    wav_utts = list(read_key_file(wav_scp))
+    write_text_atomic(output, shard_lines(wav_utts, label_dir, nj))
+    logger.info("wrote %d utterances to %s", len(wav_utts), output)
 
 
 def get_parser() -> argparse.ArgumentParser:
