@@ -10,7 +10,7 @@ its task's parser and built by its task (``ILSSSLTask``, ``ILSASRTask``: every b
 import argparse
 import tempfile
 from pathlib import Path
-from typing import Tuple, Type
+from typing import Optional, Tuple, Type
 
 import torch
 import yaml
@@ -116,13 +116,26 @@ def build_asr(
 
 
 def check_pipeline_configs(
-    it1_config: Path, it1_n_clusters: int, it2_config: Path, it2_n_clusters: int, asr_config: Path
+    it1_config: Optional[Path],
+    it1_n_clusters: int,
+    it2_config: Path,
+    it2_n_clusters: int,
+    asr_config: Path,
 ) -> None:
     """Build the iteration-1, iteration-2 and fine-tuning configs as the recipe will use them.
+
+    Args:
+        it1_config: Iteration 1's pretraining config; None for a run without iteration 1 (its
+            targets come from another model, ``ils.sh --label_model``).
+        it1_n_clusters: Its k-means size (unused without ``it1_config``).
+        it2_config: Iteration 2's pretraining config.
+        it2_n_clusters: Its k-means size.
+        asr_config: The fine-tuning config, built on the iteration-2 model.
 
     Raises:
         ConfigError: The first config that cannot be used, named by its recipe option.
     """
-    build_ssl("--it1_config", it1_config, it1_n_clusters, "--it1_n_clusters")
+    if it1_config is not None:
+        build_ssl("--it1_config", it1_config, it1_n_clusters, "--it1_n_clusters")
     it2_model, it2_args = build_ssl("--it2_config", it2_config, it2_n_clusters, "--it2_n_clusters")
     build_asr("--asr_config", asr_config, it2_model, it2_args)

@@ -90,3 +90,11 @@ def test_a_fine_tuning_config_that_cannot_build_stops_with_the_models_error(tmp_
         match='--asr_config .* does not build on .*TypeCheckError: argument "num_blocks"',
     ):
         check_pipeline_configs(**dict(MINI, asr_config=config))
+
+
+def test_without_iteration_1_its_config_is_not_built():
+    """ils.sh --label_model: no iteration 1, so its config (here with a cluster count that does not
+    fit it) is not read."""
+    check_pipeline_configs(**dict(MINI, it1_config=None, it1_n_clusters=7))
+    with pytest.raises(ConfigError, match="--it1_n_clusters 7"):
+        check_pipeline_configs(**dict(MINI, it1_n_clusters=7))

@@ -33,6 +33,7 @@ SECONDS_PER_UPDATE = {
     "train_asr_ctc_base_1h": FINETUNE_SECONDS_PER_UPDATE,
     "train_asr_ctc_base_10h": FINETUNE_SECONDS_PER_UPDATE,
     "train_asr_ctc_base_100h": FINETUNE_SECONDS_PER_UPDATE,
+    "train_asr_ctc_large_960h": FINETUNE_SECONDS_PER_UPDATE,
 }
 
 

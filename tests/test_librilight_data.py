@@ -8,7 +8,6 @@ made of the real LibriSpeech files in ../shared/data/librispeech_sample with VAD
 the tests of bad input and downloads use generated audio and run without it.
 """
 
-import json
 import logging
 import os
 import shutil
@@ -17,12 +16,12 @@ import sys
 import tarfile
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable
 
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import SHARED_DATA
+from conftest import SUBSET_OF_SPEAKER, needs_sample, write_json, write_librilight
 
 from espnet_ils.audio import load_waveform
 from espnet_ils.datadir import format_data_dir
@@ -40,34 +39,7 @@ from prepare_librilight import (  # noqa: E402
     vad_ranges,
 )
 
-LIBRISPEECH_SAMPLE = SHARED_DATA / "librispeech_sample"
-needs_sample = pytest.mark.skipif(
-    not LIBRISPEECH_SAMPLE.is_dir(), reason=f"{LIBRISPEECH_SAMPLE} (shared test data) is absent"
-)
-SUBSET_OF_SPEAKER = {"1089": "small", "1988": "medium", "2412": "medium", "3752": "large"}
 SR = 16000
-
-
-def two_segments(duration: float) -> List[List[float]]:
-    """A VAD of two stretches with a pause between them and silence at both ends."""
-    return [[0.21, round(0.45 * duration, 3)], [round(0.5 * duration, 3), round(duration - 0.1, 3)]]
-
-
-def write_json(flac: Path, voice_activity) -> None:
-    meta = {"speaker": flac.parent.parent.name, "book_meta": {"id": "1"}, "snr": 9.5}
-    flac.with_suffix(".json").write_text(json.dumps({**meta, "voice_activity": voice_activity}))
-
-
-def write_librilight(root: Path, vad: Callable = two_segments) -> Path:
-    """The 14 sample FLACs as Libri-Light: speaker 1089 in small/, 1988 and 2412 in medium/, 3752
-    in large/, LibriSpeech's chapter as the book."""
-    for flac in sorted(LIBRISPEECH_SAMPLE.rglob("*.flac")):
-        speaker, book = flac.parent.parent.name, flac.parent.name
-        dst = root / SUBSET_OF_SPEAKER[speaker] / speaker / book / flac.name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(flac, dst)
-        write_json(dst, vad(sf.info(str(flac)).duration))
-    return root
 
 
 def write_generated(root: Path, seconds=(3.0, 2.0)) -> Path:

@@ -113,14 +113,28 @@ def test_large_config_is_pre_ln_with_normalised_heads():
     assert args.frontend_conf["norm_mode"] == "layer_norm"
 
 
-@pytest.mark.parametrize("hours", ["1h", "10h", "100h"])
-def test_finetune_configs_parse(hours):
+@pytest.mark.parametrize("name", ["base_1h", "base_10h", "base_100h", "large_960h"])
+def test_finetune_configs_parse(name):
     args = asr.ASRTask.get_parser().parse_args(
-        ["--config", str(CONF / f"train_asr_ctc_base_{hours}.yaml")]
+        ["--config", str(CONF / f"train_asr_ctc_{name}.yaml")]
     )
     assert args.frontend == "espnet_ssl" and args.model_conf["ctc_weight"] == 1.0
     assert args.freeze_param == ["frontend.upstream.frontend"]
     assert args.scheduler == "tristagelr"
+
+
+def test_large_finetune_config_fits_the_large_model():
+    """What check_configs (ils.sh, before stage 1; 30-60 s for LARGE) would refuse, read from the
+    YAML: the CTC projection's width, and a channel mask ESPnet's Masking can draw (at least one
+    span of mask_channel_length in mask_channel_prob x width channels)."""
+    ssl = ILSSSLTask.get_parser().parse_args(["--config", str(CONF / "train_ssl_ils_large.yaml")])
+    ft = asr.ASRTask.get_parser().parse_args(
+        ["--config", str(CONF / "train_asr_ctc_large_960h.yaml")]
+    )
+    width = ssl.encoder_conf["output_size"]
+    assert ft.encoder_conf["output_size"] == width == 1024
+    masking = ft.frontend_conf["masking_conf"]
+    assert masking["mask_channel_prob"] * width / masking["mask_channel_length"] >= 1
 
 
 def mini_args(**loss_conf):

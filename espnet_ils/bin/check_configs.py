@@ -7,6 +7,8 @@
         --asr_config conf/tuning/train_asr_ctc_base_10h.yaml
 
 Exits 1 with the config's own error, naming the recipe option, when a config cannot be used.
+Without ``--it1_config`` (a run whose targets come from ``ils.sh --label_model``) only the
+iteration-2 and fine-tuning configs are built.
 """
 
 import argparse
@@ -20,8 +22,13 @@ from espnet_ils.config_check import ConfigError, check_pipeline_configs
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--it1_config", type=Path, required=True)
-    parser.add_argument("--it1_n_clusters", type=int, required=True)
+    parser.add_argument(
+        "--it1_config",
+        type=Path,
+        default=None,
+        help="iteration 1's config; left out when its targets come from another model",
+    )
+    parser.add_argument("--it1_n_clusters", type=int, default=100)
     parser.add_argument("--it2_config", type=Path, required=True)
     parser.add_argument("--it2_n_clusters", type=int, required=True)
     parser.add_argument("--asr_config", type=Path, required=True)

@@ -18,3 +18,11 @@ LIBRISPEECH_LM=${LIBRISPEECH_LM:-downloads/librispeech_lm}
 # Aligner's TextGrids (any layout; found by utterance id) or fairseq's frame-level .tsv files.
 # Without them stage 7 is skipped, saying so; nothing is downloaded.
 LIBRISPEECH_ALIGNMENTS=${LIBRISPEECH_ALIGNMENTS:-downloads/librispeech_alignments}
+# The LARGE recipe's label model (run_large.sh): the released HuBERT BASE, whose block 9 gives the
+# targets, and its k-means quantizer of that block (500 clusters, fitted on LibriSpeech 960 h), as
+# fairseq's examples/hubert/README.md (commit 4a7835b) lists them:
+#   https://dl.fbaipublicfiles.com/hubert/hubert_base_ls960.pt
+#   https://dl.fbaipublicfiles.com/hubert/hubert_base_ls960_L9_km500.bin
+# Nothing downloads them: run_large.sh stops, naming the missing file and its URL.
+HUBERT_BASE=${HUBERT_BASE:-downloads/hubert/hubert_base_ls960.pt}
+HUBERT_BASE_KMEANS=${HUBERT_BASE_KMEANS:-downloads/hubert/hubert_base_ls960_L9_km500.bin}
