@@ -47,8 +47,13 @@ def feature_shard_files(feats_dir: Path, job: int) -> List[Path]:
 
 
 @contextmanager
-def feature_shard_writer(outdir: Path, job: int) -> Iterator[kaldiio.WriteHelper]:
+def feature_shard_writer(
+    outdir: Path, job: int, compression_method: Optional[int] = None
+) -> Iterator[kaldiio.WriteHelper]:
     """Write ``feats.<job>.ark`` / ``feats.<job>.scp`` atomically.
+
+    ``compression_method``: Kaldi's compressed-matrix method for kaldiio (3: two bytes per value),
+    or None for float32 matrices.
 
     Yields a kaldiio writer (``writer[utt] = array``); the files appear under their final names
     only when the block ends without an error. The scp points at the final ark name. On an error
@@ -63,7 +68,9 @@ def feature_shard_writer(outdir: Path, job: int) -> Iterator[kaldiio.WriteHelper
     ark, scp = outdir / f"feats.{job}.ark", outdir / f"feats.{job}.scp"
     tmp_ark, tmp_scp = ark.with_suffix(".ark.tmp"), scp.with_suffix(".scp.tmp")
     with removed_on_error(ark, tmp_ark, tmp_scp):
-        with kaldiio.WriteHelper(f"ark,scp:{tmp_ark},{tmp_scp}") as writer:
+        with kaldiio.WriteHelper(
+            f"ark,scp:{tmp_ark},{tmp_scp}", compression_method=compression_method
+        ) as writer:
             yield writer
         lines = tmp_scp.read_text().splitlines()
         tmp_scp.write_text(

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 from typing import Dict
 
+import kaldiio
 import numpy as np
 import pytest
 import soundfile
@@ -257,3 +258,18 @@ def test_a_file_that_is_no_kmeans_model_is_named(tmp_path):
         ValueError, match=r"dict\.bin: holds a dict without \(C, D\) cluster_centers_"
     ):
         load_kmeans(tmp_path / "dict.bin")
+
+
+def test_two_byte_storage_halves_the_portion_s_features_within_its_step(
+    model_file, data_dir, tmp_path
+):
+    sizes, features = {}, {}
+    for storage in ("float32", "two_byte"):
+        out = tmp_path / storage
+        extract_shard(model_file, None, data_dir / "wav.scp", LAYER, out, storage=storage)
+        sizes[storage] = (out / "feats.1.ark").stat().st_size
+        features[storage] = dict(kaldiio.load_scp(str(out / "feats.1.scp")).items())
+    assert sizes["two_byte"] < 0.55 * sizes["float32"]
+    for utt, exact in features["float32"].items():
+        step = (exact.max() - exact.min()) / 65535
+        np.testing.assert_allclose(features["two_byte"][utt], exact, rtol=0, atol=2 * step)

@@ -65,6 +65,12 @@ def test_data_and_labels_of_both_iterations(run):
         assert (dirs["dump"] / "labels" / tag / "tokens.txt").read_text().splitlines()[
             -1
         ] == "<unk>"
+    # Stage 5 writes the block features of the k-means portion only; the labels come from audio.
+    feats = dirs["dump"] / "feats_it2_L2_km100"
+    portion = (feats / "train" / "portion").read_text().split()
+    dumped = {utt for scp in (feats / "train").glob("feats.*.scp") for utt in read_key_file(scp)}
+    assert dumped == set(portion) and 0 < len(portion) < len(lengths)
+    assert not (feats / "dev").exists()
 
 
 def test_checkpoints_and_cluster_quality(run):

@@ -183,6 +183,14 @@ def test_help_lists_every_stage():
             "--quality_fit_hours must be a non-negative number, got '1h'",
         ),
         (["--num_nodes", "2"], "--num_nodes 2: training on several nodes needs a scheduler"),
+        (
+            ["--num_splits_ssl", "0"],
+            "--num_splits_ssl must be an integer >= 1 (1: no split), got '0'",
+        ),
+        (
+            ["--num_splits_asr", "4x"],
+            "--num_splits_asr must be an integer >= 1 (1: no split), got '4x'",
+        ),
         (["--bogus", "1"], "Unknown option --bogus"),
         # Variables of the script that are not options are refused, not overwritten.
         (["--runs", "x"], "Unknown option --runs"),

@@ -8,9 +8,10 @@
 
 Job J of N takes the J-th of N contiguous slices of the wav.scp's utterances (only those of
 ``--utt_list`` when given: the k-means portion, which is all stage 5 writes) and writes
-``<out_dir>/feats.J.{ark,scp}`` (matrices ``(frames, dim)`` at 50 Hz, float32 or ``--dtype
-float16``, which halves the bytes) and ``utt2num_samples.J`` through temporary names, then the
-completion marker ``.done.J`` holding the layer, ``--nj``, the dtype and the checksums of the
+``<out_dir>/feats.J.{ark,scp}`` (matrices ``(frames, dim)`` at 50 Hz, float32 or, with
+``--storage two_byte``, Kaldi's two-byte compressed matrices: half the bytes, each value within
+1/65535 of its matrix's range, read back by kaldiio as float32) and ``utt2num_samples.J`` through temporary names, then the
+completion marker ``.done.J`` holding the layer, ``--nj``, the storage and the checksums of the
 wav.scp, the utterance list, the model file and its config; a shard finished with the same identity
 is skipped. Audio is read a batch at a time. Layer k is the output of block k (1-based), 0 the
 input of block 1; see ``espnet_ils.layer_features``.
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.audio import load_waveform
-from espnet_ils.bin import add_shard_arguments, setup_logging
+from espnet_ils.bin import add_shard_arguments, bound_heap_growth, setup_logging
 from espnet_ils.datadir import num_samples_of
 from espnet_ils.kaldi_files import read_key_file, write_text_atomic
 from espnet_ils.label_models import label_model_identity, load_label_model
@@ -35,7 +36,9 @@ from espnet_ils.shards import feature_shard_writer, marker_path, shard
 
 logger = logging.getLogger("extract_layer_features")
 
-FEATURE_DTYPES = ("float32", "float16")
+#: --storage -> kaldiio's compression_method (Kaldi's kTwoByteAuto: 2 B per value; kaldiio has no
+#: float16 matrices).
+FEATURE_STORAGE = {"float32": None, "two_byte": 3}
 
 
 def extract_shard(
@@ -49,11 +52,11 @@ def extract_shard(
     batch_size: int = 1,
     device: str = "cpu",
     utt_list: Optional[Path] = None,
-    dtype: str = "float32",
+    storage: str = "float32",
 ) -> Path:
     """Write ``feats.<job>.{ark,scp}`` and ``utt2num_samples.<job>`` of one shard of ``wav_scp``.
 
-    The shard's identity is the layer, ``nj``, the dtype and the checksums of the wav.scp, the
+    The shard's identity is the layer, ``nj``, the storage and the checksums of the wav.scp, the
     utterance list, the model file and its config; a shard finished with the same identity is
     skipped before the model is loaded.
 
@@ -68,7 +71,7 @@ def extract_shard(
         batch_size: Utterances per forward pass.
         device: Where the model runs (``cpu``, ``cuda``, ``cuda:0``).
         utt_list: Only these utterances (one id per line; the others of the shard are skipped).
-        dtype: Stored precision, ``float32`` or ``float16``.
+        storage: ``float32``, or ``two_byte`` (Kaldi's two-byte compressed matrices).
 
     Returns:
         The scp file.
@@ -76,15 +79,15 @@ def extract_shard(
     Raises:
         ValueError: Bad shard or layer, or unreadable audio (naming the utterance).
     """
-    if dtype not in FEATURE_DTYPES:
-        raise ValueError(f"--dtype {dtype}: one of {FEATURE_DTYPES}")
+    if storage not in FEATURE_STORAGE:
+        raise ValueError(f"--storage {storage}: one of {sorted(FEATURE_STORAGE)}")
     inputs = {
         "wav_scp": file_checksum(wav_scp),
         "model": label_model_identity(model_file, config),
     }
     if utt_list is not None:
         inputs["utt_list"] = file_checksum(utt_list)
-    identity = step_identity({"layer": layer, "nj": nj, "dtype": dtype}, inputs)
+    identity = step_identity({"layer": layer, "nj": nj, "storage": storage}, inputs)
     scp = Path(out_dir) / f"feats.{job}.scp"
     if up_to_date(
         marker_path(out_dir, job), identity, f"layer-{layer} shard {job}/{nj} in {out_dir}"
@@ -98,13 +101,13 @@ def extract_shard(
         entries = {utt: path for utt, path in entries.items() if utt in wanted}
     num_samples = num_samples_of(Path(wav_scp).parent)
     lengths = {}
-    with feature_shard_writer(out_dir, job) as writer:
+    with feature_shard_writer(out_dir, job, FEATURE_STORAGE[storage]) as writer:
         batches = length_sorted_batches({u: num_samples[u] for u in entries}, batch_size)
         for batch in tqdm(batches, desc=f"layer {layer}, shard {job}/{nj}"):
             waves = [load_waveform(entries[u], u, extractor.sample_rate) for u in batch]
             for utt, wave, feats in zip(batch, waves, extractor.extract(waves, layer)):
                 lengths[utt] = wave.shape[0]
-                writer[utt] = feats.numpy().astype(dtype, copy=False)
+                writer[utt] = feats.numpy()
     write_text_atomic(
         Path(out_dir) / f"utt2num_samples.{job}", [f"{u} {n}" for u, n in sorted(lengths.items())]
     )
@@ -134,7 +137,10 @@ def get_parser() -> argparse.ArgumentParser:
         "--utt_list", type=Path, default=None, help="only these utterances (one id per line)"
     )
     parser.add_argument(
-        "--dtype", default="float32", choices=FEATURE_DTYPES, help="stored precision"
+        "--storage",
+        default="float32",
+        choices=sorted(FEATURE_STORAGE),
+        help="float32, or two_byte: Kaldi's two-byte compressed matrices (half the bytes)",
     )
     parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING"])
     return parser
@@ -142,6 +148,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
+    bound_heap_growth()  # memory bounded by the batch, not by the shard
     setup_logging(args, args.log_level)
     try:
         extract_shard(
@@ -155,7 +162,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
             args.batch_size,
             args.device,
             args.utt_list,
-            args.dtype,
+            args.storage,
         )
     except ValueError as error:
         raise SystemExit(f"extract_layer_features: error: {error}") from error

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.bin import add_shard_arguments, setup_logging
+from espnet_ils.bin import add_shard_arguments, bound_heap_growth, setup_logging
 from espnet_ils.datadir import num_samples_of
 from espnet_ils.kaldi_files import read_key_file
 from espnet_ils.kmeans import load_kmeans
@@ -127,6 +127,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
+    bound_heap_growth()  # memory bounded by the batch, not by the shard
     setup_logging(args)
     try:
         label_shard(

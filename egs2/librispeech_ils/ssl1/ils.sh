@@ -23,22 +23,30 @@ expdir=exp             # Experiments.
 dumpdir=dump           # Features, labels and formatted data.
 datadir=data           # Kaldi-style data directories.
 seed=0                 # Seed for k-means portions, k-means and training.
+disk_check=true        # Before stage 1, log per stage of the run the audio hours, files and bytes it writes (an estimate: espnet_ils/disk_plan.py) and the free space, and stop, naming the folders, when a filesystem cannot hold them; false: no plan, no stop (if you know better).
 
 # Data options
 corpus=librispeech     # librispeech or mini (the embedded TTS corpus).
 mini_hours=1.5         # Size of the mini corpus in hours (corpus=mini).
-train_set=train_960    # Pretraining set.
+train_set=train_960    # Pretraining set (LibriSpeech's train_960, or Libri-Light's unlab_small, unlab_medium, unlab_large, unlab_60k: local/data.sh).
 valid_set=dev_clean    # Validation set for pretraining and fine-tuning.
 finetune_set=finetune_10h  # Labelled fine-tuning set (finetune_1h, finetune_10h, train_clean_100).
 test_sets="test_clean test_other"  # Sets to decode and score.
 min_wav_duration=2.0   # Pretraining utterances shorter than this (s) are dropped (paper: 2 s).
 max_wav_duration=30.0  # Utterances longer than this (s) are dropped from training sets.
+num_splits_ssl=1       # Pretraining (stages 4, 6): parts that --train_set's wav.scp, labels and speech_shape are cut into, once per label set, for ESPnet's split iterator (--multiple_iterator true): a training process holds one part in memory instead of all (Libri-Light 60k h: 48 GiB of data per process unsplit, 3.0 GiB with 32 parts: bench/README.md); 1: no split.
+num_splits_asr=1       # Fine-tuning (stage 8): the same for --finetune_set's wav.scp, text and speech_shape; 1: no split.
 
 # Iteration 1 (HuBERT on MFCC targets)
 it1_n_clusters=100     # k-means clusters on MFCC (paper: 100).
 it1_config=conf/tuning/train_ssl_hubert_base_it1.yaml  # Pretraining config of iteration 1.
 kmeans_portion=0.1     # Share of the training utterances k-means is fitted on.
 kmeans_n_init=3        # k-means++ restarts (reference: 20; 3 is within 0.2% inertia, 2.8x faster: bench/README.md).
+kmeans_max_hours=100   # Most audio (h) k-means is fitted on; the fit holds its frames in memory (iteration 2, 768 dims: 0.55 GB per hour in float32).
+kmeans_feats_storage=float32  # Iteration 2: how the k-means portion's features (the only features stage 5 writes) are stored: float32, or two_byte (Kaldi's 2-byte compressed matrices: half the bytes; bench/README.md).
+label_model=           # Iteration 2: the model whose block --it2_layer gives the targets; empty: the iteration-1 model. Else a fairseq HuBERT checkpoint (hubert_base_ls960.pt), a torchaudio HuBERT state dict, a Hugging Face directory or an ESPnet model (espnet_ils.label_models), and there is no iteration 1 (stages 3 and 4 are skipped); the paper's LARGE: HuBERT BASE, block 9.
+label_kmeans=          # Iteration 2: an existing k-means model of that block (e.g. fairseq's hubert_base_ls960_L9_km500.bin) instead of one fitted on --kmeans_portion; it must have --it2_n_clusters clusters.
+label_batch_size=1     # Iteration 2: utterances per forward pass of the feature and label jobs (1 on the CPU reproduces the labels of dumped features bit for bit; 8-16 on a GPU).
 
 # Iteration 2 (ILS on labels from a block of the iteration-1 model)
 it2_layer=6            # 1-based block of the iteration-1 model the targets come from (paper: 6), or auto: the block whose k-means labels score the highest PNMI on --quality_sets (HuBERT's choice; chosen in stage 5 and logged with every block's figures; 6 without alignments).
@@ -70,7 +78,7 @@ asr_config=conf/tuning/train_asr_ctc_base_10h.yaml  # CTC fine-tuning config.
 asr_args=              # Extra arguments for asr_train.
 decode_modes="greedy beam"  # greedy: CTC best path; beam: ESPnet's CTC prefix beam search; ngram: lexicon beam search with a word n-gram; lm_fusion, lm_rescore: a letter Transformer LM fused in ESPnet's beam search, or rescoring the N best of a lexicon-free beam search.
 beam_size=20           # Beam of the beam mode.
-ngram_text=            # Word n-gram: its training text (Kaldi text); empty: the transcripts of --train_set.
+ngram_text=            # Word n-gram: its training text (Kaldi text); empty: the transcripts of --train_set (of --finetune_set when --train_set is Libri-Light's unlab_*, which has none).
 ngram_arpa=            # Word n-gram: an existing ARPA (e.g. LibriSpeech's 4-gram.arpa.gz) instead of one built from ngram_text.
 ngram_order=4          # Word n-gram: order of the one built with IRSTLM (paper: 4-gram).
 lexicon_beam_size=500  # ngram mode: hypotheses per frame (paper: 1500; fairseq's HuBERT decoding: 500).
@@ -78,7 +86,7 @@ lexicon_beam_threshold=100  # ngram mode: hypotheses this far below the best are
 lexicon_lm_weights=0.5,1,2,3  # ngram mode: LM weights tried on --valid_set.
 lexicon_word_scores=-1,0,1  # ngram mode: word insertion scores tried on --valid_set.
 lm_config=conf/tuning/train_lm_transformer_librispeech.yaml  # Letter LM (modes lm_fusion, lm_rescore): its ESPnet LM config, trained in stage 8.
-lm_train_text=         # Letter LM: Kaldi texts it trains on; empty: the transcripts of --train_set.
+lm_train_text=         # Letter LM: Kaldi texts it trains on; empty: the transcripts of --train_set (of --finetune_set when --train_set is Libri-Light's unlab_*, which has none).
 lm_train_corpus=       # Letter LM: plain-text corpora it also trains on (e.g. librispeech-lm-norm.txt.gz).
 lm_max_chars=0         # Letter LM: longest training sentence kept, in characters (0: all).
 lm_args=               # Extra arguments for lm_train (e.g. "--max_epoch 1").
@@ -115,9 +123,11 @@ Usage: $0 [options]
 Stages:
   1: data preparation (corpus=${corpus}: local/data.sh)
   2: format data directories into ${dumpdir}/raw (duration filters, shape files)
-  3: iteration-1 targets: MFCC features, k-means (${it1_n_clusters}), labels
-  4: iteration-1 HuBERT pretraining
-  5: iteration-2 targets: block-${it2_layer} features of the iteration-1 model, k-means (${it2_n_clusters}), labels
+  3: iteration-1 targets: MFCC features, k-means (${it1_n_clusters}), labels (skipped with --label_model)
+  4: iteration-1 HuBERT pretraining (skipped with --label_model)
+  5: iteration-2 targets: k-means (${it2_n_clusters}) fitted on block ${it2_layer} of the iteration-1
+     model over a seeded --kmeans_portion of --train_set (at most --kmeans_max_hours; the only
+     features written), then every utterance's labels straight from audio (no features written)
   6: iteration-2 ILS pretraining (and the HuBERT baseline with --baseline true)
   7: analysis of the iteration-2 models: cluster quality (phone purity, cluster purity, PNMI) per
      block, where phone alignments exist (--phone_alignments): k-means per block fitted on
@@ -176,11 +186,22 @@ for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_cluster
         it2_n_clusters kmeans_n_init beam_size train_threads train_jobs lm_max_chars quality_n_clusters; do
     is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
 done
+[[ ${kmeans_max_hours} =~ ^[0-9]*\.?[0-9]+$ ]] || die "--kmeans_max_hours must be a non-negative number (0: no cap), got '${kmeans_max_hours}'"
+{ is_int "${label_batch_size}" && [ "${label_batch_size}" -ge 1 ]; } || die "--label_batch_size must be a positive integer, got '${label_batch_size}'"
+[ -z "${label_model}" ] || [ -e "${label_model}" ] || die "--label_model ${label_model}: no such file or directory"
+[ -z "${label_kmeans}" ] || [ -f "${label_kmeans}" ] || die "--label_kmeans ${label_kmeans}: no such file"
+if [ -n "${label_model}" ] && [ "${it2_layer}" = auto ]; then
+    die "--it2_layer auto scores the iteration-1 model's blocks; with --label_model give the block (the paper's LARGE: 9 of HuBERT BASE)"
+fi
+case ${kmeans_feats_storage} in float32 | two_byte) ;; *) die "--kmeans_feats_storage ${kmeans_feats_storage}: float32 or two_byte" ;; esac
 [[ ${quality_fit_hours} =~ ^[0-9]*\.?[0-9]+$ ]] || die "--quality_fit_hours must be a non-negative number, got '${quality_fit_hours}'"
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 12 ]; then die "--stage ${stage}: stages are 1..12 (see --help)"; fi
 if [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 12 ]; then die "--stop_stage ${stop_stage}: stages are 1..12"; fi
 if [ "${stage}" -gt "${stop_stage}" ]; then die "--stage ${stage} is after --stop_stage ${stop_stage}"; fi
 if [ "${nj}" -lt 1 ] || [ "${inference_nj}" -lt 1 ]; then die "--nj and --inference_nj must be >= 1"; fi
+for option in num_splits_ssl num_splits_asr; do
+    { is_int "${!option}" && [ "${!option}" -ge 1 ]; } || die "--${option} must be an integer >= 1 (1: no split), got '${!option}'"
+done
 case ${corpus} in librispeech | mini) ;; *) die "--corpus ${corpus}: librispeech or mini" ;; esac
 case ${baseline} in true | false) ;; *) die "--baseline ${baseline}: true or false" ;; esac
 if [ "${num_nodes}" -gt 1 ] && [ "${cmd_backend}" = local ]; then
@@ -196,7 +217,10 @@ for task in ${probe_tasks}; do
 done
 [[ ${probe_held_out} =~ ^0?\.[0-9]+$ ]] || die "--probe_held_out must be a share in (0, 0.5), got '${probe_held_out}'"
 # Every config is built once (CPU, seconds) so that one which cannot build stops the run now.
-${python} -m espnet_ils.bin.check_configs --it1_config "${it1_config}" --it1_n_clusters "${it1_n_clusters}" \
+# (with --label_model there is no iteration 1, and its config is not built)
+it1_check=(--it1_config "${it1_config}" --it1_n_clusters "${it1_n_clusters}")
+[ -z "${label_model}" ] || it1_check=()
+${python} -m espnet_ils.bin.check_configs "${it1_check[@]}" \
     --it2_config "${it2_config}" --it2_n_clusters "${it2_n_clusters}" --asr_config "${asr_config}" \
     || die "the configs do not fit the options (see the error above)"
 for mode in ${decode_modes}; do
@@ -245,7 +269,9 @@ if [ "${it2_layer}" = auto ] && [ -f "${it2_choice}" ]; then
 elif [ "${it2_layer}" = auto ] && [ "${stage}" -gt 5 ]; then
     die "--it2_layer auto: no block chosen yet (${it2_choice}): run stage 5"
 fi
-it2_tag=it2_L${it2_layer}_km${it2_n_clusters}
+# Targets from another model than iteration 1 are named after it too (it2_L9_km500_hubert_base_ls960).
+label_name=""; [ -n "${label_model}" ] && label_name=$(basename "${label_model%/}") && label_name=_${label_name%.*}
+it2_tag=it2_L${it2_layer}_km${it2_n_clusters}${label_name}
 it1_exp=${expdir}/ssl_${it1_tag}_hubert
 arms="ils"; [ "${baseline}" = true ] && arms="ils hubert"
 # The runs of iteration 2, one per arm and seed (ils_seed0: arm ils, seed 0), with their arm and seed
@@ -258,6 +284,10 @@ for s in ${it2_seeds}; do
     done
 done
 ssl_sets="${train_set} ${valid_set}"
+# The transcripts the word n-gram and the letter LM learn by default: --train_set's, or
+# --finetune_set's when --train_set is Libri-Light's (unlab_*: audio only).
+transcribed_set=${train_set}
+[[ ${train_set} == unlab_* ]] && transcribed_set=${finetune_set}
 quality_sets=${quality_sets:-${valid_set}}
 probe_pr_train_set=${probe_pr_train_set:-${finetune_set}}
 probe_sid_set=${probe_sid_set:-${finetune_set}}
@@ -301,6 +331,35 @@ each_run() {
     [ "${#failed[@]}" -eq 0 ] || die "${func}: run(s) ${failed[*]} failed (see above)"
 }
 
+# The training-set arguments of ssl_train and asr_train, into the caller's array train_data:
+#   training_set_args <num_splits> <data dir> <text>   (wav.scp and speech_shape: in <data dir>)
+# With num_splits > 1 the three files are cut by utterance (espnet_ils.bin.split_scps) into
+# <text's folder>/split<num_splits>/{wav.scp,text,speech_shape}/split.<i> for ESPnet's split
+# iterator (--multiple_iterator true), once per content of the files; runs at once (--train_jobs)
+# wait for the one that cuts them.
+training_set_args() {
+    local num_splits=$1 wav_scp=$2/wav.scp text=$3 shape=$2/speech_shape split_dir
+    train_data=()
+    if [ "${num_splits}" -gt 1 ]; then
+        split_dir=$(dirname "${text}")/split${num_splits}
+        mkdir -p "${split_dir}"
+        (
+            flock 9
+            if ! step_done "${split_dir}/.done" "splitting ${split_dir}" --option "num_splits=${num_splits}" \
+                    --input "wav.scp=${wav_scp}" --input "text=${text}" --input "speech_shape=${shape}"; then
+                log "splitting ${wav_scp}, ${text}, ${shape} into ${num_splits} parts -> ${split_dir}"
+                ${python} -m espnet_ils.bin.split_scps --scps "${wav_scp}" "${text}" "${shape}" \
+                    --num_splits "${num_splits}" --output_dir "${split_dir}"
+                step_finished "${split_dir}/.done"
+            fi
+        ) 9> "${split_dir}/.lock"
+        wav_scp=${split_dir}/wav.scp text=${split_dir}/text shape=${split_dir}/speech_shape
+        train_data=(--multiple_iterator true)
+    fi
+    train_data+=(--train_data_path_and_name_and_type "${wav_scp},speech,sound"
+        --train_data_path_and_name_and_type "${text},text,text" --train_shape_file "${shape}")
+}
+
 # Start a training through ESPnet's launcher (DDP, multi-node); resumes from its checkpoint.
 launch_training() {
     local exp=$1 module=$2; shift 2
@@ -315,11 +374,9 @@ launch_training() {
         ${python} -m "${module}" --resume true --output_dir "${exp}" --seed "${seed}" "$@"
 }
 
-# Sharded k-means labels for one iteration: feature dir per set -> labels per set.
-#   make_labels <tag> <feature root> <feature rate Hz> <n_clusters>
-make_labels() {
-    local tag=$1 feats_root=$2 rate=$3 n_clusters=$4
-    local km_dir=${expdir}/kmeans/${tag} labels_root=${dumpdir}/labels/${tag}
+# k-means on a training set's feature shards: fit_km <tag> <feature root> <portion> <n_clusters>
+fit_km() {
+    local tag=$1 feats_root=$2 portion=$3 n_clusters=$4 km_dir=${expdir}/kmeans/$1
     # The features are identified by their shard listings and markers (which hold the identity of
     # the audio and model they come from).
     local features=()
@@ -328,32 +385,91 @@ make_labels() {
             --input "features=${feats_root}/${train_set}/.done.${job}")
     done
     if ! step_done "${km_dir}/.done" "k-means ${km_dir}" --option "n_clusters=${n_clusters}" \
-            --option "portion=${kmeans_portion}" --option "n_init=${kmeans_n_init}" \
+            --option "portion=${portion}" --option "n_init=${kmeans_n_init}" \
             --option "seed=${seed}" --option "nj=${nj}" "${features[@]}"; then
         ${train_cmd} "${km_dir}/log/fit_kmeans.log" ${python} -m espnet_ils.bin.fit_kmeans \
             --feats_dir "${feats_root}/${train_set}" --n_clusters "${n_clusters}" \
-            --portion "${kmeans_portion}" --n_init "${kmeans_n_init}" --seed "${seed}" --nj "${nj}" \
+            --portion "${portion}" --n_init "${kmeans_n_init}" --seed "${seed}" --nj "${nj}" \
             --model "${km_dir}/km.joblib"
         step_finished "${km_dir}/.done"
     fi
+}
+
+# Each set's label shards -> its text, and the token list: merge_label_shards <tag> <n_clusters>
+merge_label_shards() {
+    local labels_root=${dumpdir}/labels/$1
     for dset in ${ssl_sets}; do
-        log "labels ${tag}: ${feats_root}/${dset} -> ${labels_root}/${dset}/text"
-        ${train_cmd} JOB=1:"${nj}" "${labels_root}/${dset}/log/dump_labels.JOB.log" \
-            ${python} -m espnet_ils.bin.dump_labels --feats_dir "${feats_root}/${dset}" \
-                --feature_rate "${rate}" --km_model "${km_dir}/km.joblib" \
-                --outdir "${labels_root}/${dset}" --nj "${nj}" --job JOB
         ${python} -m espnet_ils.bin.merge_labels --wav_scp "${dumpdir}/raw/${dset}/wav.scp" \
             --label_dir "${labels_root}/${dset}" --nj "${nj}" --output "${labels_root}/${dset}/text"
     done
-    ${python} -m espnet_ils.bin.write_token_list --num_classes "${n_clusters}" \
-        --output "${labels_root}/tokens.txt"
+    ${python} -m espnet_ils.bin.write_token_list --num_classes "$2" --output "${labels_root}/tokens.txt"
+}
+
+# Targets from features dumped for every utterance (stage 3, MFCC: 39 dims):
+#   feature_targets <tag> <feature root> <feature rate Hz> <n_clusters>
+feature_targets() {
+    local tag=$1 feats_root=$2 rate=$3 n_clusters=$4
+    fit_km "${tag}" "${feats_root}" "${kmeans_portion}" "${n_clusters}"
+    for dset in ${ssl_sets}; do
+        log "labels ${tag}: ${feats_root}/${dset} -> ${dumpdir}/labels/${tag}/${dset}/text"
+        ${train_cmd} JOB=1:"${nj}" "${dumpdir}/labels/${tag}/${dset}/log/dump_labels.JOB.log" \
+            ${python} -m espnet_ils.bin.dump_labels --feats_dir "${feats_root}/${dset}" \
+                --feature_rate "${rate}" --km_model "${expdir}/kmeans/${tag}/km.joblib" \
+                --outdir "${dumpdir}/labels/${tag}/${dset}" --nj "${nj}" --job JOB
+    done
+    merge_label_shards "${tag}" "${n_clusters}"
+}
+
+# Targets from a block of a model (stage 5): k-means fitted on the block's features of a seeded
+# --kmeans_portion of --train_set (at most --kmeans_max_hours; the only features written), then
+# every utterance's labels straight from audio, batch by batch (espnet_ils.model_labels).
+#   model_targets <tag> <model file> <layer> <n_clusters>
+model_targets() {
+    local tag=$1 model=$2 layer=$3 n_clusters=$4
+    local feats_dir=${dumpdir}/feats_$1/${train_set} labels_root=${dumpdir}/labels/$1
+    local device=cpu jobs_opts=()
+    if [ "${ngpu}" -gt 0 ]; then
+        device=cuda jobs_opts=(--gpu 1)
+        # one job per GPU: the local runner would start one per core, all on the one device
+        [ "${cmd_backend}" = local ] && jobs_opts+=(--max_jobs 1)
+    fi
+    local km=${label_kmeans:-${expdir}/kmeans/${tag}/km.joblib}
+    if [ -n "${label_kmeans}" ]; then
+        log "k-means: ${label_kmeans} (--label_kmeans), no features written"
+    else
+        if ! step_done "${feats_dir}/portion.done" "k-means portion ${feats_dir}/portion" \
+                --option "portion=${kmeans_portion}" --option "max_hours=${kmeans_max_hours}" \
+                --option "seed=${seed}" --input "lengths=${dumpdir}/raw/${train_set}/utt2num_samples"; then
+            ${python} -m espnet_ils.bin.kmeans_portion --data_dir "${dumpdir}/raw/${train_set}" \
+                --portion "${kmeans_portion}" --max_hours "${kmeans_max_hours}" --seed "${seed}" \
+                --output "${feats_dir}/portion"
+            step_finished "${feats_dir}/portion.done"
+        fi
+        log "features of block ${layer} of ${model} for the k-means portion ${feats_dir}/portion -> ${feats_dir}"
+        ${cuda_cmd} "${jobs_opts[@]}" JOB=1:"${nj}" "${feats_dir}/log/extract.JOB.log" \
+            ${python} -m espnet_ils.bin.extract_layer_features --model_file "${model}" --layer "${layer}" \
+                --wav_scp "${dumpdir}/raw/${train_set}/wav.scp" --utt_list "${feats_dir}/portion" \
+                --storage "${kmeans_feats_storage}" --out_dir "${feats_dir}" --nj "${nj}" --job JOB \
+                --batch_size "${label_batch_size}" --device "${device}"
+        fit_km "${tag}" "${dumpdir}/feats_${tag}" 1.0 "${n_clusters}"  # all the portion's features
+    fi
+    for dset in ${ssl_sets}; do
+        log "labels ${tag}: block ${layer} of ${model} on ${dumpdir}/raw/${dset} -> ${labels_root}/${dset}/text"
+        ${cuda_cmd} "${jobs_opts[@]}" JOB=1:"${nj}" "${labels_root}/${dset}/log/model_labels.JOB.log" \
+            ${python} -m espnet_ils.bin.model_labels --model_file "${model}" --layer "${layer}" \
+                --km_model "${km}" --n_clusters "${n_clusters}" \
+                --data_dir "${dumpdir}/raw/${dset}" --outdir "${labels_root}/${dset}" --nj "${nj}" \
+                --job JOB --batch_size "${label_batch_size}" --device "${device}"
+    done
+    merge_label_shards "${tag}" "${n_clusters}"
 }
 
 # SSL pretraining on a label set: ssl_pretrain <exp> <config> <labels tag> <seed>
 ssl_pretrain() {
-    local exp=$1 config=$2 tag=$3 run_seed=$4 labels_root=${dumpdir}/labels/$3
+    local exp=$1 config=$2 tag=$3 run_seed=$4 labels_root=${dumpdir}/labels/$3 split=() train_data
+    [ "${num_splits_ssl}" -eq 1 ] || split=(--option "num_splits_ssl=${num_splits_ssl}")
     if step_done "${exp}/.done" "pretraining ${exp}" --resumable true --option "seed=${run_seed}" \
-            --option "pretrain_args=${pretrain_args}" --input "config=${config}" \
+            --option "pretrain_args=${pretrain_args}" "${split[@]}" --input "config=${config}" \
             --input "tokens=${labels_root}/tokens.txt" \
             --input "train_wav_scp=${dumpdir}/raw/${train_set}/wav.scp" \
             --input "train_labels=${labels_root}/${train_set}/text" \
@@ -361,15 +477,13 @@ ssl_pretrain() {
             --input "valid_labels=${labels_root}/${valid_set}/text"; then
         return
     fi
+    training_set_args "${num_splits_ssl}" "${dumpdir}/raw/${train_set}" "${labels_root}/${train_set}/text"
     log "pretraining ${exp} (config ${config}, labels ${labels_root}); log: ${exp}/train.log"
     # shellcheck disable=SC2086
     launch_training "${exp}" espnet_ils.bin.ssl_train --config "${config}" \
-        --token_list "${labels_root}/tokens.txt" --token_type word \
-        --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/wav.scp,speech,sound" \
-        --train_data_path_and_name_and_type "${labels_root}/${train_set}/text,text,text" \
+        --token_list "${labels_root}/tokens.txt" --token_type word "${train_data[@]}" \
         --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
         --valid_data_path_and_name_and_type "${labels_root}/${valid_set}/text,text,text" \
-        --train_shape_file "${dumpdir}/raw/${train_set}/speech_shape" \
         --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${run_seed}" ${pretrain_args}
     [ -f "${exp}/valid.loss.best.pth" ] || die "${exp}: training ended without valid.loss.best.pth"
     step_finished "${exp}/.done"
@@ -379,7 +493,7 @@ ssl_pretrain() {
 # perplexity.tsv} (perplexity and OOV rate of the valid and test sets) or taken from ngram_arpa, and
 # its letter lexicon in the fine-tuning token list, ${ngram_dir}/lexicon.txt.
 prepare_ngram() {
-    local text=${ngram_text:-${dumpdir}/raw/${train_set}/text} inputs=() eval_texts=()
+    local text=${ngram_text:-${dumpdir}/raw/${transcribed_set}/text} inputs=() eval_texts=()
     inputs=(--input "tokens=${token_dir}/tokens.txt")
     if [ -n "${ngram_arpa}" ]; then inputs+=(--input "arpa=${ngram_arpa}"); else inputs+=(--input "text=${text}"); fi
     for dset in ${valid_set} ${test_sets}; do
@@ -413,7 +527,7 @@ prepare_ngram() {
 # and written to ${lm_dir}/perplexity.tsv.
 prepare_lm() {
     local texts=() inputs=() dset
-    for text in ${lm_train_text:-${dumpdir}/raw/${train_set}/text}; do
+    for text in ${lm_train_text:-${dumpdir}/raw/${transcribed_set}/text}; do
         texts+=(--train_text "${text}"); inputs+=(--input "train_text=${text}")
     done
     for text in ${lm_train_corpus}; do
@@ -784,6 +898,35 @@ write_runs_manifest() {
 }
 
 log "${cmdline}"
+# The disk plan of this run's stages (espnet_ils/disk_plan.py), before anything is written.
+case ${disk_check} in
+    true)
+        ssl_exps="" asr_exps=""
+        for run in ${runs}; do ssl_exps+="$(ssl_exp_of "${run}") " asr_exps+="$(asr_exp_of "${run}") "; done
+        ${python} -m espnet_ils.bin.disk_plan --stage "${stage}" --stop_stage "${stop_stage}" \
+            --corpus "${corpus}" --mini_hours "${mini_hours}" --known_sizes local/corpus_sizes.yaml \
+            --corpus_root "LIBRISPEECH=${LIBRISPEECH}" --corpus_root "LIBRILIGHT=${LIBRILIGHT}" \
+            --corpus_root "LIBRISPEECH_LM=${LIBRISPEECH_LM}" --audio_dir "${dumpdir}/librilight" \
+            --datadir "${datadir}" --dumpdir "${dumpdir}" --expdir "${expdir}" --sets "${all_sets}" \
+            --train_set "${train_set}" --valid_set "${valid_set}" --finetune_set "${finetune_set}" \
+            --test_sets "${test_sets}" --nj "${nj}" --inference_nj "${inference_nj}" \
+            --it1_config "${it1_config}" --it1_tag "${it1_tag}" --it1_exp "${it1_exp}" \
+            ${label_model:+--label_model "${label_model}"} ${label_kmeans:+--label_kmeans "${label_kmeans}"} \
+            --it2_config "${it2_config}" --it2_tag "${it2_tag}" --ssl_exps "${ssl_exps}" \
+            --kmeans_portion "${kmeans_portion}" --kmeans_max_hours "${kmeans_max_hours}" \
+            --kmeans_feats_storage "${kmeans_feats_storage}" --asr_config "${asr_config}" \
+            --asr_exps "${asr_exps}" --token_list "${token_dir}/tokens.txt" \
+            --decode_modes "${decode_modes}" --probe_tasks "${probe_tasks}" \
+            --probe_pr_config "${probe_pr_config}" --probe_sid_config "${probe_sid_config}" \
+            --probes_dir "$(probes_dir)" --lm_config "${lm_config}" --lm_exp "${lm_exp}" \
+            --lm_dir "${lm_dir}" --lm_text "${lm_text}" --lm_train_corpus "${lm_train_corpus}" \
+            --ngram_arpa "${ngram_arpa}" --num_splits_ssl "${num_splits_ssl}" \
+            --num_splits_asr "${num_splits_asr}" --pretrain_args="${pretrain_args}" \
+            --asr_args="${asr_args}" --lm_args="${lm_args}" --probe_args="${probe_args}" \
+            || die "disk plan: see above (--disk_check false skips it)" ;;
+    false) log "Disk plan skipped (--disk_check false)" ;;
+    *) die "--disk_check ${disk_check}: true or false" ;;
+esac
 # (with --it2_layer auto not chosen yet, stage 5 writes it once it has chosen)
 if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 6 ] && [ "${it2_layer}" != auto ]; then write_runs_manifest; fi
 
@@ -791,7 +934,7 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 6 ] && [ "${it2_layer}" != aut
 if run_stage 1; then
     log "Stage 1: data preparation (corpus=${corpus}) -> ${datadir}/"
     local/data.sh --corpus "${corpus}" --datadir "${datadir}" --sets "${all_sets}" \
-        --mini_hours "${mini_hours}" --seed "${seed}" --nj "${nj}"
+        --mini_hours "${mini_hours}" --seed "${seed}" --nj "${nj}" --audio_dir "${dumpdir}/librilight"
     resources=()  # LibriSpeech's LM files the decode modes use, fetched when missing
     [[ " ${decode_modes} " == *" ngram "* ]] && [ -n "${ngram_arpa}" ] && resources+=("${ngram_arpa}")
     # shellcheck disable=SC2206  # a list of paths
@@ -815,7 +958,11 @@ if run_stage 2; then
     done
 fi
 
-if run_stage 3; then
+if [ -n "${label_model}" ] && { run_stage 3 || run_stage 4; }; then
+    log "Stages 3-4: skipped: no iteration 1 with --label_model (the iteration-2 targets come from block ${it2_layer} of ${label_model})"
+fi
+
+if run_stage 3 && [ -z "${label_model}" ]; then
     log "Stage 3: iteration-1 targets: MFCC of {${ssl_sets// /,}} -> ${dumpdir}/mfcc, k-means ${it1_n_clusters}"
     for dset in ${ssl_sets}; do
         require_dir "${dumpdir}/raw/${dset}" "stage 2"
@@ -823,17 +970,17 @@ if run_stage 3; then
             ${python} -m espnet_ils.bin.dump_mfcc --wav_scp "${dumpdir}/raw/${dset}/wav.scp" \
                 --outdir "${dumpdir}/mfcc/${dset}" --nj "${nj}" --job JOB
     done
-    make_labels "${it1_tag}" "${dumpdir}/mfcc" 100 "${it1_n_clusters}"
+    feature_targets "${it1_tag}" "${dumpdir}/mfcc" 100 "${it1_n_clusters}"
 fi
 
-if run_stage 4; then
+if run_stage 4 && [ -z "${label_model}" ]; then
     log "Stage 4: iteration-1 HuBERT pretraining -> ${it1_exp}"
     require_dir "${dumpdir}/labels/${it1_tag}" "stage 3"
     ssl_pretrain "${it1_exp}" "${it1_config}" "${it1_tag}" "${seed}"
 fi
 
 if run_stage 5; then
-    [ -f "${it1_exp}/valid.loss.best.pth" ] || die "${it1_exp}/valid.loss.best.pth missing: run stage 4 first"
+    [ -n "${label_model}" ] || [ -f "${it1_exp}/valid.loss.best.pth" ] || die "${it1_exp}/valid.loss.best.pth missing: run stage 4 first"
     if [ "${it2_layer_option}" = auto ]; then
         if layer_quality "Stage 5" "$(dirname "${it2_choice}")" "it1=${it1_exp}"; then
             ${python} -m espnet_ils.bin.cluster_quality best --model it1 \
@@ -842,20 +989,13 @@ if run_stage 5; then
             mkdir -p "$(dirname "${it2_choice}")" && echo 6 > "${it2_choice}"
         fi
         it2_layer=$(cat "${it2_choice}")
-        it2_tag=it2_L${it2_layer}_km${it2_n_clusters}
+        it2_tag=it2_L${it2_layer}_km${it2_n_clusters}${label_name}
         log "Stage 5: --it2_layer auto: block ${it2_layer}; PNMI per layer (0: block-1 input): $(awk -F '\t' '$1 == "it1" {printf "%s:%s ", $2, $5}' "$(dirname "${it2_choice}")/cluster_quality.tsv" 2> /dev/null)"
         [ "${stop_stage}" -ge 6 ] && write_runs_manifest
     fi
-    log "Stage 5: iteration-2 targets: block ${it2_layer} of ${it1_exp} -> ${dumpdir}/feats_${it2_tag}, k-means ${it2_n_clusters}"
-    for dset in ${ssl_sets}; do
-        ${cuda_cmd} --gpu "$([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)" JOB=1:"${nj}" \
-            "${dumpdir}/feats_${it2_tag}/${dset}/log/extract.JOB.log" \
-            ${python} -m espnet_ils.bin.extract_layer_features \
-                --model_file "${it1_exp}/valid.loss.best.pth" --layer "${it2_layer}" \
-                --wav_scp "${dumpdir}/raw/${dset}/wav.scp" --out_dir "${dumpdir}/feats_${it2_tag}/${dset}" \
-                --nj "${nj}" --job JOB --device "$([ "${ngpu}" -gt 0 ] && echo cuda || echo cpu)"
-    done
-    make_labels "${it2_tag}" "${dumpdir}/feats_${it2_tag}" 50 "${it2_n_clusters}"
+    label_source=${label_model:-${it1_exp}/valid.loss.best.pth}
+    log "Stage 5: iteration-2 targets: block ${it2_layer} of ${label_source}, k-means ${it2_n_clusters} -> ${dumpdir}/labels/${it2_tag}"
+    model_targets "${it2_tag}" "${label_source}" "${it2_layer}" "${it2_n_clusters}"
 fi
 
 pretrain_run() {  # iteration-2 pretraining of run $1
@@ -896,11 +1036,12 @@ if run_stage 7; then
 fi
 
 finetune_run() {  # CTC fine-tuning of run $1
-    local run=$1 ssl_exp asr_exp
+    local run=$1 ssl_exp asr_exp split=() train_data
     ssl_exp=$(ssl_exp_of "${run}") asr_exp=$(asr_exp_of "${run}")
     [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
+    [ "${num_splits_asr}" -eq 1 ] || split=(--option "num_splits_asr=${num_splits_asr}")
     if step_done "${asr_exp}/.done" "Stage 8: fine-tuning ${asr_exp}" --resumable true \
-            --option "seed=${seed_of[${run}]}" --option "asr_args=${asr_args}" --input "config=${asr_config}" \
+            --option "seed=${seed_of[${run}]}" --option "asr_args=${asr_args}" "${split[@]}" --input "config=${asr_config}" \
             --input "ssl_model=${ssl_exp}/valid.loss.best.pth" --input "tokens=${token_dir}/tokens.txt" \
             --input "train_wav_scp=${dumpdir}/raw/${finetune_set}/wav.scp" \
             --input "train_text=${dumpdir}/raw/${finetune_set}/text" \
@@ -908,16 +1049,14 @@ finetune_run() {  # CTC fine-tuning of run $1
             --input "valid_text=${dumpdir}/raw/${valid_set}/text"; then
         return
     fi
+    training_set_args "${num_splits_asr}" "${dumpdir}/raw/${finetune_set}" "${dumpdir}/raw/${finetune_set}/text"
     log "Stage 8: CTC fine-tuning of ${ssl_exp} on ${finetune_set} -> ${asr_exp}; log: ${asr_exp}/train.log"
     # shellcheck disable=SC2086
     launch_training "${asr_exp}" espnet_ils.bin.asr_train --config "${asr_config}" \
         --frontend_conf "frontend_conf.path_or_url=${ssl_exp}/valid.loss.best.pth" \
-        --token_list "${token_dir}/tokens.txt" --token_type char --use_preprocessor true \
-        --train_data_path_and_name_and_type "${dumpdir}/raw/${finetune_set}/wav.scp,speech,sound" \
-        --train_data_path_and_name_and_type "${dumpdir}/raw/${finetune_set}/text,text,text" \
+        --token_list "${token_dir}/tokens.txt" --token_type char --use_preprocessor true "${train_data[@]}" \
         --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
         --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text" \
-        --train_shape_file "${dumpdir}/raw/${finetune_set}/speech_shape" \
         --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${seed_of[${run}]}" ${asr_args}
     [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}: training ended without ${inference_model}"
     step_finished "${asr_exp}/.done"

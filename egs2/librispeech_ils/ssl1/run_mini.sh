@@ -43,7 +43,7 @@ common=(
 case ${profile} in
     ci)
         profile_args=(--mini_hours 0.08 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
-            --quality_fit_hours 0.02 --kmeans_portion 1.0 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
+            --quality_fit_hours 0.02 --kmeans_portion 0.5 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
             --decode_modes "greedy beam ngram lm_rescore" --ngram_order 3 --lexicon_beam_size 20
             --lexicon_lm_weights "0,2" --lexicon_word_scores 0
             --lm_args "--max_epoch 1 --num_iters_per_epoch 3" --rescore_beam_size 4
