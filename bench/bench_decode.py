@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-from bench_pretrain_step import cpu_model_name, skip_g2p_en
+from bench_pretrain_step import cpu_model_name
 from tqdm import tqdm
 
 from espnet_ils import lexicon_decoding, transformer_lm_decoding
@@ -504,7 +504,6 @@ def main(cmd: Optional[Sequence[str]] = None) -> List[Row]:
     logger.info("arguments: %s", vars(args))
     if args.threads < 1:
         raise ValueError(f"--threads {args.threads}: expected at least 1")
-    skip_g2p_en()  # ESPnet's LM task imports g2p_en, which wants NLTK data; no text is tokenised
     settings = [s for name in args.settings for s in SETTINGS if s.name == name]
     resources = gather_resources(args, settings)
     scps, log_probs, refs, total = select_utterances(args, resources.tokens)

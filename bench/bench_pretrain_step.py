@@ -54,7 +54,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 from contextlib import nullcontext, redirect_stdout
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -268,12 +267,6 @@ def machine_info(args: argparse.Namespace) -> Dict[str, str]:
     if args.device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
     return info
-
-
-def skip_g2p_en() -> None:
-    """Give ESPnet an empty ``g2p_en`` module: importing the real one (``espnet2.tasks.*`` does)
-    tries to download NLTK data and prints errors offline; the benchmark tokenises no text."""
-    sys.modules.setdefault("g2p_en", types.ModuleType("g2p_en"))
 
 
 def seed_everything(seed: int) -> None:
@@ -1021,7 +1014,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
     )
-    skip_g2p_en()
+    from espnet_ils.offline import defer_g2p_en_import
+
+    defer_g2p_en_import()  # before ESPnet's tasks: their g2p_en import reaches for NLTK data
     torch.set_num_threads(args.threads)
     if args.only:
         memory = measure_memory(args.only, args)

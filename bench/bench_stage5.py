@@ -13,7 +13,8 @@ time. Prints:
   and their labels) against streamed (features of the k-means portion, float32 and two_byte, and the
   labels), with the target of issue 20 (streamed <= 1/8 of dumped);
 - label throughput in audio hours per minute: extracting and labelling every utterance from dumped
-  features, against labelling from audio (plus the portion's features);
+  features, against labelling from audio (plus the portion's features, whose labels are read from
+  them when stored in float32, as ``ils.sh`` does);
 - the peak RSS of one label job at two shard sizes (``--nj 4`` job 1 and ``--nj 1``): it must not
   grow with the shard;
 - k-means fitted on two-byte compressed against float32 features: inertia and the labels' agreement.
@@ -227,6 +228,8 @@ def main() -> None:
                     str(data),
                     "--outdir",
                     str(labels),
+                    # as ils.sh: the portion's float32 features give its labels
+                    *(["--feats_dir", str(feats)] if storage == "float32" else []),
                 ],
                 args.threads,
             )
@@ -257,6 +260,27 @@ def main() -> None:
             args.threads,
         )
 
+        # One model job's fixed cost (imports, model build): a label job whose shard is empty.
+        startup, _ = run(
+            [
+                "espnet_ils.bin.model_labels",
+                *common,
+                "--km_model",
+                str(streamed / "feats_float32" / "km.joblib"),
+                "--n_clusters",
+                str(args.n_clusters),
+                "--data_dir",
+                str(data),
+                "--outdir",
+                str(streamed / "empty"),
+                "--nj",
+                str(args.utts + 1),
+                "--job",
+                "1",
+            ],
+            args.threads,
+        )
+
         print("\n| stage 5 writes | MB per audio hour of the training set | vs dumped |")
         print("|---|---|---|")
         print(
@@ -280,8 +304,17 @@ def main() -> None:
         print(
             f"| streamed, portion features + labels | {streamed_total:.1f} | {hours / (streamed_total / 60):.3f} |"
         )
+        # Per hour at scale a job's start-up is spent once per shard: the model jobs' work alone
+        # (the dumped label job loads no model).
+        today_work = today - startup
+        streamed_work = streamed_total - 2 * startup
+        print(f"\nstart-up of a model job (an empty shard): {startup:.1f} s")
         print(
-            f"\nlabel job peak RSS: {rss_quarter:.0f} MB for {args.utts // 4} utterances (--nj 4), {results['float32'][2]:.0f} MB for {args.utts} (--nj 1)"
+            f"without the model jobs' start-ups: dumped {today_work:.1f} s ({hours / (today_work / 60):.3f} h/min), "
+            f"streamed {streamed_work:.1f} s ({hours / (streamed_work / 60):.3f} h/min)"
+        )
+        print(
+            f"\nlabel job peak RSS: {rss_quarter:.0f} MB for {args.utts // 4} utterances (--nj 4), {results['two_byte'][2]:.0f} MB for {args.utts} (--nj 1; both run the model on every utterance)"
         )
         print(
             f"k-means on two_byte features vs float32: labels agree on {100 * agreement(results['two_byte'][3], results['float32'][3]):.2f}% of frames"

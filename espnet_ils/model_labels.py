@@ -15,8 +15,10 @@ CPU with ``batch_size`` 1, where the features are the same floats).
 
 import logging
 from pathlib import Path
-from typing import Iterator, List, Mapping, Sequence, Tuple
+from typing import Container, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import kaldiio
+import torch
 from tqdm import tqdm
 
 from espnet_ils.audio import load_waveform
@@ -31,13 +33,18 @@ WINDOW = 512  # utterances whose labels are held at once (about 1.3 MB of labels
 
 
 def windows(
-    utts: Sequence[str], num_samples: Mapping[str, int], batch_size: int, window: int = WINDOW
+    utts: Sequence[str],
+    num_samples: Mapping[str, int],
+    batch_size: int,
+    window: int = WINDOW,
+    skip: Container[str] = (),
 ) -> Iterator[Tuple[List[str], List[List[str]]]]:
-    """``(window, batches)``: consecutive runs of ``window`` utterances of ``utts`` and each run's
-    length-sorted batches of ``batch_size``."""
+    """``(window, batches)``: consecutive runs of ``window`` utterances of ``utts`` and the
+    length-sorted batches of ``batch_size`` of each run's utterances not in ``skip``."""
     for start in range(0, len(utts), window):
         chunk = list(utts[start : start + window])
-        yield chunk, length_sorted_batches({u: num_samples[u] for u in chunk}, batch_size)
+        lengths = {utt: num_samples[utt] for utt in chunk if utt not in skip}
+        yield chunk, length_sorted_batches(lengths, batch_size)
 
 
 def label_batch(
@@ -88,10 +95,13 @@ def write_label_shard(
     output: Path,
     batch_size: int = 1,
     desc: str = "labels",
+    stored: Optional[Mapping[str, str]] = None,
 ) -> int:
     """Write the labels of the utterances of ``audio`` (in its order) to ``output``.
 
-    The file appears under its name only when every utterance is labelled.
+    The file appears under its name only when every utterance is labelled. Utterances whose
+    features of this layer are already written (the k-means portion's, in float32) are labelled
+    from them instead of running the model again: the same floats, so the same labels.
 
     Args:
         extractor: The model.
@@ -102,6 +112,7 @@ def write_label_shard(
         output: The shard's label file.
         batch_size: Utterances per forward pass.
         desc: Progress bar label.
+        stored: Utterance -> kaldiio location of its ``(frames, dim)`` features of ``layer``.
 
     Returns:
         The number of utterances written.
@@ -116,8 +127,17 @@ def write_label_shard(
     utts = list(audio)
     with atomic_path(output) as tmp, tmp.open("w", encoding="utf-8") as f:
         progress = tqdm(total=len(utts), desc=desc)
-        for window, batches in windows(utts, num_samples, batch_size):
+        stored = {utt: stored[utt] for utt in utts if utt in stored} if stored else {}
+        for window, batches in windows(utts, num_samples, batch_size, skip=stored):
             lines = {}
+            for utt in (utt for utt in window if utt in stored):
+                features = torch.tensor(
+                    kaldiio.load_mat(stored[utt])
+                )  # a copy: kaldiio maps it read-only
+                labels = assign_clusters(kmeans, features)
+                check_frame_count(utt, labels, num_samples[utt])
+                lines[utt] = format_labels(utt, labels)
+                progress.update(1)
             for batch in batches:
                 for utt, line in zip(
                     batch, label_batch(extractor, layer, kmeans, batch, audio, num_samples)

@@ -72,7 +72,8 @@ def dumped_path(model_file: Path, data_dir: Path, root: Path) -> Path:
 
 
 def streamed_path(model_file: Path, data_dir: Path, root: Path, batch_size: int = 1) -> Path:
-    """Stage 5's path: the portion's features only, labels straight from audio."""
+    """Stage 5's path: the portion's features only, labels straight from audio (the portion's
+    from its features)."""
     num_samples = {u: int(n) for u, n in read_key_file(data_dir / "utt2num_samples").items()}
     portion = choose_portion(num_samples, PORTION, 0, SEED)
     root.mkdir(parents=True)
@@ -85,8 +86,9 @@ def streamed_path(model_file: Path, data_dir: Path, root: Path, batch_size: int 
     km = fit_on(root / "feats", 1.0, root / "km.joblib")
     for job in range(1, NJ + 1):
         label_shard(
-            model_file, None, LAYER, km, CLUSTERS, data_dir, root / "labels", NJ, job, batch_size
-        )
+            model_file, None, LAYER, km, CLUSTERS, data_dir, root / "labels", NJ, job, batch_size,
+            feats_dir=root / "feats",
+        )  # fmt: skip
     merge_labels(data_dir / "wav.scp", root / "labels", NJ, root / "labels" / "text")
     return root / "labels" / "text"
 
@@ -117,12 +119,38 @@ def test_batches_of_several_utterances_give_the_same_labels(
     assert sum(a == b for a, b in pairs) / len(pairs) > 0.99  # padding changes the last bits only
 
 
+def test_the_portion_is_labelled_from_its_features_without_its_audio(
+    model_file, data_dir, streamed, tmp_path
+):
+    """Its audio gone, the portion's labels still come out the same: they are read from the
+    features k-means was fitted on, and only the other utterances go through the model."""
+    root = streamed.parents[1]
+    portion = set((root / "portion").read_text().split())
+    moved = tmp_path / "data"
+    moved.mkdir()
+    audio = read_key_file(data_dir / "wav.scp")
+    write_key_file(
+        moved / "wav.scp", {u: "/gone.wav" if u in portion else p for u, p in audio.items()}
+    )
+    (moved / "utt2num_samples").write_text((data_dir / "utt2num_samples").read_text())
+    for job in range(1, NJ + 1):
+        label_shard(
+            model_file, None, LAYER, root / "km.joblib", CLUSTERS, moved, tmp_path / "labels",
+            NJ, job, feats_dir=root / "feats",
+        )  # fmt: skip
+    merge_labels(moved / "wav.scp", tmp_path / "labels", NJ, tmp_path / "text")
+    assert (tmp_path / "text").read_bytes() == streamed.read_bytes()
+
+
 def test_windows_keep_the_order_and_sort_each_window_by_length():
     lengths = {f"u{i}": n for i, n in enumerate([9, 3, 7, 1, 5, 8, 2])}
     runs = list(windows(list(lengths), lengths, batch_size=2, window=3))
     assert [window for window, _ in runs] == [["u0", "u1", "u2"], ["u3", "u4", "u5"], ["u6"]]
     assert runs[0][1] == [["u1", "u2"], ["u0"]]
     assert runs[1][1] == [["u3", "u4"], ["u5"]]
+    skipping = list(windows(list(lengths), lengths, batch_size=2, window=3, skip={"u1", "u4"}))
+    assert skipping[0] == (["u0", "u1", "u2"], [["u2", "u0"]])
+    assert skipping[1][1] == [["u3", "u5"]]
 
 
 def test_the_portion_is_today_s_portion_then_capped_in_hours():

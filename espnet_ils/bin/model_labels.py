@@ -16,7 +16,7 @@ config and the k-means model. A shard finished with the same identity is skipped
 import argparse
 import logging
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.bin import add_shard_arguments, bound_heap_growth, setup_logging
@@ -24,9 +24,15 @@ from espnet_ils.datadir import num_samples_of
 from espnet_ils.kaldi_files import read_key_file
 from espnet_ils.kmeans import load_kmeans
 from espnet_ils.label_models import label_model_identity, load_label_model
-from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
+from espnet_ils.markers import (
+    file_checksum,
+    files_checksum,
+    step_identity,
+    up_to_date,
+    write_marker,
+)
 from espnet_ils.model_labels import write_label_shard
-from espnet_ils.shards import marker_path, shard
+from espnet_ils.shards import feature_scps, marker_path, shard
 
 logger = logging.getLogger("model_labels")
 
@@ -43,8 +49,12 @@ def label_shard(
     job: int = 1,
     batch_size: int = 1,
     device: str = "cpu",
+    feats_dir: Optional[Path] = None,
 ) -> Path:
     """Write ``labels.<job>`` of one shard of ``data_dir``'s wav.scp; see the module docstring.
+
+    ``feats_dir``: feature shards of this model's ``layer`` already written for some utterances
+    (stage 5's k-means portion, float32); those are labelled from them.
 
     Returns:
         The label file.
@@ -54,15 +64,18 @@ def label_shard(
             unreadable audio or a length other than utt2num_samples (naming the utterance).
     """
     wav_scp, lengths_file = Path(data_dir) / "wav.scp", Path(data_dir) / "utt2num_samples"
-    identity = step_identity(
-        {"layer": layer, "nj": nj, "batch_size": batch_size, "n_clusters": n_clusters},
-        {
-            "wav_scp": file_checksum(wav_scp),
-            "utt2num_samples": file_checksum(lengths_file),
-            "model": label_model_identity(model_file, config),
-            "km_model": file_checksum(km_model),
-        },
-    )
+    inputs = {
+        "wav_scp": file_checksum(wav_scp),
+        "utt2num_samples": file_checksum(lengths_file),
+        "model": label_model_identity(model_file, config),
+        "km_model": file_checksum(km_model),
+    }
+    stored_scps = feature_scps(feats_dir) if feats_dir is not None else []
+    if stored_scps:  # their listings, and their markers, which hold what made them
+        markers = sorted(Path(feats_dir).glob(".done.*"))
+        inputs["stored_features"] = files_checksum([*stored_scps, *markers])
+    options = {"layer": layer, "nj": nj, "batch_size": batch_size, "n_clusters": n_clusters}
+    identity = step_identity(options, inputs)
     output = Path(outdir) / f"labels.{job}"
     if up_to_date(marker_path(outdir, job), identity, f"label shard {job}/{nj} in {outdir}"):
         return output
@@ -82,6 +95,9 @@ def label_shard(
     audio = dict(shard(list(read_key_file(wav_scp).items()), job, nj))
     Path(outdir).mkdir(parents=True, exist_ok=True)
     marker_path(outdir, job).unlink(missing_ok=True)
+    stored: Dict[str, str] = {}
+    for scp in stored_scps:
+        stored.update((utt, where) for utt, where in read_key_file(scp).items() if utt in audio)
     write_label_shard(
         extractor,
         layer,
@@ -91,6 +107,7 @@ def label_shard(
         output,
         batch_size,
         desc=f"layer-{layer} labels, shard {job}/{nj}",
+        stored=stored,
     )
     write_marker(marker_path(outdir, job), identity)
     return output
@@ -122,6 +139,13 @@ def get_parser() -> argparse.ArgumentParser:
     add_shard_arguments(parser)
     parser.add_argument("--batch_size", type=int, default=1, help="utterances per forward pass")
     parser.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:0")
+    parser.add_argument(
+        "--feats_dir",
+        type=Path,
+        default=None,
+        help="float32 features of this layer already written for some utterances (feats.*.scp): "
+        "those are labelled from them",
+    )
     return parser
 
 
@@ -142,6 +166,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
             args.job,
             args.batch_size,
             args.device,
+            args.feats_dir,
         )
     except ValueError as error:
         raise SystemExit(f"model_labels: error: {error}") from error

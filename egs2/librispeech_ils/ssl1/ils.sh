@@ -454,10 +454,15 @@ model_targets() {
         fit_km "${tag}" "${dumpdir}/feats_${tag}" 1.0 "${n_clusters}"  # all the portion's features
     fi
     for dset in ${ssl_sets}; do
+        # the portion's float32 features give its labels without running the model again
+        local stored=()
+        if [ "${dset}" = "${train_set}" ] && [ -z "${label_kmeans}" ] && [ "${kmeans_feats_storage}" = float32 ]; then
+            stored=(--feats_dir "${feats_dir}")
+        fi
         log "labels ${tag}: block ${layer} of ${model} on ${dumpdir}/raw/${dset} -> ${labels_root}/${dset}/text"
         ${cuda_cmd} "${jobs_opts[@]}" JOB=1:"${nj}" "${labels_root}/${dset}/log/model_labels.JOB.log" \
             ${python} -m espnet_ils.bin.model_labels --model_file "${model}" --layer "${layer}" \
-                --km_model "${km}" --n_clusters "${n_clusters}" \
+                --km_model "${km}" --n_clusters "${n_clusters}" "${stored[@]}" \
                 --data_dir "${dumpdir}/raw/${dset}" --outdir "${labels_root}/${dset}" --nj "${nj}" \
                 --job JOB --batch_size "${label_batch_size}" --device "${device}"
     done
