@@ -118,6 +118,15 @@ def main() -> None:
         common = ["--model_file", str(model), "--layer", str(args.layer)]
         times: Dict[str, float] = {}
 
+        def label_job(km_model: str, outdir: str, *extra: str) -> Tuple[float, float]:
+            """One ``model_labels`` job over ``data``; returns (seconds, peak RSS in MB)."""
+            return run(
+                ["espnet_ils.bin.model_labels", *common, "--km_model", str(km_model),
+                 "--n_clusters", str(args.n_clusters), "--data_dir", str(data),
+                 "--outdir", str(outdir), *extra],
+                args.threads,
+            )  # fmt: skip
+
         # Dumped: every utterance's features, k-means on a portion of them, labels from them.
         dumped = root / "dumped"
         times["dumped: features"], _ = run(
@@ -216,22 +225,10 @@ def main() -> None:
                 args.threads,
             )
             labels = streamed / f"labels_{storage}"
-            elapsed, rss_all = run(
-                [
-                    "espnet_ils.bin.model_labels",
-                    *common,
-                    "--km_model",
-                    str(feats / "km.joblib"),
-                    "--n_clusters",
-                    str(args.n_clusters),
-                    "--data_dir",
-                    str(data),
-                    "--outdir",
-                    str(labels),
-                    # as ils.sh: the portion's float32 features give its labels
-                    *(["--feats_dir", str(feats)] if storage == "float32" else []),
-                ],
-                args.threads,
+            elapsed, rss_all = label_job(
+                str(feats / "km.joblib"),
+                str(labels),
+                *(["--feats_dir", str(feats)] if storage == "float32" else []),
             )
             times[f"streamed: labels ({storage} k-means)"] = elapsed
             results[storage] = (
@@ -240,45 +237,23 @@ def main() -> None:
                 rss_all,
                 labels / "labels.1",
             )
-        _, rss_quarter = run(
-            [
-                "espnet_ils.bin.model_labels",
-                *common,
-                "--km_model",
-                str(streamed / "feats_float32" / "km.joblib"),
-                "--n_clusters",
-                str(args.n_clusters),
-                "--data_dir",
-                str(data),
-                "--outdir",
-                str(streamed / "quarter"),
-                "--nj",
-                "4",
-                "--job",
-                "1",
-            ],
-            args.threads,
+        _, rss_quarter = label_job(
+            str(streamed / "feats_float32" / "km.joblib"),
+            str(streamed / "quarter"),
+            "--nj",
+            "4",
+            "--job",
+            "1",
         )
 
         # One model job's fixed cost (imports, model build): a label job whose shard is empty.
-        startup, _ = run(
-            [
-                "espnet_ils.bin.model_labels",
-                *common,
-                "--km_model",
-                str(streamed / "feats_float32" / "km.joblib"),
-                "--n_clusters",
-                str(args.n_clusters),
-                "--data_dir",
-                str(data),
-                "--outdir",
-                str(streamed / "empty"),
-                "--nj",
-                str(args.utts + 1),
-                "--job",
-                "1",
-            ],
-            args.threads,
+        startup, _ = label_job(
+            str(streamed / "feats_float32" / "km.joblib"),
+            str(streamed / "empty"),
+            "--nj",
+            str(args.utts + 1),
+            "--job",
+            "1",
         )
 
         print("\n| stage 5 writes | MB per audio hour of the training set | vs dumped |")
