@@ -8,18 +8,21 @@ STAMP := $(VENV)/.installed
 install: $(STAMP)
 
 # Re-run pip only when the package's requirements change; a second `make install` does nothing.
+# tools/ensure_venv.sh builds $(VENV) with a Python that setup.py accepts, and rebuilds a $(VENV)
+# of any other version (make PYTHON3=/path/to/python3.X picks the interpreter).
 $(STAMP): setup.py
-	test -x $(PYTHON) || python3 -m venv $(VENV)
+	bash tools/ensure_venv.sh $(VENV)
 	# pip 25+ rejects a direct-URL dependency deep inside espnet's optional extras; 24.3 installs it.
 	$(PYTHON) -m pip install --quiet "pip==24.3.1" "setuptools>=64,<74" wheel
 	$(PYTHON) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# The offline speech synthesisers of the embedded mini corpus (Debian packages; needs root).
+# The offline speech synthesisers of the embedded mini corpus (Debian packages: installed as root,
+# or through sudo when the user has it; otherwise it stops with the command to run as root).
 tts:
 	bash egs2/librispeech_ils/ssl1/local/install_tts.sh
 
-# IRSTLM, which builds the word n-gram of decode mode ngram (a Debian package; needs root).
+# IRSTLM, which builds the word n-gram of decode mode ngram (a Debian package, installed as for tts).
 lm-tools:
 	bash egs2/librispeech_ils/ssl1/local/install_lm_tools.sh
 
@@ -30,6 +33,7 @@ lint: install
 	$(PYTHON) -m ruff check espnet_ils tests bench egs2/librispeech_ils/ssl1/local
 	$(PYTHON) -m ruff format --check espnet_ils tests bench egs2/librispeech_ils/ssl1/local
 	cd egs2/librispeech_ils/ssl1 && ../../../$(VENV)/bin/shellcheck -x *.sh local/*.sh utils/*.sh utils/slurm.pl
+	$(VENV)/bin/shellcheck tools/*.sh
 
 # The main job: the whole recipe on the embedded mini corpus (2 CPU cores, within 30 min; RESULTS.md),
 # ending with the ILS vs HuBERT table.
