@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import soundfile
 import yaml
-from conftest import SHARED_DATA
+from helpers.shared_data import SHARED_DATA
 from praatio import textgrid
 from test_layer_features import write_model
 

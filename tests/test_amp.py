@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import NUM_CLASSES, SSL_CONFIG
+from helpers.corpus import NUM_CLASSES, SSL_CONFIG
 
 from espnet_ils.tasks import ILSSSLTask
 

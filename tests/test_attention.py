@@ -3,7 +3,7 @@ and the CUDA backend restriction that keeps cuDNN and flash attention away from 
 
 import pytest
 import torch
-from conftest import tiny_encoder
+from helpers.models import tiny_encoder
 from torch.nn.attention import SDPBackend
 
 from espnet_ils.attention import (

@@ -13,9 +13,9 @@ from typing import Dict, List
 import pytest
 import torch
 import yaml
-from conftest import SSL_CONFIG, data_args, write_corpus
 from espnet2.main_funcs.average_nbest_models import average_nbest_models
 from espnet2.train.reporter import Reporter
+from helpers.corpus import SSL_CONFIG, data_args, write_corpus
 
 from espnet_ils.checkpoints import atomic_torch_save, average_each_criterion, prepare_resume
 from espnet_ils.tasks import ILSSSLTask

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import SSL_CONFIG, data_args, write_corpus
+from helpers.corpus import SSL_CONFIG, data_args, write_corpus
 
 WORLD_SIZE = 2
 MAX_EPOCH = 2

@@ -2,8 +2,8 @@ import random
 
 import pytest
 import torch
-from conftest import tiny_encoder
 from espnet2.asr.ctc import CTC
+from helpers.models import tiny_encoder
 
 from espnet_ils.encoder import PostLNEncoderLayer, PreLNEncoderLayer
 

@@ -20,11 +20,11 @@ import soundfile as sf
 import torch
 import torchaudio
 import yaml
-from conftest import ASR_CONFIG, NUM_CLASSES, SSL_CONFIG, data_args, write_corpus
 from espnet2.bin.asr_inference import Speech2Text
 from espnet2.ssl.espnet_model import ESPnetSSLModel
 from espnet2.tasks.asr import ASRTask
 from espnet2.tasks.ssl import SSLTask
+from helpers.corpus import ASR_CONFIG, NUM_CLASSES, SSL_CONFIG, data_args, write_corpus
 from torch.nn import functional as F
 
 from espnet_ils.bin import asr_train, ssl_train

@@ -5,7 +5,7 @@ ops that produce a Python value or a data-dependent shape, which this test recor
 from typing import List
 
 import torch
-from conftest import tiny_encoder
+from helpers.models import tiny_encoder
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from espnet_ils.loss import ILSLoss

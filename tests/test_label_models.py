@@ -7,9 +7,10 @@ two utterances and its layer k (valid frames only) must equal torchaudio's
 torchaudio runs each utterance alone: its GroupNorm front end normalises over the padding, ours
 over each utterance's own frames (``espnet_ils.frontend``), so alone is what both mean.
 
-The fairseq checkpoint is made without our key map: its keys are written out (conftest.py) from
-fairseq's names, matched to torchaudio's by torchaudio's own ``import_fairseq._convert_state_dict``,
-and the torchaudio reference is loaded through that converter.
+The fairseq checkpoint is made without our key map: its keys are written out
+(``helpers/hubert.py``) from fairseq's names, matched to torchaudio's by torchaudio's own
+``import_fairseq._convert_state_dict``, and the torchaudio reference is loaded through that
+converter.
 """
 
 import functools
@@ -25,10 +26,11 @@ import torch
 import torchaudio
 import transformers
 import yaml
-from conftest import HUBERT_BLOCKS as NUM_BLOCKS
-from conftest import HUBERT_WIDTH as WIDTH
-from conftest import NUM_CLASSES, fairseq_hubert_checkpoint, tiny_torchaudio_kwargs
 from espnet2.asr.frontend.default import DefaultFrontend
+from helpers.corpus import NUM_CLASSES
+from helpers.hubert import HUBERT_BLOCKS as NUM_BLOCKS
+from helpers.hubert import HUBERT_WIDTH as WIDTH
+from helpers.hubert import fairseq_hubert_checkpoint, tiny_torchaudio_kwargs
 from test_torchaudio_parity import perturb_
 from torch import nn
 from torch.nn import functional as F

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import tiny_config, write_model
 from espnet2.asr.frontend.cnn import CNNFrontend
 from espnet2.tasks.asr import ASRTask
+from helpers.models import tiny_config, write_model
 from torch import nn
 
 import espnet_ils  # noqa: F401  (registers our classes)

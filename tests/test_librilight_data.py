@@ -21,7 +21,8 @@ from typing import Callable
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import SUBSET_OF_SPEAKER, needs_sample, write_json, write_librilight
+from helpers.librilight import SUBSET_OF_SPEAKER, write_json, write_librilight
+from helpers.shared_data import needs_sample
 
 from espnet_ils.audio import load_waveform
 from espnet_ils.datadir import format_data_dir

@@ -2,7 +2,7 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_encoder
+from helpers.models import tiny_encoder
 
 from espnet_ils.loss import ILSLoss
 

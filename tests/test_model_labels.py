@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import tiny_config, write_model
+from helpers.models import tiny_config, write_model
 
 from espnet_ils.bin.dump_labels import dump_labels
 from espnet_ils.bin.extract_layer_features import extract_shard

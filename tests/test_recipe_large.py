@@ -27,14 +27,10 @@ import soundfile as sf
 import torch
 import torchaudio
 import yaml
-from conftest import (
-    LIBRISPEECH_SAMPLE,
-    fairseq_hubert_checkpoint,
-    needs_sample,
-    tiny_torchaudio_kwargs,
-    write_librilight,
-)
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
+from helpers.hubert import fairseq_hubert_checkpoint, tiny_torchaudio_kwargs
+from helpers.librilight import write_librilight
+from helpers.shared_data import LIBRISPEECH_SAMPLE, needs_sample
 
 from espnet_ils.audio import num_frames
 from espnet_ils.kaldi_files import read_key_file

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_encoder
 from espnet2.tasks import asr, cls, ssl
+from helpers.models import tiny_encoder
 
 import espnet_ils
 from espnet_ils import registration

@@ -20,6 +20,14 @@ NEEDS_SHARED_DATA = {  # the test files that skip without it -> the directory ea
 SUMMARY = "tests skipped for missing shared test data:"
 
 
+def repo_with_conftest(tmp_path: Path) -> Path:
+    """A repository ``tmp_path/repo`` whose ``tests/`` holds conftest.py and the helpers."""
+    repo = tmp_path / "repo"
+    shutil.copytree(TESTS / "helpers", repo / "tests" / "helpers")
+    shutil.copy(TESTS / "conftest.py", repo / "tests" / "conftest.py")
+    return repo
+
+
 def run_pytest(repo: Path, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args, "tests"],
@@ -33,9 +41,8 @@ def run_pytest(repo: Path, *args: str) -> str:
 
 
 def test_skips_for_missing_shared_data_are_named_with_the_data_they_need(tmp_path):
-    repo = tmp_path / "repo"
-    (repo / "tests").mkdir(parents=True)
-    for name in ["conftest.py", *NEEDS_SHARED_DATA]:
+    repo = repo_with_conftest(tmp_path)
+    for name in NEEDS_SHARED_DATA:
         shutil.copy(TESTS / name, repo / "tests" / name)
     # Only the tests with a skip condition (the shared-data ones and a cores check, deselected).
     out = run_pytest(repo, "-m", "skipif", "-k", "not every_core")
@@ -52,9 +59,7 @@ def test_skips_for_missing_shared_data_are_named_with_the_data_they_need(tmp_pat
 
 
 def test_no_summary_line_when_nothing_skipped_for_shared_data(tmp_path):
-    repo = tmp_path / "repo"
-    (repo / "tests").mkdir(parents=True)
-    shutil.copy(TESTS / "conftest.py", repo / "tests" / "conftest.py")
+    repo = repo_with_conftest(tmp_path)
     (repo / "tests" / "test_other.py").write_text(
         "import pytest\n\n\n"
         "def test_runs():\n    pass\n\n\n"

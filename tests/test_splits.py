@@ -9,7 +9,7 @@ from typing import Dict
 
 import pytest
 import yaml
-from conftest import SSL_CONFIG, run_module, write_corpus
+from helpers.corpus import SSL_CONFIG, run_module, write_corpus
 
 from espnet_ils.bin.split_scps import main as split_main
 from espnet_ils.kaldi_files import read_key_file

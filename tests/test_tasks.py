@@ -8,8 +8,8 @@ from typing import Optional
 import pytest
 import torch
 import yaml
-from conftest import ASR_CONFIG, SSL_CONFIG, write_corpus
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
+from helpers.corpus import ASR_CONFIG, SSL_CONFIG, write_corpus
 
 from espnet_ils.strict_loading import StateDictKeyError
 from espnet_ils.tasks import ILSASRTask, ILSSSLTask, check_ssl_frontend_keys

@@ -2,7 +2,7 @@
 
 Runs the real entry points in subprocesses (as the recipe does) on a few generated waveforms whose
 k-means-like labels are learnable: each 100 ms segment is a tone whose pitch encodes its label
-(``conftest.write_corpus``).
+(``helpers.corpus.write_corpus``).
 """
 
 from pathlib import Path
@@ -11,8 +11,8 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import ASR_CONFIG, SSL_CONFIG, data_args, run_module, write_corpus
 from espnet2.tasks.ssl import SSLTask
+from helpers.corpus import ASR_CONFIG, SSL_CONFIG, data_args, run_module, write_corpus
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from conftest import run_module
 from espnet2.tasks.lm import LMTask
 from espnet2.text.char_tokenizer import CharTokenizer
+from helpers.corpus import run_module
 from test_lexicon_decoding import ACOUSTICS, TOKENS, ctc_log_probs, tiny_asr_model
 
 from espnet_ils.bin import asr_inference, lm_calc_perplexity
