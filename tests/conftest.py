@@ -13,6 +13,7 @@ from typing import Dict, Iterator
 
 import pytest
 import torch
+from helpers.lm import make_lm_root, train_lm
 from helpers.shared_data import SHARED_DATA
 from helpers.stand_in_wget import STAND_IN_WGET, StandInWget
 
@@ -23,6 +24,15 @@ import espnet_ils  # noqa: F401  (registration, before any ESPnet task is used)
 def _seeded() -> Iterator[None]:
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def ssl_dir(tmp_path_factory) -> Path:
+    """The corpus and a tiny SSL model as ssl_train writes it (``helpers.ssl_model.write_ssl_dir``):
+    ``config.yaml`` and ``model.pth``."""
+    from helpers.ssl_model import write_ssl_dir  # ESPnet's tasks take seconds: only where used
+
+    return write_ssl_dir(tmp_path_factory.mktemp("ssl"))
 
 
 @pytest.fixture
@@ -46,18 +56,14 @@ def stand_in(tmp_path, monkeypatch) -> StandInWget:
 
 @pytest.fixture(scope="session")
 def lm_root(tmp_path_factory) -> Path:
-    """The grammar texts and LM text of tests/test_transformer_lm.py (``make_lm_root``)."""
-    from test_transformer_lm import make_lm_root  # ESPnet's LM task: only where it is used
-
+    """The grammar texts and LM text of the LM tests (``helpers.lm.make_lm_root``)."""
     return make_lm_root(tmp_path_factory.mktemp("lm"))
 
 
 @pytest.fixture(scope="session")
 def lm_exp(lm_root) -> Path:
-    """The letter Transformer LM of tests/test_transformer_lm.py (``train_lm``), trained once per
-    session for the LM tests and the decoding benchmark's test."""
-    from test_transformer_lm import train_lm
-
+    """The letter Transformer LM (``helpers.lm.train_lm``), trained once per session for the LM
+    tests and the decoding benchmark's test."""
     return train_lm(lm_root)
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import soundfile
 import yaml
+from helpers.models import write_model
 from helpers.shared_data import SHARED_DATA
 from praatio import textgrid
-from test_layer_features import write_model
 
 from espnet_ils.alignments import PhoneSegment, frame_labels, normalize_phone
 from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, num_frames

@@ -1,7 +1,8 @@
-"""bench/bench_decode.py on test_lexicon_decoding's synthetic log-probs, bigram and lexicon, and
-test_transformer_lm's grammar LM (conftest's ``lm_exp``): every setting's row is there, measured on the same utterances,
-with the weights taken from where the report says; the WERs order as those tests find them (the
-lexicon and the LMs repair what the best path gets wrong).
+"""bench/bench_decode.py on the decoding tests' synthetic log-probs, bigram and lexicon
+(helpers/decoding.py) and the grammar LM (conftest's ``lm_exp``): every setting's row is there,
+measured on the same utterances, with the weights taken from where the report says; the WERs order
+as test_lexicon_decoding and test_transformer_lm find them (the lexicon and the LMs repair what the
+best path gets wrong).
 """
 
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
-from test_lexicon_decoding import ACOUSTICS, REFS, TINY_ARPA, TOKENS, WORDS, ctc_log_probs
+from helpers.decoding import ACOUSTICS, REFS, TINY_ARPA, TOKENS, WORDS, ctc_log_probs
 
 from espnet_ils.lexicon_decoding import letter_lexicon, write_lexicon
 from espnet_ils.shards import feature_shard_writer

@@ -17,7 +17,6 @@ from espnet2.ssl.utils.mask import Masking
 from espnet2.tasks import asr, ssl
 from espnet2.train.class_choices import ClassChoices
 from espnet2.train.collate_fn import HuBERTCollateFn, _crop_audio_label
-from test_tasks import ssl_dir  # noqa: F401  (fixture: a tiny SSL model as ssl_train writes it)
 from torch import nn
 
 from espnet_ils.converters import MASK_OPTIONS
@@ -158,7 +157,7 @@ def test_masking_takes_the_options_the_converters_carry_over():
     )
 
 
-def test_ssl_frontend_drops_only_the_losses_of_the_model_it_loads(ssl_dir):  # noqa: F811
+def test_ssl_frontend_drops_only_the_losses_of_the_model_it_loads(ssl_dir):
     frontend = ESPnetSSLFrontend(frontend_conf={"path_or_url": str(ssl_dir / "model.pth")})
     saved = torch.load(ssl_dir / "model.pth", map_location="cpu", weights_only=True)
     kept = {key for key in saved if not key.startswith(SSL_FRONTEND_DROPPED)}

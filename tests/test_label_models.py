@@ -30,8 +30,7 @@ from espnet2.asr.frontend.default import DefaultFrontend
 from helpers.corpus import NUM_CLASSES
 from helpers.hubert import HUBERT_BLOCKS as NUM_BLOCKS
 from helpers.hubert import HUBERT_WIDTH as WIDTH
-from helpers.hubert import fairseq_hubert_checkpoint, tiny_torchaudio_kwargs
-from test_torchaudio_parity import perturb_
+from helpers.hubert import fairseq_hubert_checkpoint, perturb_, tiny_torchaudio_kwargs
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import pad_sequence

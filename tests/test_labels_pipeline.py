@@ -3,11 +3,11 @@
 import errno
 import math
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers.audio import write_wavs
 
 from espnet_ils.audio import load_waveform, num_frames
 from espnet_ils.bin.dump_labels import dump_labels
@@ -19,22 +19,6 @@ from espnet_ils.labels import to_encoder_rate
 from espnet_ils.metrics import cluster_quality, joint_counts
 from espnet_ils.mfcc import compute_mfcc
 from espnet_ils.shards import feature_shard_writer
-
-
-def write_wavs(root: Path, count: int = 6) -> Path:
-    rng = np.random.default_rng(0)
-    (root / "wav").mkdir(parents=True)
-    lines = []
-    for index in range(count):
-        samples = 8000 + 1931 * index
-        wave = 0.1 * np.sin(
-            np.arange(samples) * (0.05 + 0.02 * index)
-        ) + 0.01 * rng.standard_normal(samples)
-        path = root / "wav" / f"u{index}.flac"
-        sf.write(path, wave.astype(np.float32), 16000)
-        lines.append(f"u{index} {path}")
-    (root / "wav.scp").write_text("\n".join(lines) + "\n")
-    return root / "wav.scp"
 
 
 @pytest.mark.parametrize(

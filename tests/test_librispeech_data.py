@@ -12,7 +12,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from test_markers import write_librispeech
+from helpers.audio import write_librispeech
 
 from espnet_ils.kaldi_files import read_key_file
 

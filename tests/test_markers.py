@@ -7,10 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
-from test_labels_pipeline import write_wavs
+from helpers.audio import write_librispeech, write_wavs
 
 from espnet_ils.bin.dump_labels import dump_labels
 from espnet_ils.bin.dump_mfcc import dump_mfcc
@@ -123,18 +121,6 @@ def test_format_data_dir_redoes_a_changed_source(tmp_path, caplog):
     format_data_dir(src, tmp_path / "dst", 0.0, 100.0)
     assert "recomputing: input text changed" in caplog.text
     assert set(read_key_file(tmp_path / "dst" / "text").values()) == {"B"}
-
-
-def write_librispeech(root: Path, words: str) -> Path:
-    """A one-chapter LibriSpeech subset ``root/dev-clean``: two utterances saying ``words``."""
-    chapter = root / "dev-clean" / "1" / "2"
-    chapter.mkdir(parents=True)
-    lines = []
-    for index in range(2):
-        sf.write(chapter / f"1-2-000{index}.flac", np.zeros(16000, dtype=np.float32) + 0.01, 16000)
-        lines.append(f"1-2-000{index} {words}\n")
-    (chapter / "1-2.trans.txt").write_text("".join(lines))
-    return root / "dev-clean"
 
 
 def prepare(source: Path, dst: Path) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ from typing import Dict
 import pytest
 import torch
 import yaml
-from test_layer_features import tiny_config, write_model
+from helpers.models import tiny_config, write_model
 
 from espnet_ils.bin import prepare_probes
 from espnet_ils.comparison import Run

@@ -8,21 +8,13 @@ from typing import Optional
 import pytest
 import torch
 import yaml
-from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
-from helpers.corpus import ASR_CONFIG, SSL_CONFIG, write_corpus
+from helpers.corpus import ASR_CONFIG, SSL_CONFIG
+from helpers.ssl_model import ssl_args
 
 from espnet_ils.strict_loading import StateDictKeyError
 from espnet_ils.tasks import ILSASRTask, ILSSSLTask, check_ssl_frontend_keys
 
 MASK_EMBEDDING = "util_modules.mask.mask_embedding"
-
-
-def ssl_args(root: Path, **encoder_conf):
-    config = dict(SSL_CONFIG, encoder_conf={**SSL_CONFIG["encoder_conf"], **encoder_conf})
-    (root / "ssl.yaml").write_text(yaml.safe_dump(config))
-    return ILSSSLTask.get_parser().parse_args(
-        ["--config", str(root / "ssl.yaml"), "--token_list", str(root / "km_tokens.txt")]
-    )
 
 
 def asr_args(root: Path, ssl_model_file: Optional[Path], **overrides):
@@ -32,18 +24,6 @@ def asr_args(root: Path, ssl_model_file: Optional[Path], **overrides):
     if ssl_model_file is not None:
         cmd += ["--frontend_conf", f"frontend_conf.path_or_url={ssl_model_file}"]
     return ILSASRTask.get_parser().parse_args(cmd)
-
-
-@pytest.fixture(scope="module")
-def ssl_dir(tmp_path_factory) -> Path:
-    """An SSL model directory as ssl_train writes it: ``config.yaml`` and ``model.pth``."""
-    root = tmp_path_factory.mktemp("ssl")
-    write_corpus(root)
-    args = ssl_args(root)
-    model = ILSSSLTask.build_model(args)
-    (root / "config.yaml").write_text(yaml_no_alias_safe_dump(vars(args)))
-    torch.save(model.state_dict(), root / "model.pth")
-    return root
 
 
 def test_ssl_front_end_loads_every_key_and_guards_later_loads(ssl_dir):

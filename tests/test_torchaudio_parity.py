@@ -12,6 +12,7 @@ import pytest
 import torch
 import torchaudio
 from espnet2.ssl.utils.mask import Masking
+from helpers.hubert import perturb_
 from torch import nn
 from torch.nn import functional as F
 
@@ -48,27 +49,6 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 def assert_match(errors: Dict[str, float]) -> None:
     bad = {name: error for name, error in errors.items() if not error <= TOLERANCE}
     assert not bad, f"relative errors above {TOLERANCE}: {bad}"
-
-
-def perturb_(model: nn.Module, seed: int) -> None:
-    """Move every norm and bias off its default, sharpen attention, decouple ``g`` from ``||v||``."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def normal_(tensor: torch.Tensor, mean: float, std: float) -> None:
-        tensor.copy_(mean + std * torch.randn(tensor.shape, generator=generator))
-
-    with torch.no_grad():
-        for name, module in model.named_modules():
-            if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
-                normal_(module.weight, 1.0, 0.5)
-                normal_(module.bias, 0.0, 0.5)
-            elif isinstance(module, (nn.Linear, nn.Conv1d)) and module.bias is not None:
-                normal_(module.bias, 0.0, 0.1)
-            if name.endswith(("attention.q_proj", "attention.k_proj")):
-                normal_(module.weight, 0.0, 0.05)  # attention far from uniform
-        for name, parameter in model.named_parameters():
-            if name.endswith("pos_conv_embed.conv.parametrizations.weight.original0"):
-                parameter.mul_(0.5 + torch.rand(parameter.shape, generator=generator))  # g
 
 
 def base_modules() -> Dict[str, nn.Module]:

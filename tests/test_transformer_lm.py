@@ -2,15 +2,16 @@
 training through ESPnet's ``lm_train`` (bin/lm_train), and shallow fusion in ``espnet_ils.bin.asr_inference``
 with the token-list check of espnet_ils.lm_check.
 
-The LM learns a small grammar (THE CAT SAT ON THE MAT ...) over the letters of
-test_lexicon_decoding's token list and is fused with that file's tiny CTC model.
+The LM (helpers/lm.py, conftest's ``lm_exp``) learns a small grammar (THE CAT SAT ON THE MAT ...)
+over the letters of the decoding tests' token list and is fused with their tiny CTC model
+(helpers/decoding.py).
 """
 
 import gzip
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import pytest
@@ -19,12 +20,11 @@ import torch
 import yaml
 from espnet2.tasks.lm import LMTask
 from espnet2.text.char_tokenizer import CharTokenizer
-from helpers.corpus import run_module
-from test_lexicon_decoding import ACOUSTICS, TOKENS, ctc_log_probs, tiny_asr_model
+from helpers.decoding import ACOUSTICS, TOKENS, ctc_log_probs, tiny_asr_model
+from helpers.lm import read_keyed, write_keyed
 
 from espnet_ils.bin import asr_inference, lm_calc_perplexity
 from espnet_ils.bin import ctc_decode as ctc_decode_bin
-from espnet_ils.bin import prepare_lm_text as prepare_bin
 from espnet_ils.lexicon_decoding import best_path, compute_ctc_logprobs, ids_to_words, load_waveform
 from espnet_ils.lm_check import check_lm_for_asr, check_same_token_list, config_token_list
 from espnet_ils.lm_text import (
@@ -38,80 +38,6 @@ from espnet_ils.lm_text import (
 from espnet_ils.shards import feature_shard_writer
 from espnet_ils.tasks import ILSASRTask
 from espnet_ils.transformer_lm_decoding import LMFusionSearch, NbestRescoring
-
-NOUNS = ["CAT", "MAT", "HAT"]
-LM_CONFIG = {
-    "lm": "transformer",
-    "lm_conf": {
-        "pos_enc": "sinusoidal",  # one block cannot tell the previous letter from a bag of letters
-        "embed_unit": 16,
-        "att_unit": 32,
-        "head": 2,
-        "unit": 64,
-        "layer": 1,
-        "dropout_rate": 0.0,
-    },
-    "batch_type": "unsorted",
-    "batch_size": 16,
-    "max_epoch": 4,
-    "num_iters_per_epoch": 15,
-    "num_workers": 0,
-    "optim": "adam",
-    "optim_conf": {"lr": 0.01},
-    "best_model_criterion": [["valid", "loss", "min"]],
-    "keep_nbest_models": 1,
-    "seed": 0,
-}
-
-
-def grammar_sentence(rng: np.random.Generator) -> str:
-    """THE <noun> (SAT ON THE <noun>)*: every letter but the nouns' first ones is predictable."""
-    words = ["THE", str(rng.choice(NOUNS))]
-    while rng.random() < 0.5:
-        words += ["SAT", "ON", "THE", str(rng.choice(NOUNS))]
-    return " ".join(words)
-
-
-def write_keyed(path: Path, prefix: str, sentences: List[str]) -> Path:
-    path.write_text("".join(f"{prefix}{i:03d} {s}\n" for i, s in enumerate(sentences)))
-    return path
-
-
-def read_keyed(path: Path) -> Dict[str, str]:
-    return dict((line.split(" ", 1) + [""])[:2] for line in path.read_text().splitlines())
-
-
-def make_lm_root(root: Path) -> Path:
-    """``tokens.txt``, grammar texts (train 300, dev 30, test 20 sentences) and the LM text in
-    ``root``: conftest's session fixture ``lm_root``."""
-    (root / "tokens.txt").write_text("".join(t + "\n" for t in TOKENS))
-    rng = np.random.default_rng(0)
-    write_keyed(root / "train_text", "tr", [grammar_sentence(rng) for _ in range(300)])
-    write_keyed(root / "dev_text", "dv", [grammar_sentence(rng) for _ in range(30)])
-    write_keyed(root / "test_text", "te", [grammar_sentence(rng) for _ in range(20)])
-    prepare_bin.main(["--token_list", str(root / "tokens.txt"),
-                      "--train_text", str(root / "train_text"), "--dev_text", str(root / "dev_text"),
-                      "--exclude_text", str(root / "test_text"), "--outdir", str(root / "lm_text")])  # fmt: skip
-    return root
-
-
-def train_lm(lm_root: Path) -> Path:
-    """The LM trained through ESPnet's LM task as ESPnet's asr.sh runs it (60 steps, about a
-    minute with the start of its process): conftest's session fixture ``lm_exp``."""
-    (lm_root / "lm.yaml").write_text(yaml.safe_dump(LM_CONFIG))
-    exp = lm_root / "exp" / "lm"
-    text = lm_root / "lm_text"
-    run_module(
-        "espnet_ils.bin.lm_train",
-        ["--config", lm_root / "lm.yaml", "--ngpu", 0, "--output_dir", exp,
-         "--token_type", "char", "--token_list", lm_root / "tokens.txt",
-         "--train_data_path_and_name_and_type", f"{text / 'train' / 'text'},text,text",
-         "--valid_data_path_and_name_and_type", f"{text / 'dev' / 'text'},text,text",
-         "--train_shape_file", text / "train" / SHAPE_FILE,
-         "--valid_shape_file", text / "dev" / SHAPE_FILE],
-        lm_root,
-    )  # fmt: skip
-    return exp
 
 
 def test_lm_text_is_keyed_and_its_shapes_count_espnets_char_tokens(tmp_path):
@@ -210,7 +136,8 @@ def test_lm_dev_perplexity_beats_the_uniform_and_unigram_letter_models(lm_root, 
 
 @pytest.fixture(scope="module")
 def asr_dir(tmp_path_factory) -> Dict[str, Path]:
-    """test_lexicon_decoding's tiny CTC model (untrained) and a wav.scp of 3 noise utterances."""
+    """The decoding tests' tiny CTC model (helpers/decoding.py, untrained) and a wav.scp of 3 noise
+    utterances."""
     root = tmp_path_factory.mktemp("asr")
     _, config, weights = tiny_asr_model(root)
     rng = np.random.default_rng(1)

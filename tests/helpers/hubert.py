@@ -1,9 +1,11 @@
 """Tiny HuBERT models: torchaudio's ``wav2vec2_model`` arguments (``tiny_torchaudio_kwargs``) and a
-fairseq checkpoint of the same sizes (``fairseq_hubert_checkpoint``)."""
+fairseq checkpoint of the same sizes (``fairseq_hubert_checkpoint``); ``perturb_`` moves a
+torchaudio HuBERT's weights off their defaults so that a mapping mistake shows."""
 
 from typing import Dict, List
 
 import torch
+from torch import nn
 
 from helpers.corpus import NUM_CLASSES
 
@@ -155,3 +157,24 @@ def fairseq_hubert_checkpoint(source: Dict[str, torch.Tensor], pre_ln: bool) -> 
     state["final_proj.bias"] = 0.1 * torch.randn(HUBERT_FINAL_DIM, generator=generator)
     state["label_embs_concat"] = torch.rand(4 + NUM_CLASSES, HUBERT_FINAL_DIM, generator=generator)
     return {"cfg": hubert_cfg(pre_ln), "model": state}
+
+
+def perturb_(model: nn.Module, seed: int) -> None:
+    """Move every norm and bias off its default, sharpen attention, decouple ``g`` from ``||v||``."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def normal_(tensor: torch.Tensor, mean: float, std: float) -> None:
+        tensor.copy_(mean + std * torch.randn(tensor.shape, generator=generator))
+
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+                normal_(module.weight, 1.0, 0.5)
+                normal_(module.bias, 0.0, 0.5)
+            elif isinstance(module, (nn.Linear, nn.Conv1d)) and module.bias is not None:
+                normal_(module.bias, 0.0, 0.1)
+            if name.endswith(("attention.q_proj", "attention.k_proj")):
+                normal_(module.weight, 0.0, 0.05)  # attention far from uniform
+        for name, parameter in model.named_parameters():
+            if name.endswith("pos_conv_embed.conv.parametrizations.weight.original0"):
+                parameter.mul_(0.5 + torch.rand(parameter.shape, generator=generator))  # g
