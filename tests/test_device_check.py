@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import pytest
+from helpers.scripts import load_module
 
 from espnet_ils.audio import SAMPLE_RATE, num_frames
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-import bench_pretrain_step  # noqa: E402  (bench/ is not a package)
+bench_pretrain_step = load_module(REPO / "bench" / "bench_pretrain_step.py")
 
 OUTPUT_FILES = {
     "summary.md",

@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from helpers.librilight import SUBSET_OF_SPEAKER, write_json, write_librilight
+from helpers.scripts import load_module
 from helpers.shared_data import needs_sample
 
 from espnet_ils.audio import load_waveform
@@ -29,7 +29,7 @@ from espnet_ils.datadir import format_data_dir
 from espnet_ils.kaldi_files import read_key_file
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
-sys.path.insert(0, str(RECIPE / "local"))  # the preparation is recipe-local, not in espnet_ils
+load_module(RECIPE / "local" / "prepare_librilight.py")  # recipe-local, not in espnet_ils
 
 from prepare_librilight import (  # noqa: E402
     END_TOLERANCE_S,

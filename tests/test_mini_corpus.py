@@ -5,19 +5,19 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers.scripts import load_module
 
 from espnet_ils.audio import ENCODER_HOP, MFCC_HOP
 from espnet_ils.kaldi_files import read_key_file
 
 RECIPE_LOCAL = Path(__file__).parents[1] / "egs2/librispeech_ils/ssl1/local"
-sys.path.insert(0, str(RECIPE_LOCAL))  # the generator is recipe-local, not part of espnet_ils
+load_module(RECIPE_LOCAL / "mini_corpus")  # recipe-local, not part of espnet_ils: imported below
 
 from mini_corpus import voices  # noqa: E402
 from mini_corpus.mini_corpus import (  # noqa: E402

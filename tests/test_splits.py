@@ -3,21 +3,21 @@ every utterance in exactly one part, in the same part of wav.scp, text and speec
 that disagree refused naming the utterances; an SSL training through ``--multiple_iterator true``
 on the parts; the memory benchmark's manifest cut as the recipe cuts it."""
 
-import sys
 from pathlib import Path
 from typing import Dict
 
 import pytest
 import yaml
 from helpers.corpus import SSL_CONFIG, run_module, write_corpus
+from helpers.scripts import load_module
 
 from espnet_ils.bin.split_scps import main as split_main
 from espnet_ils.kaldi_files import read_key_file
 from espnet_ils.splits import split_keyed_files
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import bench_manifest_memory  # noqa: E402  (bench/ is not a package)
+bench_manifest_memory = load_module(
+    Path(__file__).resolve().parents[1] / "bench" / "bench_manifest_memory.py"
+)
 
 FILES = ("wav.scp", "text", "speech_shape")
 

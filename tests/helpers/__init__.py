@@ -2,6 +2,7 @@
 
 - ``shared_data``: the test data kept beside the repository (``../shared/data``) and the skip mark
   of the tests that need its LibriSpeech sample.
+- ``scripts``: loading the scripts of bench/ and of the recipe's local/ by their path.
 - ``models``: a tiny ILS encoder, a tiny SSL model config, and models saved with random weights.
 - ``corpus``: the generated 8-utterance corpus, the tiny SSL and ASR training configs that train on
   it, and running ESPnet's entry points on it.
