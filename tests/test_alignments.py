@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import yaml
 from helpers.models import write_model
-from helpers.shared_data import SHARED_DATA
+from helpers.shared_data import LIBRISPEECH_SAMPLE, needs_sample
 from praatio import textgrid
 
 from espnet_ils.alignments import PhoneSegment, frame_labels, normalize_phone
@@ -20,10 +20,6 @@ from espnet_ils.bin.import_alignments import main as import_main
 from espnet_ils.kaldi_files import read_key_file
 from espnet_ils.tasks import ILSSSLTask
 
-LIBRISPEECH_SAMPLE = SHARED_DATA / "librispeech_sample"
-needs_sample = pytest.mark.skipif(
-    not LIBRISPEECH_SAMPLE.is_dir(), reason=f"{LIBRISPEECH_SAMPLE} (shared test data) is absent"
-)
 SAMPLE = LIBRISPEECH_SAMPLE / "dev-clean" / "1988" / "24833"
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 UTT = "1988-24833-0000"

@@ -17,6 +17,7 @@ import yaml
 from espnet2.asr.frontend.espnet_ssl import ESPnetSSLFrontend
 from espnet2.bin.asr_inference import Speech2Text
 from espnet2.tasks.asr import ASRTask
+from helpers.shared_data import SHARED_DATA
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.bin import convert_unispeech
@@ -33,7 +34,7 @@ from espnet_ils.converters.unispeech import (
 from espnet_ils.relative_bias import relative_position_bucket
 from espnet_ils.tasks import ILSSSLTask
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/data/ils_reference"
+REFERENCE = SHARED_DATA / "ils_reference"
 CONFIGS = ("base-like", "large-like")
 TOLERANCE = 1e-5
 SUPERVISED = (2, 4)

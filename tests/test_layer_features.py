@@ -13,6 +13,7 @@ import torch
 from espnet2.asr.frontend.cnn import CNNFrontend
 from espnet2.tasks.asr import ASRTask
 from helpers.models import tiny_config, write_model
+from helpers.shared_data import SHARED_DATA
 from torch import nn
 
 import espnet_ils  # noqa: F401  (registers our classes)
@@ -24,7 +25,7 @@ from espnet_ils.layer_features import LayerFeatureExtractor
 from espnet_ils.shards import shard
 from espnet_ils.tasks import ILSSSLTask
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/data/ils_reference"
+REFERENCE = SHARED_DATA / "ils_reference"
 NUM_SAMPLES = (5000, 9000, 6400)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.shared_data import LIBRISPEECH_SAMPLE, needs_sample
 
 from espnet_ils.bin.derive_baseline_config import baseline_config
 from espnet_ils.bin.merge_decoding import merge_decoding
@@ -17,10 +18,6 @@ from espnet_ils.kaldi_files import read_key_file
 from espnet_ils.scoring import count_errors
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
-SAMPLE = Path(__file__).resolve().parents[2] / "shared/data/librispeech_sample"
-needs_sample = pytest.mark.skipif(
-    not SAMPLE.is_dir(), reason=f"{SAMPLE} (shared test data) is absent"
-)
 
 
 def prepare(*args: str) -> subprocess.CompletedProcess:
@@ -34,7 +31,7 @@ def prepare(*args: str) -> subprocess.CompletedProcess:
 @needs_sample
 def test_librispeech_preparation_on_real_files(tmp_path):
     dst = tmp_path / "dev_clean"
-    result = prepare("--src", str(SAMPLE / "dev-clean"), "--dst", str(dst))
+    result = prepare("--src", str(LIBRISPEECH_SAMPLE / "dev-clean"), "--dst", str(dst))
     assert result.returncode == 0, result.stderr
     wav = read_key_file(dst / "wav.scp")
     text = read_key_file(dst / "text")
@@ -54,9 +51,9 @@ def test_librispeech_sets_merge_and_refuse_orphans(tmp_path):
     assert (
         prepare(
             "--src",
-            str(SAMPLE / "dev-clean"),
+            str(LIBRISPEECH_SAMPLE / "dev-clean"),
             "--src",
-            str(SAMPLE / "test-clean"),
+            str(LIBRISPEECH_SAMPLE / "test-clean"),
             "--dst",
             str(merged),
         ).returncode
@@ -66,7 +63,7 @@ def test_librispeech_sets_merge_and_refuse_orphans(tmp_path):
 
     broken = tmp_path / "broken" / "1988" / "24833"
     broken.mkdir(parents=True)
-    source = SAMPLE / "dev-clean" / "1988" / "24833"
+    source = LIBRISPEECH_SAMPLE / "dev-clean" / "1988" / "24833"
     (broken / "1988-24833.trans.txt").write_text((source / "1988-24833.trans.txt").read_text())
     for flac in sorted(source.glob("*.flac"))[:-1]:  # the last transcript line has no audio
         (broken / flac.name).symlink_to(flac)
@@ -82,7 +79,9 @@ def test_librispeech_sets_merge_and_refuse_orphans(tmp_path):
 @needs_sample
 def test_format_data_dir_filters_by_duration(tmp_path):
     src = tmp_path / "src"
-    assert prepare("--src", str(SAMPLE / "dev-clean"), "--dst", str(src)).returncode == 0
+    assert (
+        prepare("--src", str(LIBRISPEECH_SAMPLE / "dev-clean"), "--dst", str(src)).returncode == 0
+    )
     durations = {u: float(d) for u, d in read_key_file(src / "utt2dur").items()}
     kept = format_data_dir(src, tmp_path / "dst", min_duration=5.0, max_duration=20.0)
     shape = read_key_file(tmp_path / "dst" / "speech_shape")
