@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import yaml
+from helpers.images import png_size
 
 from espnet_ils.audio import num_frames
 from espnet_ils.kaldi_files import read_key_file
@@ -84,7 +85,8 @@ def test_checkpoints_and_cluster_quality(run):
     table = (exp / "cluster_quality_it2_L2_km100" / "cluster_quality.tsv").read_text().splitlines()
     assert table[0].split("\t") == ["model", "layer", "phone_purity", "cluster_purity", "pnmi"]
     assert len(table) == 1 + 2 * 5  # two models, layers 0..4
-    assert (exp / "cluster_quality_it2_L2_km100" / "cluster_quality.png").stat().st_size > 0
+    # A panel per metric of 4 x 3.2 inches at 120 dpi
+    assert png_size(exp / "cluster_quality_it2_L2_km100" / "cluster_quality.png") == (1440, 384)
     # The paper's protocol: k-means fitted on 0.02 h of the training set, scored on the aligned dev set.
     protocol = json.loads((exp / "cluster_quality_it2_L2_km100" / "protocol.json").read_text())
     assert protocol["fit"] == str(dirs["dump"] / "raw" / "train") and protocol["fit_hours"] == 0.02
@@ -132,7 +134,8 @@ def test_probes_of_both_arms(run):
         for arm in ("ils", "hubert"):
             total = sum(float(w[4]) for w in weights if w[0] == task and w[1] == arm)
             assert total == pytest.approx(1.0, abs=1e-3)
-    assert (probes / "layer_weights.png").stat().st_size > 0
+    # A panel per probe task (pr, sid) of 4.5 x 3.2 inches at 120 dpi
+    assert png_size(probes / "layer_weights.png") == (1080, 384)
     comparison = (dirs["exp"] / "comparison_test.md").read_text()
     assert "| PER test (%) |" in comparison and "| SID accuracy test (%) |" in comparison
 

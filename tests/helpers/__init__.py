@@ -14,6 +14,7 @@
   tiny CTC model over their letters.
 - ``lm``: the grammar texts and the letter Transformer LM of the LM tests.
 - ``stand_in_wget``: the ``wget`` that conftest.py's ``stand_in`` fixture puts on PATH.
+- ``images``: a written PNG's pixel size.
 
 No test file imports another test file or conftest.py. The tests import these modules as
 ``helpers.<module>``: ``tests/`` is no package, so pytest's default ``prepend`` import mode puts it
