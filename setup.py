@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["espnet_ils", "espnet_ils.*"]),
     python_requires=">=3.10,<3.13",
     # The three pins travel together: torchaudio 2.11's wheel links torch 2.11's CUDA build, and
-    # espnet 202511 is the release whose SSL task our classes plug into (DESIGN.md section 2).
+    # espnet 202511 is the release whose SSL task our classes plug into.
     install_requires=[
         "torch==2.11.0",
         "torchaudio==2.11.0",

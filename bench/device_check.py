@@ -55,7 +55,7 @@ import torch
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PEAK_BF16_TFLOPS = 790.0  # H200 dense bf16, measured on the lent machine (DESIGN.md section 7)
+PEAK_BF16_TFLOPS = 790.0  # H200 dense bf16, measured on the lent machine (bench/README.md)
 PARITY_BATCH = 2
 PARITY_HEADS = 12
 PARITY_HEAD_DIM = 64
@@ -1001,8 +1001,8 @@ def format_step(result: Dict[str, Any]) -> List[str]:
         lines.append(
             f"- step = 3 x forward - conv_1 (no input gradient for the waveform) = "
             f"{flops['step'] / 1e9:.4g} GFLOP = {flops['step'] / audio_s / 1e9:.1f} GFLOP per "
-            "audio second (DESIGN.md section 7 estimated ~43 for BASE, without the conv "
-            "positions)"
+            "audio second (estimated ~43 for BASE before this count, without the conv "
+            "positions: bench/README.md)"
         )
     lines += [
         "",

@@ -2,8 +2,9 @@
 name the file and utterance.
 
 Frame ``t`` of a grid with hop ``h`` covers samples ``[h t, h t + 400)``: at hop 320 (50 Hz) the
-frames of the conv front (receptive field 400, total stride 320; DESIGN.md section 1) and so of the
-encoder and its labels; at hop 160 (100 Hz) Kaldi's 25 ms / 10 ms MFCC framing (``snip_edges``).
+frames of the conv front (receptive field 400, total stride 320, as its blocks in
+``espnet_ils.frontend.DEFAULT_CONV_SHAPES`` make it) and so of the encoder and its labels; at hop
+160 (100 Hz) Kaldi's 25 ms / 10 ms MFCC framing (``snip_edges``).
 Frame ``2t`` of the 100 Hz grid starts where frame ``t`` of the 50 Hz grid does.
 """
 

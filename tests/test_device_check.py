@@ -143,7 +143,8 @@ def test_the_bench_frame_grid_is_espnet_ils_own():
 
 
 def test_base_step_flops_match_the_design_estimate():
-    """DESIGN.md section 7: ~43 GFLOP per audio second; the count adds the conv positions."""
+    """Within reach of the estimate made before the count, ~43 GFLOP per audio second for BASE
+    (bench/README.md, "FLOP count"); the count adds the positional convolution."""
     samples = int(12.5 * bench_pretrain_step.SAMPLE_RATE)
     base = bench_pretrain_step.ils_size(
         bench_pretrain_step.yaml.safe_load(bench_pretrain_step.ILS_CONFIG.read_text())

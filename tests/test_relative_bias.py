@@ -9,7 +9,8 @@ OFFSETS = [0, 1, -1, 79, -79, 80, -80, 81, -81, 777, -777, 778, -778, 800, -800,
 
 
 def reference_bucket(offset: int, num_buckets: int = 320, max_distance: int = 800) -> int:
-    """DESIGN.md section 1 in scalar Python: 160 buckets per side, 80 exact, log up to 800."""
+    """ILS-SSL's bidirectional T5 buckets (espnet_ils.relative_bias) in scalar Python: 160 buckets
+    per side, 80 exact, log up to 800."""
     half = num_buckets // 2
     exact = half // 2
     side = half if offset > 0 else 0
