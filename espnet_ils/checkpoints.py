@@ -9,11 +9,12 @@ best-model links to an epoch file that is never written.
 
 :class:`CrashSafeTrainer` (the ``trainer`` of our tasks) closes both gaps:
 
-* every ``torch.save`` to a path while it trains writes ``<path>.tmp`` and renames it into place,
-  so a kill leaves the previous file whole (:func:`atomic_torch_save`);
+* every ``torch.save`` to a path by ESPnet's trainer (and its n-best averaging) writes
+  ``<path>.tmp`` and renames it into place, so a kill leaves the previous file whole
+  (:func:`atomic_saves_in`); the rest of the process keeps torch's own ``torch.save``;
 * before ESPnet resumes, :func:`prepare_resume` repairs what an interrupted epoch end left:
   the epoch file that ``checkpoint.pth`` records and the links ESPnet makes for it. A
-  ``checkpoint.pth`` that cannot be read (cut short before writes were atomic) is kept as
+  ``checkpoint.pth`` that cannot be deserialised (cut short before writes were atomic) is kept as
   ``checkpoint.pth.corrupt`` and replaced by one built from the newest readable ``<N>epoch.pth``
   (the model and the epoch count only), or removed when there is none (training restarts).
 
@@ -24,12 +25,17 @@ sum, so every criterion after the first averages weights already summed for anot
 """
 
 import contextlib
+import errno
 import logging
 import os
+import pickle
 import re
+import types
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Sequence
 
+import espnet2.main_funcs.average_nbest_models
+import espnet2.train.trainer
 import torch
 from espnet2.iterators.abs_iter_factory import AbsIterFactory
 from espnet2.main_funcs.average_nbest_models import average_nbest_models
@@ -45,41 +51,81 @@ CHECKPOINT = "checkpoint.pth"
 EPOCH_FILE = re.compile(r"(\d+)epoch\.pth")
 
 
-@contextlib.contextmanager
-def atomic_torch_save() -> Iterator[None]:
-    """Within the block, ``torch.save(obj, path)`` writes ``path.tmp`` and renames it to ``path``.
+def atomic_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+    """``torch.save(obj, f)`` that writes ``f.tmp`` and renames it to ``f``.
 
-    Saves to file objects are left as they are. An exception during the write removes the
-    temporary file and leaves ``path`` as it was.
+    A kill or an exception during the write leaves ``f`` as it was (the temporary file is removed
+    on an exception). File objects are written as they are.
     """
-    save = torch.save
+    if not isinstance(f, (str, os.PathLike)):
+        torch.save(obj, f, *args, **kwargs)
+        return
+    temporary = f"{os.fspath(f)}.tmp"
+    try:
+        torch.save(obj, temporary, *args, **kwargs)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    os.replace(temporary, f)
 
-    def save_then_rename(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-        if not isinstance(f, (str, os.PathLike)):
-            save(obj, f, *args, **kwargs)
-            return
-        temporary = f"{os.fspath(f)}.tmp"
-        try:
-            save(obj, temporary, *args, **kwargs)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        os.replace(temporary, f)
 
-    torch.save = save_then_rename
+class _TorchSavingAtomically(types.ModuleType):
+    """``torch`` as a patched module sees it: ``save`` is :func:`atomic_save`, the rest is torch's."""
+
+    save = staticmethod(atomic_save)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+
+# ESPnet's modules that write a training's files: Trainer.run's checkpoint.pth and <N>epoch.pth,
+# and the n-best averages it writes at the end. A test pins that both call ``torch.save``.
+ESPNET_WRITERS = (espnet2.train.trainer, espnet2.main_funcs.average_nbest_models)
+
+
+@contextlib.contextmanager
+def atomic_saves_in(modules: Sequence[types.ModuleType] = ESPNET_WRITERS) -> Iterator[None]:
+    """Within the block, ``torch.save`` called by ``modules`` is :func:`atomic_save`.
+
+    Only those modules' global name ``torch`` changes; ``torch.save`` itself, as every other
+    module in the process calls it, stays torch's own.
+    """
+    originals = [module.torch for module in modules]
+    for module in modules:
+        module.torch = _TorchSavingAtomically("torch")
     try:
         yield
     finally:
-        torch.save = save
+        for module, original in zip(modules, originals):
+            module.torch = original
 
 
 def read_checkpoint(path: Path) -> Optional[Dict[str, Any]]:
-    """``torch.load`` of a file written by ESPnet's Trainer; None (logged) if it cannot be read."""
+    """``torch.load`` of a file written by ESPnet's Trainer; None (logged) if it is corrupt.
+
+    Only a file that cannot be deserialised counts as corrupt: what torch raises on a file cut
+    short (``RuntimeError`` from the zip reader, ``EOFError``, ``UnpicklingError``, and
+    ``EINVAL`` from a seek before the file's start when its zip directory is cut off). Any other
+    ``OSError`` (permissions, a failing disk, a directory in its place) is raised with the file
+    named, and the file is left where it is.
+
+    Raises:
+        OSError: ``path`` cannot be read.
+    """
     try:
         return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except (RuntimeError, EOFError, OSError) as error:  # what a truncated file raises
-        logger.warning("%s cannot be read (%s)", path, error)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        logger.warning("%s cannot be deserialised (%s)", path, error)
         return None
+    except OSError as error:
+        if error.errno == errno.EINVAL:
+            logger.warning("%s cannot be deserialised (%s: its end is missing)", path, error)
+            return None
+        raise OSError(
+            error.errno,
+            f"{path} cannot be read ({error.strerror or error}); it is left as it is: fix the "
+            "cause and run again",
+        ) from error
 
 
 def newest_epoch_checkpoint(output_dir: Path) -> Optional[Dict[str, Any]]:
@@ -150,8 +196,7 @@ def replace_unreadable_checkpoint(path: Path) -> Optional[Dict[str, Any]]:
         epoch,
         epoch + 1,
     )
-    with atomic_torch_save():
-        torch.save(states, path)
+    atomic_save(states, path)
     return states
 
 
@@ -180,8 +225,7 @@ def prepare_resume(output_dir: Path, best_model_criterion: Sequence[Sequence[str
     epoch = reporter.get_epoch()
     epoch_file = output_dir / f"{epoch}epoch.pth"
     if not epoch_file.exists() or read_checkpoint(epoch_file) is None:
-        with atomic_torch_save():
-            torch.save(states["model"], epoch_file)
+        atomic_save(states["model"], epoch_file)
         logger.warning("Re-created %s from %s", epoch_file, path)
     # ESPnet's links for epoch N (espnet2/train/trainer.py, Trainer.run, step 5)
     links = ["latest.pth"] + [
@@ -236,7 +280,7 @@ class CrashSafeTrainer(Trainer):
             prepare_resume(Path(trainer_options.output_dir), trainer_options.best_model_criterion)
         if distributed_option.distributed:
             torch.distributed.barrier()  # every rank resumes from the repaired checkpoint
-        with atomic_torch_save():
+        with atomic_saves_in():
             super().run(
                 model=model,
                 optimizers=optimizers,

@@ -4,9 +4,13 @@ The training runs are ``ILSSSLTask.main`` in this process on the tiny corpus of 
 (2 steps per epoch); a kill is simulated by cutting or deleting the files it would have left.
 """
 
+import errno
+import inspect
 import io
 import logging
+import os
 import shutil
+import types
 from pathlib import Path
 from typing import Dict, List
 
@@ -17,7 +21,13 @@ from espnet2.main_funcs.average_nbest_models import average_nbest_models
 from espnet2.train.reporter import Reporter
 from helpers.corpus import SSL_CONFIG, data_args, write_corpus
 
-from espnet_ils.checkpoints import atomic_torch_save, average_each_criterion, prepare_resume
+from espnet_ils.checkpoints import (
+    ESPNET_WRITERS,
+    atomic_saves_in,
+    average_each_criterion,
+    prepare_resume,
+    read_checkpoint,
+)
 from espnet_ils.tasks import ILSSSLTask
 
 CRITERIA = ILSSSLTask.get_parser().get_default("best_model_criterion")
@@ -101,17 +111,29 @@ class KilledWhilePickling:
 
 def test_an_interrupted_save_leaves_the_previous_file_whole(tmp_path):
     path = tmp_path / "checkpoint.pth"
+    writer, bystander = types.ModuleType("writer"), types.ModuleType("bystander")
+    writer.torch = bystander.torch = torch
     save = torch.save
-    with atomic_torch_save():
-        torch.save({"epoch": 1}, path)
+    with atomic_saves_in([writer]):
+        writer.torch.save({"epoch": 1}, path)
         with pytest.raises(KeyboardInterrupt):
-            torch.save({"epoch": 2, "optimizer": KilledWhilePickling()}, path)
+            writer.torch.save({"epoch": 2, "optimizer": KilledWhilePickling()}, path)
         buffer = io.BytesIO()
-        torch.save({"epoch": 3}, buffer)  # file objects are written as they are
-    assert torch.save is save
+        writer.torch.save({"epoch": 3}, buffer)  # file objects are written as they are
+        assert writer.torch.zeros(2).sum() == 0  # the rest of torch as it is
+        # torch.save stays torch's own for the rest of the process
+        assert torch.save is save and bystander.torch is torch
+    assert writer.torch is torch
     assert torch.load(path) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pth"]
     assert torch.load(io.BytesIO(buffer.getvalue())) == {"epoch": 3}
+
+
+def test_espnet_writers_call_torch_save_through_their_torch_global():
+    """Pins trainer.py and average_nbest_models.py: ``torch.save`` through the module's ``torch``."""
+    for module in ESPNET_WRITERS:
+        assert module.torch is torch
+        assert "torch.save(" in inspect.getsource(module), module.__name__
 
 
 def test_espnet_writes_every_checkpoint_through_torch_save(two_epochs):
@@ -166,6 +188,40 @@ def test_nothing_readable_restarts_from_epoch_one(tmp_path, caplog):
     assert not (tmp_path / "checkpoint.pth").exists()
     assert (tmp_path / "checkpoint.pth.corrupt").exists()
     assert "nothing to resume, training starts from epoch 1" in caplog.text
+
+
+def test_a_checkpoint_that_cannot_be_read_stops_the_resume_and_stays(tmp_path):
+    """Only a file that cannot be deserialised counts as corrupt: a directory in place of the file
+    (readable by no one, root included) stops with the file named, and nothing is moved aside."""
+    torch.save({"w": torch.ones(2)}, tmp_path / "1epoch.pth")
+    (tmp_path / "checkpoint.pth").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"checkpoint\.pth cannot be read .*left as it is"):
+        prepare_resume(tmp_path, CRITERIA)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["1epoch.pth", "checkpoint.pth"]
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EIO])
+def test_read_errors_other_than_a_cut_file_are_raised(tmp_path, monkeypatch, code):
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"w": 1}, path)
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(torch, "load", fail)
+    with pytest.raises(OSError, match=rf"{path} cannot be read \({os.strerror(code)}\)") as raised:
+        read_checkpoint(path)
+    assert raised.value.errno == code
+
+
+@pytest.mark.parametrize("keep", [0, 10, 100, 0.5, -30, -1])
+def test_every_cut_of_a_checkpoint_counts_as_corrupt(tmp_path, keep):
+    """What torch raises on a file cut anywhere: RuntimeError, EOFError, or EINVAL from a seek."""
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"w": torch.zeros(1000), "epoch": 2}, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep) if isinstance(keep, float) else keep])
+    assert read_checkpoint(path) is None
 
 
 def test_an_interrupted_repair_is_done_again(tmp_path):
