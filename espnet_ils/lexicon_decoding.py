@@ -530,8 +530,6 @@ def dump_ctc_logprobs(
     Returns:
         The scp of the shard: ``utt`` -> ``(T, V)`` float32 log-probs, ``V`` the model's tokens.
     """
-    from espnet_ils.tasks import ILSASRTask  # ESPnet's tasks are slow to import; only here
-
     outdir = Path(outdir)
     identity = step_identity(
         {"nj": nj},
@@ -545,6 +543,8 @@ def dump_ctc_logprobs(
     if up_to_date(marker_path(outdir, job), identity, f"CTC log-prob shard {job}/{nj} in {outdir}"):
         return scp
     entries = shard(list(read_key_file(wav_scp).items()), job, nj)
+    from espnet_ils.tasks import ILSASRTask  # ESPnet's tasks take ~10 s to import: not for a skip
+
     model, _ = ILSASRTask.build_model_from_file(asr_train_config, asr_model_file, device)
     model.eval()
     if getattr(model, "ctc", None) is None:

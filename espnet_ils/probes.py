@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 
-from espnet_ils.alignments import SILENCE
+from espnet_ils.alignments import SILENCE, read_frame_labels
 from espnet_ils.comparison import Run
 from espnet_ils.kaldi_files import atomic_path, read_key_file, write_key_file, write_text_atomic
-from espnet_ils.label_quality import read_frame_labels
 from espnet_ils.scoring import count_errors, read_text
 
 if TYPE_CHECKING:  # matplotlib is imported where a plot is drawn

@@ -42,18 +42,15 @@ from espnet_ils import label_models
 from espnet_ils.bin import convert_unispeech
 from espnet_ils.converters.unispeech import prepare
 from espnet_ils.frontend import ILSCNNFrontend
-from espnet_ils.label_models import (
+from espnet_ils.label_model_files import (
     ESPNET,
     HUGGINGFACE,
-    LABEL_GRID,
     TORCH_FILE,
-    FrameGrid,
-    frame_grid,
     label_model_files,
     label_model_identity,
-    load_label_model,
     locate_label_model,
 )
+from espnet_ils.label_models import LABEL_GRID, FrameGrid, frame_grid, load_label_model
 from espnet_ils.layer_features import LayerFeatureExtractor
 from espnet_ils.tasks import ILSSSLTask
 

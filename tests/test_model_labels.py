@@ -1,6 +1,7 @@
 """Labels straight from audio (stage 5, external label models): the same labels as dumping the
 block's features first, while only the k-means portion's features are written."""
 
+import subprocess
 import sys
 from pathlib import Path
 from typing import Dict
@@ -140,6 +141,34 @@ def test_the_portion_is_labelled_from_its_features_without_its_audio(
         )  # fmt: skip
     merge_labels(moved / "wav.scp", tmp_path / "labels", NJ, tmp_path / "text")
     assert (tmp_path / "text").read_bytes() == streamed.read_bytes()
+
+
+def test_a_done_shard_is_skipped_before_torch_scikit_learn_or_espnet_is_imported(
+    model_file, data_dir, streamed
+):
+    """A re-run of stage 5 that finds its shards done costs no model imports (10 s a job)."""
+    root = streamed.parents[1]
+    common = ["--model_file", model_file, "--layer", LAYER, "--nj", NJ, "--job", 1]
+    commands = {
+        "extract_layer_features": [
+            *common, "--wav_scp", data_dir / "wav.scp", "--utt_list", root / "portion",
+            "--out_dir", root / "feats",
+        ],
+        "model_labels": [
+            *common, "--km_model", root / "km.joblib", "--n_clusters", CLUSTERS, "--data_dir",
+            data_dir, "--outdir", root / "labels", "--feats_dir", root / "feats",
+        ],
+    }  # fmt: skip
+    for name, args in commands.items():
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", f"espnet_ils.bin.{name}", *map(str, args)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "skipped: done with the same options and inputs" in result.stderr
+        imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()}
+        assert not {"torch", "sklearn", "espnet2"} & {name.split(".")[0] for name in imported}
 
 
 def test_windows_keep_the_order_and_sort_each_window_by_length():

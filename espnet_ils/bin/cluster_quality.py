@@ -27,6 +27,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from espnet_ils.alignments import read_frame_labels
 from espnet_ils.bin import setup_logging
 from espnet_ils.datadir import num_samples_of
 from espnet_ils.kaldi_files import read_key_file, write_text_atomic
@@ -38,7 +39,6 @@ from espnet_ils.label_quality import (
     label_quality,
     model_layer_quality,
     plot_quality,
-    read_frame_labels,
     write_quality_table,
 )
 

@@ -29,8 +29,7 @@ from espnet_ils.audio import load_waveform
 from espnet_ils.bin import add_shard_arguments, bound_heap_growth, setup_logging
 from espnet_ils.datadir import num_samples_of
 from espnet_ils.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.label_models import label_model_identity, load_label_model
-from espnet_ils.layer_features import length_sorted_batches
+from espnet_ils.label_model_files import label_model_identity
 from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
 from espnet_ils.shards import feature_shard_writer, marker_path, shard
 
@@ -93,6 +92,10 @@ def extract_shard(
         marker_path(out_dir, job), identity, f"layer-{layer} shard {job}/{nj} in {out_dir}"
     ):
         return scp
+    # Only now: these import torch and ESPnet (about 10 s), which a skip never needs.
+    from espnet_ils.label_models import load_label_model
+    from espnet_ils.layer_features import length_sorted_batches
+
     extractor = load_label_model(model_file, config, device)
     extractor.check_layers([layer])
     entries = dict(shard(list(read_key_file(wav_scp).items()), job, nj))

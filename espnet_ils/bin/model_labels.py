@@ -22,8 +22,7 @@ import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.bin import add_shard_arguments, bound_heap_growth, setup_logging
 from espnet_ils.datadir import num_samples_of
 from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.kmeans import load_kmeans
-from espnet_ils.label_models import label_model_identity, load_label_model
+from espnet_ils.label_model_files import label_model_identity
 from espnet_ils.markers import (
     file_checksum,
     files_checksum,
@@ -31,7 +30,6 @@ from espnet_ils.markers import (
     up_to_date,
     write_marker,
 )
-from espnet_ils.model_labels import write_label_shard
 from espnet_ils.shards import feature_scps, marker_path, shard
 
 logger = logging.getLogger("model_labels")
@@ -79,6 +77,11 @@ def label_shard(
     output = Path(outdir) / f"labels.{job}"
     if up_to_date(marker_path(outdir, job), identity, f"label shard {job}/{nj} in {outdir}"):
         return output
+    # Only now: these import scikit-learn, torch and ESPnet (about 10 s), which a skip never needs.
+    from espnet_ils.kmeans import load_kmeans
+    from espnet_ils.label_models import load_label_model
+    from espnet_ils.model_labels import write_label_shard
+
     kmeans = load_kmeans(km_model)
     if kmeans.cluster_centers_.shape[0] != n_clusters:
         raise ValueError(
