@@ -3,7 +3,7 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install tts lm-tools test lint demo device-wheels clean
+.PHONY: install tts lm-tools test test-fast lint demo device-wheels clean
 
 install: $(STAMP)
 
@@ -26,8 +26,14 @@ tts:
 lm-tools:
 	bash egs2/librispeech_ils/ssl1/local/install_lm_tools.sh
 
+# The full suite (CI runs it), in two pytest-xdist workers: most of its time is processes starting
+# (ESPnet's import is single-threaded), which two workers overlap on 2 cores.
 test: install tts lm-tools
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests
+	$(PYTHON) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile tests
+
+# Before every commit: every module's tests but the slow ones (pyproject.toml's marker `slow`).
+test-fast: install
+	$(PYTHON) -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 lint: install
 	$(PYTHON) -m ruff check espnet_ils tests bench egs2/librispeech_ils/ssl1/local

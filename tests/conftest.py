@@ -9,7 +9,7 @@ import re
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict, Iterator, List
 
 import pytest
 import torch
@@ -65,6 +65,15 @@ def lm_exp(lm_root) -> Path:
     """The letter Transformer LM (``helpers.lm.train_lm``), trained once per session for the LM
     tests and the decoding benchmark's test."""
     return train_lm(lm_root)
+
+
+# The modules that take minutes (each runs the recipe), first: make test's pytest-xdist workers
+# (--dist loadfile) then start them at once, instead of after the short ones, and finish together.
+LONG_MODULES = ("test_recipe_ci.py", "test_alignments.py", "test_recipe_large.py")
+
+
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONG_MODULES)  # stable: the rest in order
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -142,6 +142,7 @@ def test_bad_alignments_are_named(tmp_path):
         run(tmp_path / "empty")
 
 
+@pytest.mark.slow
 @needs_sample
 def test_stages_5_and_7_score_librispeech_sets_against_textgrids(tmp_path):
     """ils.sh stages 1-2 and 5-7 on LibriSpeech's layout: TextGrids for dev_clean and dev_other

@@ -56,6 +56,7 @@ def table(stdout: str) -> Dict[str, list]:
     return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
 
 
+@pytest.mark.slow
 def test_every_setting_has_its_row_and_the_lms_beat_the_best_path(inputs, lm_exp, capsys):
     rows = bench_decode.main([*common(inputs), "--lm_dir", str(lm_exp), "--lm_weight", "1",
                               "--penalty", "0"])  # fmt: skip

@@ -21,6 +21,8 @@ from helpers.scripts import load_module
 
 from espnet_ils.audio import SAMPLE_RATE, num_frames
 
+pytestmark = pytest.mark.slow  # trains, or runs the recipe or a device check: full suite only
+
 REPO = Path(__file__).resolve().parents[1]
 bench_pretrain_step = load_module(REPO / "bench" / "bench_pretrain_step.py")
 

@@ -382,6 +382,7 @@ def test_known_sizes_name_the_key_that_is_not_a_number(tmp_path):
         KnownSizes.from_yaml(path)
 
 
+@pytest.mark.slow
 def test_ils_sh_stops_before_stage_1_when_the_disk_cannot_hold_the_run(tmp_path):
     """The plan runs after the option checks and before stage 1: a mini corpus of 10^9 hours (68 PB
     of FLAC) stops the run naming --datadir's folder, and nothing is written."""

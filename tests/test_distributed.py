@@ -13,6 +13,8 @@ import torch
 import yaml
 from helpers.corpus import SSL_CONFIG, data_args, write_corpus
 
+pytestmark = pytest.mark.slow  # trains or runs the recipe: the full suite only
+
 WORLD_SIZE = 2
 MAX_EPOCH = 2
 DDP_CONFIG = {

@@ -68,6 +68,7 @@ def test_pipeline_writes_checked_labels_and_a_rerun_does_nothing(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
+@pytest.mark.slow
 def test_kmeans_is_reproducible_for_a_seed(tmp_path):
     wav_scp = write_wavs(tmp_path)
     dump_mfcc(wav_scp, tmp_path / "mfcc", 1, 1)

@@ -110,6 +110,7 @@ def test_labels_from_audio_equal_the_dumped_features_path_bit_for_bit(
     assert len(written) == 5 and written < set(read_key_file(data_dir / "wav.scp"))
 
 
+@pytest.mark.slow
 def test_batches_of_several_utterances_give_the_same_labels(
     model_file, data_dir, streamed, tmp_path
 ):
@@ -213,6 +214,7 @@ def write_km(path: Path, clusters: int, dim: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_and_a_new_kmeans_model_relabels(model_file, data_dir, tmp_path):
     km = write_km(tmp_path / "km.joblib", CLUSTERS, 32)
     out = label_shard(model_file, None, LAYER, km, CLUSTERS, data_dir, tmp_path / "labels", NJ, 1)
@@ -254,6 +256,7 @@ def test_a_kmeans_model_that_does_not_fit_is_named(model_file, data_dir, tmp_pat
     assert not (tmp_path / "labels" / ".done.1").exists()
 
 
+@pytest.mark.slow
 def test_audio_of_another_length_than_the_data_directory_says_is_named(
     model_file, data_dir, tmp_path
 ):
@@ -317,6 +320,7 @@ def test_a_file_that_is_no_kmeans_model_is_named(tmp_path):
         load_kmeans(tmp_path / "dict.bin")
 
 
+@pytest.mark.slow
 def test_two_byte_storage_halves_the_portion_s_features_within_its_step(
     model_file, data_dir, tmp_path
 ):

@@ -72,6 +72,7 @@ BESIDE_TRANSFORMERS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_the_plugin_works_beside_transformers_and_stays_offline():
     pytest.importorskip("transformers")
     result = subprocess.run(

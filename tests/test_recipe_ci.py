@@ -24,10 +24,13 @@ RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 SKIPPED = "skipped: done with the same options and inputs"
 ENGINES = ("festival", "flite", "espeak-ng")
 
-pytestmark = pytest.mark.skipif(
-    not all(shutil.which(engine) for engine in ENGINES),
-    reason="the TTS engines are not installed (make tts, or egs2/librispeech_ils/ssl1/local/install_tts.sh)",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not all(shutil.which(engine) for engine in ENGINES),
+        reason="the TTS engines are not installed (make tts, or egs2/librispeech_ils/ssl1/local/install_tts.sh)",
+    ),
+]
 
 
 def run_ci_profile(dirs, *args: str) -> subprocess.CompletedProcess:

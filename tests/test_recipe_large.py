@@ -37,6 +37,8 @@ from espnet_ils.kaldi_files import read_key_file
 from espnet_ils.kmeans import fit_kmeans, load_kmeans, save_kmeans
 from espnet_ils.label_models import load_label_model
 
+pytestmark = pytest.mark.slow  # trains or runs the recipe: the full suite only
+
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 LAYER, CLUSTERS = 2, 8  # block 2 of the tiny HuBERT's 3 (the paper: 9 of 12), k-means 8 (500)
 TAG = f"it2_L{LAYER}_km{CLUSTERS}_hubert_tiny"  # named after the label model's file

@@ -196,17 +196,21 @@ def test_help_lists_every_stage():
         (["--help_message", "x"], "Unknown option --help_message"),
         (["--it1_exp", "x"], "Unknown option --it1_exp"),
         (["--nj", "2", "--stage"], "Option --stage needs a value"),
-        (
+        # These three build every config (15 s of ESPnet's import) first: the full suite only.
+        pytest.param(
             ["--it1_n_clusters", "50"],
             "--it1_n_clusters 50 but conf/tuning/train_ssl_hubert_base_it1.yaml has num_classes: 100",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             ["--asr_config", "conf/tuning/train_ssl_ils_mini.yaml"],
             "--asr_config conf/tuning/train_ssl_ils_mini.yaml is a pretraining (SSL task) config",
+            marks=pytest.mark.slow,
         ),
-        (
+        pytest.param(
             ["--stage", "2", "--stop_stage", "2", "--datadir", "/nonexistent"],
             "/nonexistent/dev_clean does not exist: run the stage that makes it (stage 1)",
+            marks=pytest.mark.slow,
         ),
     ],
 )

@@ -58,6 +58,7 @@ FRESH_PROCESS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_import_is_fast_registers_into_espnet_imported_after_it_and_stays_offline():
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS], capture_output=True, text=True, timeout=300

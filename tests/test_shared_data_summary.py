@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parent
 NEEDS_SHARED_DATA = {  # the test files that skip without it -> the directory each needs
     "test_alignments.py": "librispeech_sample",
@@ -40,6 +42,7 @@ def run_pytest(repo: Path, *args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_skips_for_missing_shared_data_are_named_with_the_data_they_need(tmp_path):
     repo = repo_with_conftest(tmp_path)
     for name in NEEDS_SHARED_DATA:

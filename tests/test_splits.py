@@ -100,6 +100,7 @@ def test_an_utterance_repeated_in_one_file_is_refused(tmp_path):
         split_keyed_files([tmp_path / "data" / n for n in FILES], 3, tmp_path / "split")
 
 
+@pytest.mark.slow
 def test_ssl_training_reads_every_part_through_the_multiple_iterator(tmp_path):
     """ils.sh's training arguments with --num_splits_ssl 2: ESPnet builds one iterator per part."""
     write_corpus(tmp_path)

@@ -14,6 +14,8 @@ import yaml
 from espnet2.tasks.ssl import SSLTask
 from helpers.corpus import ASR_CONFIG, SSL_CONFIG, data_args, run_module, write_corpus
 
+pytestmark = pytest.mark.slow  # trains or runs the recipe: the full suite only
+
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
