@@ -190,6 +190,13 @@ def test_help_lists_every_stage():
             ["--num_splits_asr", "4x"],
             "--num_splits_asr must be an integer >= 1 (1: no split), got '4x'",
         ),
+        (["--train_jobs", "0"], "--train_jobs must be a positive integer, got '0'"),
+        (["--beam_size", "-1"], "--beam_size must be a positive integer, got '-1'"),
+        (["--nj", "two"], "--nj must be a positive integer, got 'two'"),
+        (["--seed", "1.5"], "--seed must be a non-negative integer, got '1.5'"),
+        (["--kmeans_portion", "0"], "--kmeans_portion must be a positive number, got '0'"),
+        (["--kmeans_portion", "0e3"], "--kmeans_portion must be a positive number, got '0e3'"),
+        (["--mini_hours", "1h"], "--mini_hours must be a positive number, got '1h'"),
         (["--bogus", "1"], "Unknown option --bogus"),
         # Variables of the script that are not options are refused, not overwritten.
         (["--runs", "x"], "Unknown option --runs"),

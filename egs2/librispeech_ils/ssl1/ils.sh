@@ -62,7 +62,7 @@ phone_alignments=      # Forced alignments of those sets: MFA TextGrids (a folde
 quality_fit_hours=1    # k-means per block is fitted on a random subset of --train_set of this many hours (paper: 100; memory: about 0.5 GB per 10 min of audio for BASE's 13 layers).
 quality_n_clusters=500 # k-means clusters per block (paper: 500).
 train_threads=0        # CPU threads per training process (0: the cores / --train_jobs; sharded jobs use 1 each).
-train_jobs=1           # Trainings at once in stages 6, 7 (probes) and 8, one per run (on 2 CPU cores two mini trainings of 1 thread each make 1.5x the steps of one of 2 threads).
+train_jobs=1           # Trainings at once in stages 6, 7 (probes) and 8, and decodings in stage 9, one per run (on 2 CPU cores two mini trainings of 1 thread each make 1.5x the steps of one of 2 threads).
 
 # Frozen probes per iteration-2 model (stage 7; SUPERB's protocol, the paper's table 2)
 probe_tasks="pr sid"   # pr: phone recognition (a linear CTC layer over phones from the phone alignments; PER on --test_sets), sid: speaker identification (mean pooling, a linear classifier; accuracy on held-out utterances); both on a learned weighted sum of the frozen model's blocks; empty: no probes.
@@ -173,6 +173,8 @@ done
 # Check every option before any work starts.
 die() { log "Error: $*"; exit 1; }
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
+is_number() { [[ $1 =~ ^[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?$ ]]; }  # non-negative: 0.5, 2, 1e9
+is_positive_number() { is_number "$1" && awk -v x="$1" 'BEGIN { exit !(x > 0) }'; }
 # A file of LibriSpeech's LM resources in ${LIBRISPEECH_LM} (db.sh), which stage 1 fetches when
 # missing (local/lm_resources.sh); a file elsewhere must exist.
 lm_resource() {
@@ -182,19 +184,31 @@ lm_resource() {
 exists_or_fetched() { [ -f "$1" ] || { [ "${corpus}" = librispeech ] && lm_resource "$1"; }; }
 for s in ${it2_seeds}; do is_int "${s}" || die "--it2_seeds: seeds are integers, got '${s}'"; done
 [ "${it2_layer}" = auto ] || is_int "${it2_layer}" || die "--it2_layer must be a block number or auto, got '${it2_layer}'"
-for option in stage stop_stage ngpu num_nodes nj inference_nj seed it1_n_clusters \
-        it2_n_clusters kmeans_n_init beam_size train_threads train_jobs lm_max_chars quality_n_clusters; do
+# The *_args options, split into words once and passed on as arrays, never glob-expanded: a value
+# such as "--scheduler_conf warmup_steps_list=[0,200,2000]" reaches ESPnet as written.
+read -r -a pretrain_argv <<< "${pretrain_args}"
+read -r -a probe_argv <<< "${probe_args}"
+read -r -a asr_argv <<< "${asr_args}"
+read -r -a lm_argv <<< "${lm_args}"
+# Every count and size is checked here, before stage 1, so that none stops a later stage.
+for option in stage stop_stage ngpu seed train_threads lm_max_chars; do
     is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
 done
-[[ ${kmeans_max_hours} =~ ^[0-9]*\.?[0-9]+$ ]] || die "--kmeans_max_hours must be a non-negative number (0: no cap), got '${kmeans_max_hours}'"
-{ is_int "${label_batch_size}" && [ "${label_batch_size}" -ge 1 ]; } || die "--label_batch_size must be a positive integer, got '${label_batch_size}'"
+for option in num_nodes nj inference_nj train_jobs it1_n_clusters it2_n_clusters kmeans_n_init \
+        quality_n_clusters beam_size label_batch_size; do
+    { is_int "${!option}" && [ "${!option}" -ge 1 ]; } || die "--${option} must be a positive integer, got '${!option}'"
+done
+is_number "${kmeans_max_hours}" || die "--kmeans_max_hours must be a non-negative number (0: no cap), got '${kmeans_max_hours}'"
+for option in mini_hours kmeans_portion; do
+    is_positive_number "${!option}" || die "--${option} must be a positive number, got '${!option}'"
+done
 [ -z "${label_model}" ] || [ -e "${label_model}" ] || die "--label_model ${label_model}: no such file or directory"
 [ -z "${label_kmeans}" ] || [ -f "${label_kmeans}" ] || die "--label_kmeans ${label_kmeans}: no such file"
 if [ -n "${label_model}" ] && [ "${it2_layer}" = auto ]; then
     die "--it2_layer auto scores the iteration-1 model's blocks; with --label_model give the block (the paper's LARGE: 9 of HuBERT BASE)"
 fi
 case ${kmeans_feats_storage} in float32 | two_byte) ;; *) die "--kmeans_feats_storage ${kmeans_feats_storage}: float32 or two_byte" ;; esac
-[[ ${quality_fit_hours} =~ ^[0-9]*\.?[0-9]+$ ]] || die "--quality_fit_hours must be a non-negative number, got '${quality_fit_hours}'"
+is_number "${quality_fit_hours}" || die "--quality_fit_hours must be a non-negative number, got '${quality_fit_hours}'"
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 12 ]; then die "--stage ${stage}: stages are 1..12 (see --help)"; fi
 if [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 12 ]; then die "--stop_stage ${stop_stage}: stages are 1..12"; fi
 if [ "${stage}" -gt "${stop_stage}" ]; then die "--stage ${stage} is after --stop_stage ${stop_stage}"; fi
@@ -489,7 +503,7 @@ ssl_pretrain() {
         --token_list "${labels_root}/tokens.txt" --token_type word "${train_data[@]}" \
         --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
         --valid_data_path_and_name_and_type "${labels_root}/${valid_set}/text,text,text" \
-        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${run_seed}" ${pretrain_args}
+        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${run_seed}" "${pretrain_argv[@]}"
     [ -f "${exp}/valid.loss.best.pth" ] || die "${exp}: training ended without valid.loss.best.pth"
     step_finished "${exp}/.done"
 }
@@ -558,7 +572,7 @@ prepare_lm() {
             --train_data_path_and_name_and_type "${lm_text}/train/text,text,text" \
             --valid_data_path_and_name_and_type "${lm_text}/dev/text,text,text" \
             --train_shape_file "${lm_text}/train/text_shape.char" \
-            --valid_shape_file "${lm_text}/dev/text_shape.char" ${lm_args}
+            --valid_shape_file "${lm_text}/dev/text_shape.char" "${lm_argv[@]}"
         [ -f "${lm_dir}/${lm_inference_model}" ] || die "${lm_dir}: training ended without ${lm_inference_model}"
         : > "${lm_dir}/perplexity.tsv"
         for dset in ${valid_set} ${test_sets}; do
@@ -609,22 +623,26 @@ decode_beam() {
 # The CTC log-probs of one set under one model, computed once and shared by the greedy, ngram and
 # lm_* modes: dump_logprobs <asr exp> <set> [<checkpoint> <wav.scp>] ->
 # <asr exp>/ctc_logprobs/<set>/feats.JOB.{ark,scp} (by default of --inference_model and the formatted
-# set's wav.scp; the phone probe passes its own). Each shard skips itself when its marker holds the
-# same wav.scp, config and model checksums; within one run of a stage a set is checked once. Sets the
-# arrays logprob_scps (the shards) and logprob_inputs (their markers, for the callers' own markers).
+# set's wav.scp; the phone probe passes its own), in at most --inference_nj shards and never more
+# than the set has utterances (each shard is a process that loads the model). Each shard skips itself
+# when its marker holds the same wav.scp, config and model checksums; within one run of a stage a
+# set is checked once. Sets the arrays logprob_scps (the shards) and logprob_inputs (their markers,
+# for the callers' own markers).
 declare -A logprobs_checked=()
 dump_logprobs() {
-    local asr_exp=$1 dset=$2 out=$1/ctc_logprobs/$2 job
+    local asr_exp=$1 dset=$2 out=$1/ctc_logprobs/$2 job num_utts shards
     local model=${3:-$1/${inference_model}} wav_scp=${4:-${dumpdir}/raw/$2/wav.scp}
+    num_utts=$(wc -l < "${wav_scp}")
+    shards=$(( inference_nj < num_utts ? inference_nj : num_utts ))
     if [ -z "${logprobs_checked[${out}]:-}" ]; then
-        ${decode_cmd} JOB=1:"${inference_nj}" "${out}/log/dump.JOB.log" \
+        ${decode_cmd} JOB=1:"${shards}" "${out}/log/dump.JOB.log" \
             ${python} -m espnet_ils.bin.dump_ctc_logprobs --asr_train_config "${asr_exp}/config.yaml" \
                 --asr_model_file "${model}" --wav_scp "${wav_scp}" \
-                --outdir "${out}" --nj "${inference_nj}" --job JOB
+                --outdir "${out}" --nj "${shards}" --job JOB
         logprobs_checked[${out}]=1
     fi
     logprob_scps=() logprob_inputs=()
-    for job in $(seq 1 "${inference_nj}"); do
+    for job in $(seq 1 "${shards}"); do
         logprob_scps+=("${out}/feats.${job}.scp")
         logprob_inputs+=(--input "logprobs=${out}/.done.${job}")
     done
@@ -815,7 +833,7 @@ probe_train() {
         --valid_data_path_and_name_and_type "${valid}/wav.scp,speech,sound" \
         --valid_data_path_and_name_and_type "${valid}/text,${label},text" \
         --train_shape_file "${train}/speech_shape" --valid_shape_file "${valid}/speech_shape" \
-        --seed "${seed_of[${run}]}" ${probe_args}
+        --seed "${seed_of[${run}]}" "${probe_argv[@]}"
     [ -f "${exp}/valid.loss.best.pth" ] || die "${exp}: training ended without valid.loss.best.pth"
     step_finished "${exp}/.done"
 }
@@ -1020,7 +1038,7 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-    it2_encoder=$(sed -n 's/^encoder: *\([^ #]*\).*/\1/p' "${it2_config}")
+    it2_encoder=$(${python} -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["encoder"])' "${it2_config}")
     if [ "${it2_encoder}" != ils_transformer ]; then
         # LayerFeatureExtractor takes ILSTransformerEncoder only (the others convolve over padding).
         log "Stage 7: cluster quality skipped: the per-block analysis needs the ils_transformer encoder; ${it2_config} has ${it2_encoder}"
@@ -1062,7 +1080,7 @@ finetune_run() {  # CTC fine-tuning of run $1
         --token_list "${token_dir}/tokens.txt" --token_type char --use_preprocessor true "${train_data[@]}" \
         --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
         --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text" \
-        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${seed_of[${run}]}" ${asr_args}
+        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${seed_of[${run}]}" "${asr_argv[@]}"
     [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}: training ended without ${inference_model}"
     step_finished "${asr_exp}/.done"
 }
@@ -1082,23 +1100,26 @@ if run_stage 8; then
     each_run finetune_run
 fi
 
-if run_stage 9; then
-    for run in ${runs}; do
-        asr_exp=$(asr_exp_of "${run}")
-        [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}/${inference_model} missing: run stage 8 first"
-        for mode in ${decode_modes}; do
-            case ${mode} in
-                greedy) for dset in ${test_sets}; do decode_greedy "${asr_exp}" "${dset}"; done ;;
-                beam) for dset in ${test_sets}; do decode_beam "${asr_exp}" "${dset}"; done ;;
-                ngram)
-                    [ -f "${ngram_dir}/.done" ] || die "${ngram_dir} is not built: run stage 8 first"
-                    decode_tuned "${asr_exp}" ngram ;;
-                lm_fusion | lm_rescore)
-                    [ -f "${lm_dir}/${lm_inference_model}" ] || die "${lm_dir}/${lm_inference_model} missing: run stage 8 first"
-                    decode_tuned "${asr_exp}" "${mode}" ;;
-            esac
-        done
+decode_run() {  # every decode mode of run $1's fine-tuned model
+    local asr_exp mode dset
+    asr_exp=$(asr_exp_of "$1")
+    [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}/${inference_model} missing: run stage 8 first"
+    for mode in ${decode_modes}; do
+        case ${mode} in
+            greedy) for dset in ${test_sets}; do decode_greedy "${asr_exp}" "${dset}"; done ;;
+            beam) for dset in ${test_sets}; do decode_beam "${asr_exp}" "${dset}"; done ;;
+            ngram)
+                [ -f "${ngram_dir}/.done" ] || die "${ngram_dir} is not built: run stage 8 first"
+                decode_tuned "${asr_exp}" ngram ;;
+            lm_fusion | lm_rescore)
+                [ -f "${lm_dir}/${lm_inference_model}" ] || die "${lm_dir}/${lm_inference_model} missing: run stage 8 first"
+                decode_tuned "${asr_exp}" "${mode}" ;;
+        esac
     done
+}
+
+if run_stage 9; then
+    each_run decode_run  # --train_jobs models at once: their jobs are mostly processes starting
 fi
 
 if run_stage 10; then
