@@ -1,6 +1,9 @@
 """Every config is built once before any work: the recipe's own build, the wrong ones stop with
 their own error, named by the recipe option (espnet_ils.config_check)."""
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,28 @@ def test_without_iteration_1_its_config_is_not_built():
     check_pipeline_configs(**dict(MINI, it1_config=None, it1_n_clusters=7))
     with pytest.raises(ConfigError, match="--it1_n_clusters 7"):
         check_pipeline_configs(**dict(MINI, it1_n_clusters=7))
+
+
+@pytest.mark.slow
+def test_a_check_that_passed_in_the_expdir_is_skipped_until_a_config_changes(tmp_path):
+    """ils.sh's --marker: none written where the folder is missing (a run stopped by a bad option
+    leaves no expdir), then the check skipped without importing ESPnet until a config changes."""
+    asr_config = tmp_path / "asr.yaml"
+    shutil.copy(MINI["asr_config"], asr_config)
+    args = [f"--{name}={value}" for name, value in {**MINI, "asr_config": asr_config}.items()]
+    marker = tmp_path / "exp" / ".configs_checked"
+
+    def check() -> str:
+        command = [sys.executable, "-X", "importtime", "-m", "espnet_ils.bin.check_configs"]
+        result = subprocess.run(
+            [*command, *args, f"--marker={marker}"], capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stderr
+
+    assert "espnet2.tasks.asr" in check() and not marker.parent.exists()
+    marker.parent.mkdir()
+    assert "espnet2.tasks.asr" in check() and marker.exists()
+    assert "espnet2" not in check()
+    asr_config.write_text(asr_config.read_text() + "\n# edited\n")
+    assert "espnet2.tasks.asr" in check()

@@ -230,13 +230,14 @@ for task in ${probe_tasks}; do
     [ -f "${!config}" ] || die "--${config} ${!config}: no such file"
 done
 [[ ${probe_held_out} =~ ^0?\.[0-9]+$ ]] || die "--probe_held_out must be a share in (0, 0.5), got '${probe_held_out}'"
-# Every config is built once (CPU, seconds) so that one which cannot build stops the run now.
+# Every config is built once (CPU, 15 s) so that one which cannot build stops the run now; again
+# only when a config or a cluster count changed since it passed in this expdir (the marker).
 # (with --label_model there is no iteration 1, and its config is not built)
 it1_check=(--it1_config "${it1_config}" --it1_n_clusters "${it1_n_clusters}")
 [ -z "${label_model}" ] || it1_check=()
 ${python} -m espnet_ils.bin.check_configs "${it1_check[@]}" \
     --it2_config "${it2_config}" --it2_n_clusters "${it2_n_clusters}" --asr_config "${asr_config}" \
-    || die "the configs do not fit the options (see the error above)"
+    --marker "${expdir}/.configs_checked" || die "the configs do not fit the options (see the error above)"
 for mode in ${decode_modes}; do
     case ${mode} in
         greedy | beam | ngram | lm_fusion | lm_rescore) ;;
