@@ -588,13 +588,20 @@ prepare_lm() {
     fi
 }
 
-# The keys of a wav.scp in at most --inference_nj decoding shards: split_keys <wav.scp> <dir> ->
+# decode_shards <wav.scp>: --inference_nj, or fewer when the set has fewer utterances (each shard is
+# a process that loads the model).
+decode_shards() {
+    local num_utts
+    num_utts=$(wc -l < "$1")
+    echo $(( inference_nj < num_utts ? inference_nj : num_utts ))
+}
+
+# The keys of a wav.scp in decode_shards decoding shards: split_keys <wav.scp> <dir> ->
 # <dir>/split/keys.JOB for JOB=1..${nj_split} (<dir> is emptied first).
 split_keys() {
-    local num_utts job
+    local job
     rm -rf "$2"; mkdir -p "$2/split"
-    num_utts=$(wc -l < "$1")
-    nj_split=$(( inference_nj < num_utts ? inference_nj : num_utts ))
+    nj_split=$(decode_shards "$1")
     ${python} -m espnet2.bin.split_scps --scps "$1" --num_splits "${nj_split}" --output_dir "$2/split"
     for job in $(seq 1 "${nj_split}"); do  # ESPnet numbers the splits from 0
         mv "$2/split/$(basename "$1")/split.$((job - 1))" "$2/split/keys.${job}"
@@ -624,17 +631,15 @@ decode_beam() {
 # The CTC log-probs of one set under one model, computed once and shared by the greedy, ngram and
 # lm_* modes: dump_logprobs <asr exp> <set> [<checkpoint> <wav.scp>] ->
 # <asr exp>/ctc_logprobs/<set>/feats.JOB.{ark,scp} (by default of --inference_model and the formatted
-# set's wav.scp; the phone probe passes its own), in at most --inference_nj shards and never more
-# than the set has utterances (each shard is a process that loads the model). Each shard skips itself
+# set's wav.scp; the phone probe passes its own), in decode_shards shards. Each shard skips itself
 # when its marker holds the same wav.scp, config and model checksums; within one run of a stage a
 # set is checked once. Sets the arrays logprob_scps (the shards) and logprob_inputs (their markers,
 # for the callers' own markers).
 declare -A logprobs_checked=()
 dump_logprobs() {
-    local asr_exp=$1 dset=$2 out=$1/ctc_logprobs/$2 job num_utts shards
+    local asr_exp=$1 dset=$2 out=$1/ctc_logprobs/$2 job shards
     local model=${3:-$1/${inference_model}} wav_scp=${4:-${dumpdir}/raw/$2/wav.scp}
-    num_utts=$(wc -l < "${wav_scp}")
-    shards=$(( inference_nj < num_utts ? inference_nj : num_utts ))
+    shards=$(decode_shards "${wav_scp}")
     if [ -z "${logprobs_checked[${out}]:-}" ]; then
         ${decode_cmd} JOB=1:"${shards}" "${out}/log/dump.JOB.log" \
             ${python} -m espnet_ils.bin.dump_ctc_logprobs --asr_train_config "${asr_exp}/config.yaml" \
