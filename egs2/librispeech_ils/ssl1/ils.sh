@@ -273,6 +273,8 @@ if [[ " ${decode_modes} " == *" lm_"* ]]; then
 fi
 # A stage that needs the outputs of an earlier stage which is not run now checks them itself.
 require_dir() { [ -d "$1" ] || die "$1 does not exist: run the stage that makes it ($2) first"; }
+# The encoder of the iteration-2 models: stage 7's per-block analysis takes ils_transformer only.
+it2_encoder=$(${python} -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["encoder"])' "${it2_config}")
 
 it1_tag=it1_mfcc_km${it1_n_clusters}
 # --it2_layer auto: the block chosen in stage 5 is kept in ${it2_choice}; a run that starts after stage
@@ -912,6 +914,28 @@ lm_text=${dumpdir}/lm_text
 lm_dir=${lm_exp:-${expdir}/lm/$(basename "${lm_config}" .yaml)}  # the letter LM of modes lm_*
 asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yaml)"; }
 
+# "check_data <first stage>": what the stages from <first stage> to --stop_stage need of the
+# formatted sets (espnet_ils/data_requirements.py: transcripts, utterances per speaker, frames per
+# k-means, parts of a split), checked at the end of stage 2 and before a run that starts later, so
+# that a set which cannot serve a later stage stops the run now, named with what it lacks.
+check_data() {
+    ${python} -m espnet_ils.bin.check_data --raw_dir "${dumpdir}/raw" --stage "$1" \
+        --stop_stage "${stop_stage}" --train_set "${train_set}" --valid_set "${valid_set}" \
+        --finetune_set "${finetune_set}" --test_sets "${test_sets}" --transcribed_set "${transcribed_set}" \
+        --seed "${seed}" --label_model "${label_model}" --label_kmeans "${label_kmeans}" \
+        --it1_n_clusters "${it1_n_clusters}" --it2_n_clusters "${it2_n_clusters}" \
+        --it2_layer_auto "$([ "${it2_layer_option}" = auto ] && echo true || echo false)" \
+        --it2_encoder "${it2_encoder}" --kmeans_portion "${kmeans_portion}" \
+        --kmeans_max_hours "${kmeans_max_hours}" --quality_sets "${quality_sets}" \
+        --quality_fit_hours "${quality_fit_hours}" --quality_n_clusters "${quality_n_clusters}" \
+        --phone_alignments "${phone_alignments}" --num_splits_ssl "${num_splits_ssl}" \
+        --num_splits_asr "${num_splits_asr}" --probe_tasks "${probe_tasks}" \
+        --probe_pr_train_set "${probe_pr_train_set}" --probe_sid_set "${probe_sid_set}" \
+        --decode_modes "${decode_modes}" --ngram_text "${ngram_text}" --ngram_arpa "${ngram_arpa}" \
+        --lm_train_text "${lm_train_text}" --lm_exp "${lm_exp}" \
+        || die "the data cannot serve stages $1-${stop_stage} (see the errors above)"
+}
+
 # The run manifest: what the runs are, as data for the tools that read them (compare_runs).
 write_runs_manifest() {
     local manifest=${expdir}/runs.tsv run
@@ -958,6 +982,8 @@ case ${disk_check} in
 esac
 # (with --it2_layer auto not chosen yet, stage 5 writes it once it has chosen)
 if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 6 ] && [ "${it2_layer}" != auto ]; then write_runs_manifest; fi
+# (a run from stage 1 or 2 checks the data once stage 2 has formatted it)
+if [ "${stage}" -ge 3 ]; then check_data "${stage}"; fi
 
 # ---------------------------------------------------------------------------------------------
 if run_stage 1; then
@@ -985,6 +1011,7 @@ if run_stage 2; then
         ${python} -m espnet_ils.bin.format_data_dir --src "${datadir}/${dset}" \
             --dst "${dumpdir}/raw/${dset}" --min_duration "${min}" --max_duration "${max}"
     done
+    if [ "${stop_stage}" -ge 3 ]; then check_data 3; fi
 fi
 
 if [ -n "${label_model}" ] && { run_stage 3 || run_stage 4; }; then
@@ -1044,7 +1071,6 @@ if run_stage 6; then
 fi
 
 if run_stage 7; then
-    it2_encoder=$(${python} -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["encoder"])' "${it2_config}")
     if [ "${it2_encoder}" != ils_transformer ]; then
         # LayerFeatureExtractor takes ILSTransformerEncoder only (the others convolve over padding).
         log "Stage 7: cluster quality skipped: the per-block analysis needs the ils_transformer encoder; ${it2_config} has ${it2_encoder}"

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Check that the formatted sets hold what the recipe's later stages need, naming every shortfall.
+
+    python -m espnet_ils.bin.check_data --raw_dir dump/raw --stage 3 --stop_stage 12 \\
+        --train_set train_960 --valid_set dev_clean --finetune_set finetune_10h \\
+        --test_sets "test_clean test_other" --transcribed_set train_960 --probe_tasks "pr sid" ...
+
+ils.sh runs it at the end of stage 2 and before a run that starts after stage 2, with its own
+options (``espnet_ils.data_requirements`` lists the needs). Exit status 1, one error line per
+unmet need (the set, what it holds, the stage and option that need more), when any is unmet.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from espnet_ils.bin import setup_logging
+from espnet_ils.data_requirements import DataOptions, check_data
+
+logger = logging.getLogger("espnet_ils.check_data")
+
+
+def words(value: str) -> List[str]:
+    """A space-separated option of ils.sh (``"test_clean test_other"``), as a list."""
+    return value.split()
+
+
+def true_or_false(value: str) -> bool:
+    if value not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"'{value}': true or false")
+    return value == "true"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    add = parser.add_argument
+    add("--raw_dir", type=Path, required=True, help="the formatted sets (<dumpdir>/raw)")
+    add("--stage", type=int, required=True, help="first stage whose needs are checked")
+    add("--stop_stage", type=int, required=True, help="last stage whose needs are checked")
+    add("--train_set", required=True)
+    add("--valid_set", required=True)
+    add("--finetune_set", required=True)
+    add("--test_sets", type=words, required=True)
+    add("--transcribed_set", required=True, help="the set the LMs learn by default")
+    add("--seed", type=int, default=0)
+    add("--label_model", default="", help="targets from this model: no iteration 1")
+    add("--label_kmeans", default="", help="a given k-means model: stage 5 fits none")
+    add("--it1_n_clusters", type=int, default=100)
+    add("--it2_n_clusters", type=int, default=500)
+    add("--it2_layer_auto", type=true_or_false, default=False, help="--it2_layer auto")
+    add("--it2_encoder", default="ils_transformer", help="the encoder of --it2_config")
+    add("--kmeans_portion", type=float, default=0.1)
+    add("--kmeans_max_hours", type=float, default=100.0)
+    add("--quality_sets", type=words, default=[])
+    add("--quality_fit_hours", type=float, default=1.0)
+    add("--quality_n_clusters", type=int, default=500)
+    add("--phone_alignments", default="")
+    add("--num_splits_ssl", type=int, default=1)
+    add("--num_splits_asr", type=int, default=1)
+    add("--probe_tasks", type=words, default=[])
+    add("--probe_pr_train_set", default="")
+    add("--probe_sid_set", default="")
+    add("--decode_modes", type=words, default=[])
+    add("--ngram_text", default="")
+    add("--ngram_arpa", default="")
+    add("--lm_train_text", default="")
+    add("--lm_exp", default="")
+    return parser
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    args = get_parser().parse_args(cmd)
+    setup_logging(args)
+    options = vars(args).copy()
+    raw_dir, stage, stop_stage = (options.pop(name) for name in ("raw_dir", "stage", "stop_stage"))
+    problems = check_data(DataOptions(**options), raw_dir, stage, stop_stage)
+    for problem in problems:
+        logger.error("%s", problem)
+    if problems:
+        sys.exit(1)
+    logger.info("%s: the needs of stages %d-%d are met", raw_dir, stage, stop_stage)
+
+
+if __name__ == "__main__":
+    main()
