@@ -62,9 +62,9 @@ class Requirement:
 class DataOptions:
     """The options of ``ils.sh`` that decide what its stages read of the formatted sets.
 
-    Empty strings and sequences mean "not given", as in ``ils.sh``; ``transcribed_set`` is the set
-    whose transcripts the word n-gram and the letter LM learn by default (``--train_set``, or
-    ``--finetune_set`` when the train set has no text).
+    None and empty sequences mean "not given", as empty values in ``ils.sh``; ``transcribed_set``
+    is the set whose transcripts the word n-gram and the letter LM learn by default
+    (``--train_set``, or ``--finetune_set`` when the train set has no text).
     """
 
     train_set: str
@@ -73,28 +73,28 @@ class DataOptions:
     test_sets: Sequence[str]
     transcribed_set: str
     seed: int = 0
-    label_model: str = ""
-    label_kmeans: str = ""
+    label_model: Optional[Path] = None
+    label_kmeans: Optional[Path] = None
     it1_n_clusters: int = 100
     it2_n_clusters: int = 500
     it2_layer_auto: bool = False
     it2_encoder: str = BLOCK_ANALYSIS_ENCODER
     kmeans_portion: float = 0.1
-    kmeans_max_hours: float = 100.0
+    kmeans_max_hours: float = 0.0
     quality_sets: Sequence[str] = ()
     quality_fit_hours: float = 1.0
     quality_n_clusters: int = 500
-    phone_alignments: str = ""
+    phone_alignments: Optional[Path] = None
     num_splits_ssl: int = 1
     num_splits_asr: int = 1
     probe_tasks: Sequence[str] = ()
     probe_pr_train_set: str = ""
     probe_sid_set: str = ""
     decode_modes: Sequence[str] = ()
-    ngram_text: str = ""
-    ngram_arpa: str = ""
-    lm_train_text: str = ""
-    lm_exp: str = ""
+    ngram_text: Optional[Path] = None
+    ngram_arpa: Optional[Path] = None
+    lm_train_text: Sequence[str] = ()
+    lm_exp: Optional[Path] = None
 
 
 def read_num_samples(set_dir: Path) -> Mapping[str, int]:
@@ -190,11 +190,11 @@ def kmeans_requirement(
     )
 
 
-def aligned(raw_dir: Path, sets: Sequence[str], phone_alignments: str) -> bool:
+def aligned(raw_dir: Path, sets: Sequence[str], phone_alignments: Optional[Path]) -> bool:
     """Whether stages 5 and 7 find phone alignments for ``sets`` (as ``ils.sh`` decides: those
     of ``--phone_alignments`` when given, else the sets' own), rather than skip what needs them."""
     if phone_alignments:
-        return Path(phone_alignments).exists()
+        return phone_alignments.exists()
     return all((raw_dir / name / "phone_alignment").is_file() for name in sets)
 
 

@@ -51,8 +51,8 @@ def options(**changes) -> DataOptions:
         finetune_set="ft",
         test_sets=["test"],
         transcribed_set="train",
-        label_model="model.pt",
-        label_kmeans="km.bin",
+        label_model=Path("model.pt"),
+        label_kmeans=Path("km.bin"),
         it2_encoder="e_branchformer",
     )
     return DataOptions(**{**defaults, **changes})
@@ -125,7 +125,7 @@ def test_a_set_without_transcripts_is_named_by_the_stage_that_reads_them(
 
 
 @pytest.mark.parametrize(
-    "replacement", [{"ngram_arpa": "4-gram.arpa.gz"}, {"ngram_text": "lm.txt"}]
+    "replacement", [{"ngram_arpa": Path("4-gram.arpa.gz")}, {"ngram_text": Path("lm.txt")}]
 )
 def test_the_word_ngram_reads_the_train_transcripts_only_by_default(raw, replacement):
     (raw / "train" / "text").unlink()
@@ -158,7 +158,7 @@ def test_kmeans_needs_a_frame_per_cluster_in_the_portion_the_stage_chooses(raw):
     (raw / "train" / "utt2num_samples").write_text(
         "".join(f"{u} {n}\n" for u, n in lengths.items())
     )
-    portion = dict(kmeans_portion=0.5, kmeans_max_hours=0.0, seed=3, label_kmeans="")
+    portion = dict(kmeans_portion=0.5, kmeans_max_hours=0.0, seed=3, label_kmeans=None)
     chosen = choose_portion(lengths, 0.5, 0.0, 3)
     frames = sum((lengths[u] - 400) // 320 + 1 for u in chosen)  # 50 Hz
     assert check_data(options(it2_n_clusters=frames, **portion), raw, 5, 5) == []
@@ -171,7 +171,7 @@ def test_kmeans_needs_a_frame_per_cluster_in_the_portion_the_stage_chooses(raw):
     # A given k-means model (--label_kmeans) fits none.
     assert (
         check_data(
-            options(it2_n_clusters=frames + 1, **dict(portion, label_kmeans="km")), raw, 5, 5
+            options(it2_n_clusters=frames + 1, **dict(portion, label_kmeans=Path("km"))), raw, 5, 5
         )
         == []
     )
@@ -179,10 +179,10 @@ def test_kmeans_needs_a_frame_per_cluster_in_the_portion_the_stage_chooses(raw):
 
 def test_iteration_1_kmeans_counts_mfcc_frames_and_is_skipped_with_a_label_model(raw):
     mfcc_frames = 6 * ((3 * SECOND - 400) // 160 + 1)  # portion 1: every utterance, 100 Hz
-    it1 = dict(label_model="", kmeans_portion=1.0, it1_n_clusters=mfcc_frames + 1)
+    it1 = dict(label_model=None, kmeans_portion=1.0, it1_n_clusters=mfcc_frames + 1)
     problems = check_data(options(**it1), raw, 3, 3)
     assert len(problems) == 1 and f"hold {mfcc_frames} frames; stage 3's k-means" in problems[0]
-    assert check_data(options(**dict(it1, label_model="hubert.pt")), raw, 3, 3) == []
+    assert check_data(options(**dict(it1, label_model=Path("hubert.pt"))), raw, 3, 3) == []
 
 
 def test_the_cluster_quality_is_checked_only_where_it_runs(raw, tmp_path):
@@ -195,7 +195,7 @@ def test_the_cluster_quality_is_checked_only_where_it_runs(raw, tmp_path):
     assert len(problems) == 1 and "the cluster quality's k-means per block" in problems[0]
     assert check_data(options(**quality), raw, 7, 7) == []  # stage 7 skips other encoders
     assert check_data(options(it2_layer_auto=True, **quality), raw, 5, 5) == problems
-    missing = str(tmp_path / "nowhere")  # stage 7 skips it, saying so
+    missing = tmp_path / "nowhere"  # stage 7 skips it, saying so
     assert (
         check_data(
             options(it2_encoder="ils_transformer", phone_alignments=missing, **quality), raw, 7, 7
@@ -212,7 +212,7 @@ def test_the_phone_probe_needs_a_phone_in_every_aligned_utterance(raw):
         "a phone in every utterance's alignment (its transcript)"
     ]
     # Alignments imported in stage 7 (--phone_alignments) are checked by the import.
-    assert check_data(options(phone_alignments="mfa", **pr), raw, 7, 7) == []
+    assert check_data(options(phone_alignments=Path("mfa"), **pr), raw, 7, 7) == []
 
 
 def test_a_set_not_formatted_yet_is_left_to_its_stage(raw):

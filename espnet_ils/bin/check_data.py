@@ -16,15 +16,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_ils.bin import setup_logging
+from espnet_ils.bin import add_run_arguments, optional_path, setup_logging, words
 from espnet_ils.data_requirements import DataOptions, check_data
 
 logger = logging.getLogger("espnet_ils.check_data")
-
-
-def words(value: str) -> List[str]:
-    """A space-separated option of ils.sh (``"test_clean test_other"``), as a list."""
-    return value.split()
 
 
 def true_or_false(value: str) -> bool:
@@ -41,34 +36,21 @@ def get_parser() -> argparse.ArgumentParser:
     add("--raw_dir", type=Path, required=True, help="the formatted sets (<dumpdir>/raw)")
     add("--stage", type=int, required=True, help="first stage whose needs are checked")
     add("--stop_stage", type=int, required=True, help="last stage whose needs are checked")
-    add("--train_set", required=True)
-    add("--valid_set", required=True)
-    add("--finetune_set", required=True)
-    add("--test_sets", type=words, required=True)
     add("--transcribed_set", required=True, help="the set the LMs learn by default")
     add("--seed", type=int, default=0)
-    add("--label_model", default="", help="targets from this model: no iteration 1")
-    add("--label_kmeans", default="", help="a given k-means model: stage 5 fits none")
     add("--it1_n_clusters", type=int, default=100)
     add("--it2_n_clusters", type=int, default=500)
     add("--it2_layer_auto", type=true_or_false, default=False, help="--it2_layer auto")
     add("--it2_encoder", default="ils_transformer", help="the encoder of --it2_config")
-    add("--kmeans_portion", type=float, default=0.1)
-    add("--kmeans_max_hours", type=float, default=100.0)
     add("--quality_sets", type=words, default=[])
     add("--quality_fit_hours", type=float, default=1.0)
     add("--quality_n_clusters", type=int, default=500)
-    add("--phone_alignments", default="")
-    add("--num_splits_ssl", type=int, default=1)
-    add("--num_splits_asr", type=int, default=1)
-    add("--probe_tasks", type=words, default=[])
+    add("--phone_alignments", type=optional_path, default=None)
     add("--probe_pr_train_set", default="")
     add("--probe_sid_set", default="")
-    add("--decode_modes", type=words, default=[])
-    add("--ngram_text", default="")
-    add("--ngram_arpa", default="")
-    add("--lm_train_text", default="")
-    add("--lm_exp", default="")
+    add("--ngram_text", type=optional_path, default=None)
+    add("--lm_train_text", type=words, default=[])
+    add_run_arguments(parser)
     return parser
 
 

@@ -17,23 +17,14 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_ils.bin import setup_logging
+from espnet_ils.bin import add_run_arguments, optional_path, setup_logging, words
 from espnet_ils.disk_plan import KnownSizes, RunOptions, plan_run
 
 logger = logging.getLogger("espnet_ils.disk_plan")
 
 
-def words(value: str) -> List[str]:
-    """A space-separated option of ils.sh (``"test_clean test_other"``), as a list."""
-    return value.split()
-
-
 def paths(value: str) -> List[Path]:
     return [Path(word) for word in value.split()]
-
-
-def optional_path(value: str) -> Optional[Path]:
-    return Path(value) if value else None
 
 
 def corpus_root(value: str) -> Tuple[str, Path]:
@@ -61,43 +52,30 @@ def get_parser() -> argparse.ArgumentParser:
     add("--dumpdir", type=Path, required=True)
     add("--expdir", type=Path, required=True)
     add("--sets", type=words, required=True, help="every set of the run, space-separated")
-    add("--train_set", required=True)
-    add("--valid_set", required=True)
-    add("--finetune_set", required=True)
-    add("--test_sets", type=words, required=True)
     add("--nj", type=int, default=1, help="shards of the feature and label jobs")
     add("--inference_nj", type=int, default=1, help="shards of decoding")
     add("--it1_config", type=Path, required=True)
-    add("--label_model", type=Path, default=None, help="targets from this model: no iteration 1")
-    add("--label_kmeans", type=Path, default=None, help="a given k-means model: no features")
     add("--it1_tag", required=True, help="labels tag of iteration 1 (it1_mfcc_km100)")
     add("--it1_exp", type=Path, required=True, help="iteration-1 experiment folder")
     add("--it2_config", type=Path, required=True)
     add("--it2_tag", required=True, help="labels tag of iteration 2 (it2_L6_km500)")
     add("--ssl_exps", type=paths, default=[], help="iteration-2 experiment folder of each run")
-    add("--kmeans_portion", type=float, default=0.1, help="share of the train set's utterances")
-    add("--kmeans_max_hours", type=float, default=0.0, help="most hours k-means sees (0: no cap)")
     add("--kmeans_feats_storage", choices=["float32", "two_byte"], default="float32")
     add("--asr_config", type=Path, required=True)
     add("--asr_exps", type=paths, default=[], help="fine-tuning experiment folder of each run")
     add("--token_list", type=Path, required=True, help="the fine-tuning letters (stage 8)")
-    add("--decode_modes", type=words, default=[])
-    add("--probe_tasks", type=words, default=[])
     add("--probe_pr_config", type=Path, default=None)
     add("--probe_sid_config", type=Path, default=None)
     add("--probes_dir", type=optional_path, default=None)
     add("--lm_config", type=optional_path, default=None)
-    add("--lm_exp", type=optional_path, default=None, help="an existing LM: none trained")
     add("--lm_dir", type=optional_path, default=None, help="the letter LM's experiment folder")
     add("--lm_text", type=optional_path, default=None, help="the letter LM's text folder")
     add("--lm_train_corpus", type=paths, default=[])
-    add("--ngram_arpa", type=optional_path, default=None)
-    add("--num_splits_ssl", type=int, default=1)
-    add("--num_splits_asr", type=int, default=1)
     add("--pretrain_args", type=words, default=[], help="ils.sh's, as one string")
     add("--asr_args", type=words, default=[])
     add("--lm_args", type=words, default=[])
     add("--probe_args", type=words, default=[])
+    add_run_arguments(parser)
     return parser
 
 

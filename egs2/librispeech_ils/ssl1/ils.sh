@@ -175,6 +175,13 @@ die() { log "Error: $*"; exit 1; }
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_number() { [[ $1 =~ ^[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?$ ]]; }  # non-negative: 0.5, 2, 1e9
 is_positive_number() { is_number "$1" && awk -v x="$1" 'BEGIN { exit !(x > 0) }'; }
+# "require_positive_ints <option name>...": each option's value is an integer >= 1.
+require_positive_ints() {
+    local option
+    for option in "$@"; do
+        { is_int "${!option}" && [ "${!option}" -ge 1 ]; } || die "--${option} must be a positive integer, got '${!option}'"
+    done
+}
 # A file of LibriSpeech's LM resources in ${LIBRISPEECH_LM} (db.sh), which stage 1 fetches when
 # missing (local/lm_resources.sh); a file elsewhere must exist.
 lm_resource() {
@@ -194,10 +201,8 @@ read -r -a lm_argv <<< "${lm_args}"
 for option in stage stop_stage ngpu seed train_threads lm_max_chars; do
     is_int "${!option}" || die "--${option} must be a non-negative integer, got '${!option}'"
 done
-for option in num_nodes nj inference_nj train_jobs it1_n_clusters it2_n_clusters kmeans_n_init \
-        quality_n_clusters beam_size label_batch_size; do
-    { is_int "${!option}" && [ "${!option}" -ge 1 ]; } || die "--${option} must be a positive integer, got '${!option}'"
-done
+require_positive_ints num_nodes nj inference_nj train_jobs it1_n_clusters it2_n_clusters kmeans_n_init \
+    quality_n_clusters beam_size label_batch_size
 is_number "${kmeans_max_hours}" || die "--kmeans_max_hours must be a non-negative number (0: no cap), got '${kmeans_max_hours}'"
 for option in mini_hours kmeans_portion; do
     is_positive_number "${!option}" || die "--${option} must be a positive number, got '${!option}'"
@@ -245,9 +250,7 @@ for mode in ${decode_modes}; do
     esac
 done
 if [[ " ${decode_modes} " == *" ngram "* ]]; then
-    for option in ngram_order lexicon_beam_size; do
-        { is_int "${!option}" && [ "${!option}" -ge 1 ]; } || die "--${option} must be a positive integer, got '${!option}'"
-    done
+    require_positive_ints ngram_order lexicon_beam_size
     if [ -n "${ngram_arpa}" ]; then
         exists_or_fetched "${ngram_arpa}" || die "--ngram_arpa ${ngram_arpa}: no such file"
     else
@@ -257,9 +260,7 @@ if [[ " ${decode_modes} " == *" ngram "* ]]; then
     fi
 fi
 if [[ " ${decode_modes} " == *" lm_"* ]]; then
-    for option in fusion_beam_size rescore_beam_size; do
-        { is_int "${!option}" && [ "${!option}" -ge 1 ]; } || die "--${option} must be a positive integer, got '${!option}'"
-    done
+    require_positive_ints fusion_beam_size rescore_beam_size
     if [ -n "${lm_exp}" ]; then
         for file in config.yaml "${lm_inference_model}"; do
             [ -f "${lm_exp}/${file}" ] || die "--lm_exp ${lm_exp}: no ${file} (an ESPnet LM experiment has config.yaml and its checkpoints)"
@@ -312,6 +313,13 @@ probe_sets=""
 [[ " ${probe_tasks} " == *" pr "* ]] && probe_sets+=" ${probe_pr_train_set}"
 [[ " ${probe_tasks} " == *" sid "* ]] && probe_sets+=" ${probe_sid_set}"
 all_sets=$(echo "${train_set} ${valid_set} ${finetune_set} ${test_sets} ${quality_sets}${probe_sets}" | tr ' ' '\n' | sort -u | paste -sd ' ')
+# The sets and the options that decide the later stages' work, as the checks before the stages read
+# them (the disk plan and the data check: espnet_ils.bin.add_run_arguments).
+run_args=(--train_set "${train_set}" --valid_set "${valid_set}" --finetune_set "${finetune_set}"
+    --test_sets "${test_sets}" --label_model "${label_model}" --label_kmeans "${label_kmeans}"
+    --kmeans_portion "${kmeans_portion}" --kmeans_max_hours "${kmeans_max_hours}"
+    --num_splits_ssl "${num_splits_ssl}" --num_splits_asr "${num_splits_asr}"
+    --decode_modes "${decode_modes}" --probe_tasks "${probe_tasks}" --lm_exp "${lm_exp}" --ngram_arpa "${ngram_arpa}")
 
 # Skip decisions (espnet_ils.markers): "step_done <marker> <what> [--option NAME=VALUE]
 # [--input NAME=FILE] [--resumable true]..." succeeds, and logs why, when the marker holds these
@@ -328,17 +336,18 @@ step_finished() { ${python} -m espnet_ils.bin.marker write "$1"; }
 
 run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 
-# "each_run <function>": <function> <run> for every run, --train_jobs of them at once; when one
-# fails the pipeline stops after the others have ended (the failed ones' messages say why).
+# "each_run <function> [<argument>...]": <function> <run> <argument>... for every run, --train_jobs
+# of them at once; when one fails the pipeline stops after the others have ended (the failed ones'
+# messages say why).
 each_run() {
-    local func=$1 run pids=() failed=() i=0
+    local func=$1 run pids=() failed=() i=0; shift
     if [ "${train_jobs}" -le 1 ]; then
-        for run in ${runs}; do "${func}" "${run}"; done
+        for run in ${runs}; do "${func}" "${run}" "$@"; done
         return
     fi
     for run in ${runs}; do
         while [ "$(jobs -rp | wc -l)" -ge "${train_jobs}" ]; do wait -n || true; done
-        "${func}" "${run}" &
+        "${func}" "${run}" "$@" &
         pids+=("$!")
     done
     for run in ${runs}; do
@@ -348,15 +357,26 @@ each_run() {
     [ "${#failed[@]}" -eq 0 ] || die "${func}: run(s) ${failed[*]} failed (see above)"
 }
 
-# The training-set arguments of ssl_train and asr_train, into the caller's array train_data:
-#   training_set_args <num_splits> <data dir> <text>   (wav.scp and speech_shape: in <data dir>)
+# "data_args <array> <train|valid> <folder> <targets> [<name>]" appends to the array named <array>
+# ESPnet's data arguments of one split: speech from <folder>/wav.scp, the targets file <targets> as
+# <name> (default text), and the shapes <folder>/speech_shape.
+data_args() {
+    local -n data_args_out=$1
+    local split=$2 folder=$3 targets=$4 name=${5:-text}
+    data_args_out+=(--"${split}"_data_path_and_name_and_type "${folder}/wav.scp,speech,sound"
+        --"${split}"_data_path_and_name_and_type "${targets},${name},text"
+        --"${split}"_shape_file "${folder}/speech_shape")
+}
+
+# "training_set_args <array> <num_splits> <data dir> <text>" appends to the array named <array> the
+# training-set arguments of ssl_train and asr_train (wav.scp and speech_shape: in <data dir>).
 # With num_splits > 1 the three files are cut by utterance (espnet_ils.bin.split_scps) into
 # <text's folder>/split<num_splits>/{wav.scp,text,speech_shape}/split.<i> for ESPnet's split
 # iterator (--multiple_iterator true), once per content of the files; runs at once (--train_jobs)
 # wait for the one that cuts them.
 training_set_args() {
-    local num_splits=$1 wav_scp=$2/wav.scp text=$3 shape=$2/speech_shape split_dir
-    train_data=()
+    local -n training_set_out=$1
+    local num_splits=$2 folder=$3 wav_scp=$3/wav.scp text=$4 shape=$3/speech_shape split_dir
     if [ "${num_splits}" -gt 1 ]; then
         split_dir=$(dirname "${text}")/split${num_splits}
         mkdir -p "${split_dir}"
@@ -370,16 +390,16 @@ training_set_args() {
                 step_finished "${split_dir}/.done"
             fi
         ) 9> "${split_dir}/.lock"
-        wav_scp=${split_dir}/wav.scp text=${split_dir}/text shape=${split_dir}/speech_shape
-        train_data=(--multiple_iterator true)
+        folder=${split_dir} text=${split_dir}/text
+        training_set_out+=(--multiple_iterator true)
     fi
-    train_data+=(--train_data_path_and_name_and_type "${wav_scp},speech,sound"
-        --train_data_path_and_name_and_type "${text},text,text" --train_shape_file "${shape}")
+    data_args training_set_out train "${folder}" "${text}"
 }
 
-# Start a training through ESPnet's launcher (DDP, multi-node); resumes from its checkpoint.
+# "launch_training <exp> <checkpoint> <module> <argument>...": a training through ESPnet's launcher
+# (DDP, multi-node), resumed from its checkpoint; it stops the run unless it leaves <exp>/<checkpoint>.
 launch_training() {
-    local exp=$1 module=$2; shift 2
+    local exp=$1 checkpoint=$2 module=$3; shift 3
     mkdir -p "${exp}"
     local threads=${train_threads}
     # nproc alone would answer path.sh's OMP_NUM_THREADS=1 (GNU nproc honours it)
@@ -389,6 +409,7 @@ launch_training() {
         --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
         --multiprocessing_distributed true -- \
         ${python} -m "${module}" --resume true --output_dir "${exp}" --seed "${seed}" "$@"
+    [ -f "${exp}/${checkpoint}" ] || die "${exp}: training ended without ${checkpoint}"
 }
 
 # k-means on a training set's feature shards: fit_km <tag> <feature root> <portion> <n_clusters>
@@ -488,7 +509,7 @@ model_targets() {
 
 # SSL pretraining on a label set: ssl_pretrain <exp> <config> <labels tag> <seed>
 ssl_pretrain() {
-    local exp=$1 config=$2 tag=$3 run_seed=$4 labels_root=${dumpdir}/labels/$3 split=() train_data
+    local exp=$1 config=$2 tag=$3 run_seed=$4 labels_root=${dumpdir}/labels/$3 split=() data=()
     [ "${num_splits_ssl}" -eq 1 ] || split=(--option "num_splits_ssl=${num_splits_ssl}")
     if step_done "${exp}/.done" "pretraining ${exp}" --resumable true --option "seed=${run_seed}" \
             --option "pretrain_args=${pretrain_args}" "${split[@]}" --input "config=${config}" \
@@ -499,15 +520,12 @@ ssl_pretrain() {
             --input "valid_labels=${labels_root}/${valid_set}/text"; then
         return
     fi
-    training_set_args "${num_splits_ssl}" "${dumpdir}/raw/${train_set}" "${labels_root}/${train_set}/text"
+    training_set_args data "${num_splits_ssl}" "${dumpdir}/raw/${train_set}" "${labels_root}/${train_set}/text"
+    data_args data valid "${dumpdir}/raw/${valid_set}" "${labels_root}/${valid_set}/text"
     log "pretraining ${exp} (config ${config}, labels ${labels_root}); log: ${exp}/train.log"
-    # shellcheck disable=SC2086
-    launch_training "${exp}" espnet_ils.bin.ssl_train --config "${config}" \
-        --token_list "${labels_root}/tokens.txt" --token_type word "${train_data[@]}" \
-        --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
-        --valid_data_path_and_name_and_type "${labels_root}/${valid_set}/text,text,text" \
-        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${run_seed}" "${pretrain_argv[@]}"
-    [ -f "${exp}/valid.loss.best.pth" ] || die "${exp}: training ended without valid.loss.best.pth"
+    launch_training "${exp}" valid.loss.best.pth espnet_ils.bin.ssl_train --config "${config}" \
+        --token_list "${labels_root}/tokens.txt" --token_type word "${data[@]}" \
+        --seed "${run_seed}" "${pretrain_argv[@]}"
     step_finished "${exp}/.done"
 }
 
@@ -569,14 +587,12 @@ prepare_lm() {
     if ! step_done "${lm_dir}/.done" "Stage 8: letter LM ${lm_dir}" --resumable true \
             --option "lm_args=${lm_args}" --input "config=${lm_config}" --input "text=${lm_text}/.done"; then
         log "Stage 8: letter LM training (${lm_config}) -> ${lm_dir}; log: ${lm_dir}/train.log"
-        # shellcheck disable=SC2086
-        launch_training "${lm_dir}" espnet_ils.bin.lm_train --config "${lm_config}" \
+        launch_training "${lm_dir}" "${lm_inference_model}" espnet_ils.bin.lm_train --config "${lm_config}" \
             --token_list "${token_dir}/tokens.txt" --token_type char \
             --train_data_path_and_name_and_type "${lm_text}/train/text,text,text" \
             --valid_data_path_and_name_and_type "${lm_text}/dev/text,text,text" \
             --train_shape_file "${lm_text}/train/text_shape.char" \
             --valid_shape_file "${lm_text}/dev/text_shape.char" "${lm_argv[@]}"
-        [ -f "${lm_dir}/${lm_inference_model}" ] || die "${lm_dir}: training ended without ${lm_inference_model}"
         : > "${lm_dir}/perplexity.tsv"
         for dset in ${valid_set} ${test_sets}; do
             ${decode_cmd} "${lm_dir}/perplexity_${dset}/log/ppl.log" ${python} -m espnet_ils.bin.lm_calc_perplexity \
@@ -598,49 +614,50 @@ decode_shards() {
     echo $(( inference_nj < num_utts ? inference_nj : num_utts ))
 }
 
-# The keys of a wav.scp in decode_shards decoding shards: split_keys <wav.scp> <dir> ->
-# <dir>/split/keys.JOB for JOB=1..${nj_split} (<dir> is emptied first).
+# The keys of a wav.scp in <shards> decoding shards (decode_shards):
+# split_keys <wav.scp> <dir> <shards> -> <dir>/split/keys.JOB for JOB=1..<shards> (<dir> is emptied first).
 split_keys() {
     local job
     rm -rf "$2"; mkdir -p "$2/split"
-    nj_split=$(decode_shards "$1")
-    ${python} -m espnet2.bin.split_scps --scps "$1" --num_splits "${nj_split}" --output_dir "$2/split"
-    for job in $(seq 1 "${nj_split}"); do  # ESPnet numbers the splits from 0
+    ${python} -m espnet2.bin.split_scps --scps "$1" --num_splits "$3" --output_dir "$2/split"
+    for job in $(seq 1 "$3"); do  # ESPnet numbers the splits from 0
         mv "$2/split/$(basename "$1")/split.$((job - 1))" "$2/split/keys.${job}"
     done
 }
 
 # Decode mode beam, through ESPnet's Speech2Text: decode_beam <asr exp> <set>
 decode_beam() {
-    local asr_exp=$1 dset=$2 dir=$1/decode_beam/$2
+    local asr_exp=$1 dset=$2 dir=$1/decode_beam/$2 shards
     if step_done "${dir}.done" "Stage 9: decoding ${dir}" --option "beam_size=${beam_size}" \
             --input "model=${asr_exp}/${inference_model}" --input "config=${asr_exp}/config.yaml" \
             --input "wav_scp=${dumpdir}/raw/${dset}/wav.scp"; then
         return
     fi
     log "Stage 9: decoding ${dumpdir}/raw/${dset} with ${asr_exp} (beam ${beam_size}) -> ${dir}"
-    split_keys "${dumpdir}/raw/${dset}/wav.scp" "${dir}"
-    ${decode_cmd} JOB=1:"${nj_split}" "${dir}/log/decode.JOB.log" \
+    shards=$(decode_shards "${dumpdir}/raw/${dset}/wav.scp")
+    split_keys "${dumpdir}/raw/${dset}/wav.scp" "${dir}" "${shards}"
+    ${decode_cmd} JOB=1:"${shards}" "${dir}/log/decode.JOB.log" \
         ${python} -m espnet_ils.bin.asr_inference --ngpu 0 --batch_size 1 \
             --data_path_and_name_and_type "${dumpdir}/raw/${dset}/wav.scp,speech,sound" \
             --key_file "${dir}/split/keys.JOB" \
             --asr_train_config "${asr_exp}/config.yaml" --asr_model_file "${asr_exp}/${inference_model}" \
             --output_dir "${dir}/output.JOB" --ctc_weight 1.0 --lm_weight 0.0 --beam_size "${beam_size}"
-    ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_split}" --output "${dir}/text"
+    ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${shards}" --output "${dir}/text"
     step_finished "${dir}.done"
 }
 
 # The CTC log-probs of one set under one model, computed once and shared by the greedy, ngram and
-# lm_* modes: dump_logprobs <asr exp> <set> [<checkpoint> <wav.scp>] ->
+# lm_* modes: dump_logprobs <scps> <inputs> <asr exp> <set> [<checkpoint> <wav.scp>] ->
 # <asr exp>/ctc_logprobs/<set>/feats.JOB.{ark,scp} (by default of --inference_model and the formatted
 # set's wav.scp; the phone probe passes its own), in decode_shards shards. Each shard skips itself
 # when its marker holds the same wav.scp, config and model checksums; within one run of a stage a
-# set is checked once. Sets the arrays logprob_scps (the shards) and logprob_inputs (their markers,
-# for the callers' own markers).
+# set is checked once. Fills the arrays named <scps> (the shards) and <inputs> (their markers, for
+# the callers' own markers).
 declare -A logprobs_checked=()
 dump_logprobs() {
-    local asr_exp=$1 dset=$2 out=$1/ctc_logprobs/$2 job shards
-    local model=${3:-$1/${inference_model}} wav_scp=${4:-${dumpdir}/raw/$2/wav.scp}
+    local -n logprob_scps=$1 logprob_inputs=$2
+    local asr_exp=$3 dset=$4 out=$3/ctc_logprobs/$4 job shards
+    local model=${5:-$3/${inference_model}} wav_scp=${6:-${dumpdir}/raw/$4/wav.scp}
     shards=$(decode_shards "${wav_scp}")
     if [ -z "${logprobs_checked[${out}]:-}" ]; then
         ${decode_cmd} JOB=1:"${shards}" "${out}/log/dump.JOB.log" \
@@ -658,14 +675,14 @@ dump_logprobs() {
 
 # Decode mode greedy: the CTC best path of each utterance. decode_greedy <asr exp> <set>
 decode_greedy() {
-    local asr_exp=$1 dset=$2 dir=$1/decode_greedy/$2
-    dump_logprobs "${asr_exp}" "${dset}"
+    local asr_exp=$1 dset=$2 dir=$1/decode_greedy/$2 scps=() inputs=()
+    dump_logprobs scps inputs "${asr_exp}" "${dset}"
     if step_done "${dir}.done" "Stage 9: decoding ${dir}" --input "tokens=${token_dir}/tokens.txt" \
-            "${logprob_inputs[@]}"; then
+            "${inputs[@]}"; then
         return
     fi
     log "Stage 9: best-path decoding of ${dset} with ${asr_exp} -> ${dir}"
-    ${python} -m espnet_ils.bin.ctc_decode greedy --logprobs_scp "${logprob_scps[@]}" \
+    ${python} -m espnet_ils.bin.ctc_decode greedy --logprobs_scp "${scps[@]}" \
         --token_list "${token_dir}/tokens.txt" --output "${dir}/text"
     step_finished "${dir}.done"
 }
@@ -693,17 +710,18 @@ decode_tuned() {
         --input "ref=${dumpdir}/raw/${valid_set}/text")
     # One process tunes on the valid set and decodes the test sets (the search and LM load once);
     # it runs when any of their markers is out of date, and only those markers are rewritten.
-    local tests=() pending=()
-    dump_logprobs "${asr_exp}" "${valid_set}"
+    local tests=() pending=() tune_scps=() tune_logprobs=() scps inputs_of_set
+    dump_logprobs tune_scps tune_logprobs "${asr_exp}" "${valid_set}"
     # (named apart from each test set's: an input's files must have distinct names)
-    local tune_scps=("${logprob_scps[@]}") tune_inputs=("${inputs[@]}" "${logprob_inputs[@]/#logprobs=/valid_logprobs=}")
+    local tune_inputs=("${inputs[@]}" "${tune_logprobs[@]/#logprobs=/valid_logprobs=}")
     step_done "${tune_dir}.done" "Stage 9: ${mode}: LM weight x bonus on ${valid_set}" \
         "${tune_inputs[@]}" || pending+=("${tune_dir}.done")
     for dset in ${test_sets}; do
         dir=${asr_exp}/decode_${mode}/${dset}
-        dump_logprobs "${asr_exp}" "${dset}"
-        tests+=(--decode "${dir}/text" "${logprob_scps[@]}")
-        step_done "${dir}.done" "Stage 9: decoding ${dir}" "${tune_inputs[@]}" "${logprob_inputs[@]}" \
+        scps=() inputs_of_set=()
+        dump_logprobs scps inputs_of_set "${asr_exp}" "${dset}"
+        tests+=(--decode "${dir}/text" "${scps[@]}")
+        step_done "${dir}.done" "Stage 9: decoding ${dir}" "${tune_inputs[@]}" "${inputs_of_set[@]}" \
             || pending+=("${dir}.done")
     done
     [ "${#pending[@]}" -gt 0 ] || return 0
@@ -715,13 +733,14 @@ decode_tuned() {
     for marker in "${pending[@]}"; do step_finished "${marker}"; done
 }
 
-# Phone alignments of the sets $2 in dump/raw/<set>/phone_alignment: the corpus's own (mini), or
-# imported from --phone_alignments (cheap and deterministic: redone on every run; the markers of the
-# steps that read them key on their content). Sets alignment_inputs (each set's wav.scp and
-# alignment, for the callers' markers); fails, logging why, when a set has none.
+# "prepare_alignments <inputs> <what> <sets>": phone alignments of <sets> in
+# dump/raw/<set>/phone_alignment: the corpus's own (mini), or imported from --phone_alignments
+# (cheap and deterministic: redone on every run; the markers of the steps that read them key on
+# their content). Fills the array named <inputs> (each set's wav.scp and alignment, for the callers'
+# markers); fails, logging why, when a set has none.
 prepare_alignments() {
-    local what=$1 sets=$2 dset alignment unaligned=""
-    alignment_inputs=()
+    local -n alignment_inputs=$1
+    local what=$2 sets=$3 dset alignment unaligned=""
     for dset in ${sets}; do
         require_dir "${dumpdir}/raw/${dset}" "stage 2"
         alignment=${dumpdir}/raw/${dset}/phone_alignment
@@ -751,10 +770,10 @@ prepare_alignments() {
 # figure 2) -> <outdir>/cluster_quality.{tsv,png}; fails, logging why, without alignments. (Its
 # callers test its status, which turns set -e off inside it: errors stop the run through die.)
 layer_quality() {
-    local what=$1 out=$2 spec models=() inputs quality_dirs=() dset; shift 2
-    prepare_alignments "${what}" "${quality_sets}" || { log "${what}: cluster quality skipped"; return 1; }
+    local what=$1 out=$2 spec models=() inputs=() quality_dirs=() dset; shift 2
+    prepare_alignments inputs "${what}" "${quality_sets}" || { log "${what}: cluster quality skipped"; return 1; }
     for dset in ${quality_sets}; do quality_dirs+=(--score_dir "${dumpdir}/raw/${dset}"); done
-    inputs=("${alignment_inputs[@]}" --input "fit_wav_scp=${dumpdir}/raw/${train_set}/wav.scp")
+    inputs+=(--input "fit_wav_scp=${dumpdir}/raw/${train_set}/wav.scp")
     for spec in "$@"; do
         models+=(--model "${spec}")
         inputs+=(--input "model_${spec%%=*}=${spec#*=}/valid.loss.best.pth" --input "model_${spec%%=*}=${spec#*=}/config.yaml")
@@ -777,17 +796,19 @@ probe_data=${dumpdir}/probe
 probes_dir() { echo "${expdir}/probes_${it2_tag}"; }
 probe_exp_of() { echo "$(probes_dir)/$2_$1"; }  # probe_exp_of <run> <task>
 
-# Phone transcripts (from the phone alignments) of the pr probe's sets, and the speakers' train /
-# valid / test split of the sid probe's set. Sets probes_ready: the tasks of --probe_tasks whose data
-# is there (pr is skipped, saying so, without phone alignments, as the cluster quality is).
+# "prepare_probe_data <ready>": phone transcripts (from the phone alignments) of the pr probe's
+# sets, and the speakers' train / valid / test split of the sid probe's set. Sets the variable named
+# <ready> to the tasks of --probe_tasks whose data is there (pr is skipped, saying so, without phone
+# alignments, as the cluster quality is).
 prepare_probe_data() {
-    local pr_sets="${probe_pr_train_set} ${valid_set} ${test_sets}" sets=() dset utt2spk
+    local -n probes_ready=$1
+    local pr_sets="${probe_pr_train_set} ${valid_set} ${test_sets}" sets=() dset utt2spk inputs=()
     probes_ready=""
     if [[ " ${probe_tasks} " == *" pr "* ]]; then
-        if prepare_alignments "Stage 7" "${pr_sets}"; then
+        if prepare_alignments inputs "Stage 7" "${pr_sets}"; then
             for dset in ${pr_sets}; do sets+=(--set "${dumpdir}/raw/${dset}" "${probe_data}/pr/${dset}"); done
             if ! step_done "${probe_data}/pr/.done" "Stage 7: phone-recognition probe data ${probe_data}/pr" \
-                    --option "sets=${pr_sets}" "${alignment_inputs[@]}"; then
+                    --option "sets=${pr_sets}" "${inputs[@]}"; then
                 log "Stage 7: phone transcripts of ${pr_sets} -> ${probe_data}/pr"
                 ${python} -m espnet_ils.bin.prepare_probes pr "${sets[@]}" --token_list "${probe_data}/pr/tokens.txt" \
                     || die "Stage 7: the phone transcripts failed (see above)"
@@ -817,7 +838,7 @@ prepare_probe_data() {
 # One probe of one run: probe_train <run> <task>, through ESPnet's ASR (pr) or classification (sid)
 # task, on the frozen model of the run's iteration-2 pretraining.
 probe_train() {
-    local run=$1 task=$2 exp ssl_model config module train valid label
+    local run=$1 task=$2 exp ssl_model config module train valid label data=()
     exp=$(probe_exp_of "${run}" "${task}") ssl_model=$(ssl_exp_of "${run}")/valid.loss.best.pth
     [ -f "${ssl_model}" ] || die "${ssl_model} missing: run stage 6 first"
     case ${task} in
@@ -831,18 +852,13 @@ probe_train() {
             --input "data=${probe_data}/${task}/.done"; then
         return
     fi
+    data_args data train "${train}" "${train}/text" "${label}"
+    data_args data valid "${valid}" "${valid}/text" "${label}"
     log "Stage 7: ${task} probe of ${ssl_model} -> ${exp}; log: ${exp}/train.log"
-    # shellcheck disable=SC2086
-    launch_training "${exp}" "${module}" --config "${config}" \
+    launch_training "${exp}" valid.loss.best.pth "${module}" --config "${config}" \
         --frontend_conf "frontend_conf.path_or_url=${ssl_model}" \
         --token_list "${probe_data}/${task}/tokens.txt" --token_type word --use_preprocessor true \
-        --train_data_path_and_name_and_type "${train}/wav.scp,speech,sound" \
-        --train_data_path_and_name_and_type "${train}/text,${label},text" \
-        --valid_data_path_and_name_and_type "${valid}/wav.scp,speech,sound" \
-        --valid_data_path_and_name_and_type "${valid}/text,${label},text" \
-        --train_shape_file "${train}/speech_shape" --valid_shape_file "${valid}/speech_shape" \
-        --seed "${seed_of[${run}]}" "${probe_argv[@]}"
-    [ -f "${exp}/valid.loss.best.pth" ] || die "${exp}: training ended without valid.loss.best.pth"
+        "${data[@]}" --seed "${seed_of[${run}]}" "${probe_argv[@]}"
     step_finished "${exp}/.done"
 }
 
@@ -850,16 +866,17 @@ probe_train() {
 # phone recogniser's best paths on --test_sets (pr), the predicted speakers of the held-out
 # utterances (sid).
 probe_decode() {
-    local run=$1 task=$2 exp dset dir model
+    local run=$1 task=$2 exp dset dir model shards scps=() inputs=()
     exp=$(probe_exp_of "${run}" "${task}")
     model=${exp}/valid.loss.best.pth
     if [ "${task}" = pr ]; then
         for dset in ${test_sets}; do
             dir=${exp}/decode_${dset}
-            dump_logprobs "${exp}" "${dset}" "${model}" "${probe_data}/pr/${dset}/wav.scp"
+            scps=() inputs=()
+            dump_logprobs scps inputs "${exp}" "${dset}" "${model}" "${probe_data}/pr/${dset}/wav.scp"
             step_done "${dir}.done" "Stage 7: pr probe decoding ${dir}" --input "tokens=${probe_data}/pr/tokens.txt" \
-                "${logprob_inputs[@]}" && continue
-            ${python} -m espnet_ils.bin.ctc_decode greedy --token_type word --logprobs_scp "${logprob_scps[@]}" \
+                "${inputs[@]}" && continue
+            ${python} -m espnet_ils.bin.ctc_decode greedy --token_type word --logprobs_scp "${scps[@]}" \
                 --token_list "${probe_data}/pr/tokens.txt" --output "${dir}/text"
             step_finished "${dir}.done"
         done
@@ -867,34 +884,35 @@ probe_decode() {
         dir=${exp}/decode_test
         step_done "${dir}.done" "Stage 7: sid probe decoding ${dir}" --input "model=${model}" \
             --input "config=${exp}/config.yaml" --input "wav_scp=${probe_data}/sid/test/wav.scp" && return 0
-        split_keys "${probe_data}/sid/test/wav.scp" "${dir}"
-        ${decode_cmd} JOB=1:"${nj_split}" "${dir}/log/classify.JOB.log" \
+        shards=$(decode_shards "${probe_data}/sid/test/wav.scp")
+        split_keys "${probe_data}/sid/test/wav.scp" "${dir}" "${shards}"
+        ${decode_cmd} JOB=1:"${shards}" "${dir}/log/classify.JOB.log" \
             ${python} -m espnet_ils.bin.cls_inference --ngpu 0 --batch_size 1 \
                 --data_path_and_name_and_type "${probe_data}/sid/test/wav.scp,speech,sound" \
                 --key_file "${dir}/split/keys.JOB" --classification_train_config "${exp}/config.yaml" \
                 --classification_model_file "${model}" --output_dir "${dir}/output.JOB"
-        ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_split}" \
+        ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${shards}" \
             --hypotheses prediction/text --output "${dir}/text"
         step_finished "${dir}.done"
     fi
 }
 
-probe_run() {  # every probe of run $1
+probe_run() {  # probe_run <run> <tasks>: the probes <tasks> of <run>
     local task
-    for task in ${probes_ready}; do
+    for task in $2; do
         probe_train "$1" "${task}"
         probe_decode "$1" "${task}"
     done
 }
 
-# PER and accuracy of every run's probes and their layer weights -> $(probes_dir)/{probes.tsv,
-# layer_weights.tsv,layer_weights.png} (cheap: redone on every run of stage 7).
+# PER and accuracy of every run's probes of the tasks $1 and their layer weights ->
+# $(probes_dir)/{probes.tsv,layer_weights.tsv,layer_weights.png} (cheap: redone on every run of stage 7).
 probe_report() {
-    local references=() dset
-    if [[ " ${probes_ready} " == *" pr "* ]]; then
+    local tasks=$1 references=() dset
+    if [[ " ${tasks} " == *" pr "* ]]; then
         for dset in ${test_sets}; do references+=(--reference pr "${dset}" "${probe_data}/pr/${dset}/text"); done
     fi
-    if [[ " ${probes_ready} " == *" sid "* ]]; then
+    if [[ " ${tasks} " == *" sid "* ]]; then
         references+=(--reference sid test "${probe_data}/sid/test/text")
     fi
     ${python} -m espnet_ils.bin.probe_report --runs "${expdir}/runs.tsv" --probe_dir "$(probes_dir)" \
@@ -920,19 +938,13 @@ asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yam
 # that a set which cannot serve a later stage stops the run now, named with what it lacks.
 check_data() {
     ${python} -m espnet_ils.bin.check_data --raw_dir "${dumpdir}/raw" --stage "$1" \
-        --stop_stage "${stop_stage}" --train_set "${train_set}" --valid_set "${valid_set}" \
-        --finetune_set "${finetune_set}" --test_sets "${test_sets}" --transcribed_set "${transcribed_set}" \
-        --seed "${seed}" --label_model "${label_model}" --label_kmeans "${label_kmeans}" \
-        --it1_n_clusters "${it1_n_clusters}" --it2_n_clusters "${it2_n_clusters}" \
+        --stop_stage "${stop_stage}" "${run_args[@]}" --transcribed_set "${transcribed_set}" \
+        --seed "${seed}" --it1_n_clusters "${it1_n_clusters}" --it2_n_clusters "${it2_n_clusters}" \
         --it2_layer_auto "$([ "${it2_layer_option}" = auto ] && echo true || echo false)" \
-        --it2_encoder "${it2_encoder}" --kmeans_portion "${kmeans_portion}" \
-        --kmeans_max_hours "${kmeans_max_hours}" --quality_sets "${quality_sets}" \
+        --it2_encoder "${it2_encoder}" --quality_sets "${quality_sets}" \
         --quality_fit_hours "${quality_fit_hours}" --quality_n_clusters "${quality_n_clusters}" \
-        --phone_alignments "${phone_alignments}" --num_splits_ssl "${num_splits_ssl}" \
-        --num_splits_asr "${num_splits_asr}" --probe_tasks "${probe_tasks}" \
-        --probe_pr_train_set "${probe_pr_train_set}" --probe_sid_set "${probe_sid_set}" \
-        --decode_modes "${decode_modes}" --ngram_text "${ngram_text}" --ngram_arpa "${ngram_arpa}" \
-        --lm_train_text "${lm_train_text}" --lm_exp "${lm_exp}" \
+        --phone_alignments "${phone_alignments}" --probe_pr_train_set "${probe_pr_train_set}" \
+        --probe_sid_set "${probe_sid_set}" --ngram_text "${ngram_text}" --lm_train_text "${lm_train_text}" \
         || die "the data cannot serve stages $1-${stop_stage} (see the errors above)"
 }
 
@@ -961,20 +973,15 @@ case ${disk_check} in
             --corpus_root "LIBRISPEECH=${LIBRISPEECH}" --corpus_root "LIBRILIGHT=${LIBRILIGHT}" \
             --corpus_root "LIBRISPEECH_LM=${LIBRISPEECH_LM}" --audio_dir "${dumpdir}/librilight" \
             --datadir "${datadir}" --dumpdir "${dumpdir}" --expdir "${expdir}" --sets "${all_sets}" \
-            --train_set "${train_set}" --valid_set "${valid_set}" --finetune_set "${finetune_set}" \
-            --test_sets "${test_sets}" --nj "${nj}" --inference_nj "${inference_nj}" \
+            "${run_args[@]}" --nj "${nj}" --inference_nj "${inference_nj}" \
             --it1_config "${it1_config}" --it1_tag "${it1_tag}" --it1_exp "${it1_exp}" \
-            ${label_model:+--label_model "${label_model}"} ${label_kmeans:+--label_kmeans "${label_kmeans}"} \
             --it2_config "${it2_config}" --it2_tag "${it2_tag}" --ssl_exps "${ssl_exps}" \
-            --kmeans_portion "${kmeans_portion}" --kmeans_max_hours "${kmeans_max_hours}" \
             --kmeans_feats_storage "${kmeans_feats_storage}" --asr_config "${asr_config}" \
             --asr_exps "${asr_exps}" --token_list "${token_dir}/tokens.txt" \
-            --decode_modes "${decode_modes}" --probe_tasks "${probe_tasks}" \
             --probe_pr_config "${probe_pr_config}" --probe_sid_config "${probe_sid_config}" \
-            --probes_dir "$(probes_dir)" --lm_config "${lm_config}" --lm_exp "${lm_exp}" \
+            --probes_dir "$(probes_dir)" --lm_config "${lm_config}" \
             --lm_dir "${lm_dir}" --lm_text "${lm_text}" --lm_train_corpus "${lm_train_corpus}" \
-            --ngram_arpa "${ngram_arpa}" --num_splits_ssl "${num_splits_ssl}" \
-            --num_splits_asr "${num_splits_asr}" --pretrain_args="${pretrain_args}" \
+            --pretrain_args="${pretrain_args}" \
             --asr_args="${asr_args}" --lm_args="${lm_args}" --probe_args="${probe_args}" \
             || die "disk plan: see above (--disk_check false skips it)" ;;
     false) log "Disk plan skipped (--disk_check false)" ;;
@@ -1080,10 +1087,10 @@ if run_stage 7; then
         layer_quality "Stage 7" "${expdir}/cluster_quality_${it2_tag}" "${models[@]}" || true
     fi
     if [ -n "${probe_tasks}" ]; then
-        prepare_probe_data
-        if [ -n "${probes_ready}" ]; then
-            each_run probe_run
-            probe_report
+        prepare_probe_data probe_tasks_ready
+        if [ -n "${probe_tasks_ready}" ]; then
+            each_run probe_run "${probe_tasks_ready}"
+            probe_report "${probe_tasks_ready}"
         fi
     else
         log "Stage 7: no probes (--probe_tasks is empty)"
@@ -1091,7 +1098,7 @@ if run_stage 7; then
 fi
 
 finetune_run() {  # CTC fine-tuning of run $1
-    local run=$1 ssl_exp asr_exp split=() train_data
+    local run=$1 ssl_exp asr_exp split=() data=()
     ssl_exp=$(ssl_exp_of "${run}") asr_exp=$(asr_exp_of "${run}")
     [ -f "${ssl_exp}/valid.loss.best.pth" ] || die "${ssl_exp}/valid.loss.best.pth missing: run stage 6 first"
     [ "${num_splits_asr}" -eq 1 ] || split=(--option "num_splits_asr=${num_splits_asr}")
@@ -1104,16 +1111,13 @@ finetune_run() {  # CTC fine-tuning of run $1
             --input "valid_text=${dumpdir}/raw/${valid_set}/text"; then
         return
     fi
-    training_set_args "${num_splits_asr}" "${dumpdir}/raw/${finetune_set}" "${dumpdir}/raw/${finetune_set}/text"
+    training_set_args data "${num_splits_asr}" "${dumpdir}/raw/${finetune_set}" "${dumpdir}/raw/${finetune_set}/text"
+    data_args data valid "${dumpdir}/raw/${valid_set}" "${dumpdir}/raw/${valid_set}/text"
     log "Stage 8: CTC fine-tuning of ${ssl_exp} on ${finetune_set} -> ${asr_exp}; log: ${asr_exp}/train.log"
-    # shellcheck disable=SC2086
-    launch_training "${asr_exp}" espnet_ils.bin.asr_train --config "${asr_config}" \
+    launch_training "${asr_exp}" "${inference_model}" espnet_ils.bin.asr_train --config "${asr_config}" \
         --frontend_conf "frontend_conf.path_or_url=${ssl_exp}/valid.loss.best.pth" \
-        --token_list "${token_dir}/tokens.txt" --token_type char --use_preprocessor true "${train_data[@]}" \
-        --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,speech,sound" \
-        --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/text,text,text" \
-        --valid_shape_file "${dumpdir}/raw/${valid_set}/speech_shape" --seed "${seed_of[${run}]}" "${asr_argv[@]}"
-    [ -f "${asr_exp}/${inference_model}" ] || die "${asr_exp}: training ended without ${inference_model}"
+        --token_list "${token_dir}/tokens.txt" --token_type char --use_preprocessor true "${data[@]}" \
+        --seed "${seed_of[${run}]}" "${asr_argv[@]}"
     step_finished "${asr_exp}/.done"
 }
 
