@@ -38,7 +38,7 @@ test-fast: install
 lint: install
 	$(PYTHON) -m ruff check espnet_ils tests bench egs2/librispeech_ils/ssl1/local
 	$(PYTHON) -m ruff format --check espnet_ils tests bench egs2/librispeech_ils/ssl1/local
-	cd egs2/librispeech_ils/ssl1 && ../../../$(VENV)/bin/shellcheck -x *.sh local/*.sh utils/*.sh utils/slurm.pl
+	cd egs2/librispeech_ils/ssl1 && ../../../$(VENV)/bin/shellcheck -x *.sh local/*.sh steps/*.sh utils/*.sh utils/slurm.pl
 	$(VENV)/bin/shellcheck tools/*.sh
 
 # The main job: the whole recipe on the embedded mini corpus (2 CPU cores, within 30 min; RESULTS.md),
