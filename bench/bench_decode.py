@@ -59,18 +59,19 @@ import torch
 from bench_pretrain_step import cpu_model_name
 from tqdm import tqdm
 
-from espnet_ils import lexicon_decoding, transformer_lm_decoding
-from espnet_ils.audio import ENCODER_HOP, SAMPLE_RATE
-from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.lexicon_decoding import (
+from espnet_ils.data.audio import ENCODER_HOP, SAMPLE_RATE
+from espnet_ils.data.kaldi_files import read_key_file
+from espnet_ils.decoding.lexicon import (
     BEAM_THRESHOLD,
+    WORD_SCORE,
     LexiconBeamSearch,
     best_path,
     read_logprobs,
     read_token_list,
 )
-from espnet_ils.scoring import count_errors
-from espnet_ils.transformer_lm_decoding import LMFusionSearch, NbestRescoring
+from espnet_ils.decoding.lexicon import LM_WEIGHT as NGRAM_LM_WEIGHT
+from espnet_ils.decoding.scoring import count_errors
+from espnet_ils.decoding.transformer_lm import LM_WEIGHT, PENALTY, LMFusionSearch, NbestRescoring
 
 logger = logging.getLogger("bench_decode")
 
@@ -120,20 +121,20 @@ WEIGHTS = {
     "ngram": (
         "ngram_lm_weight",
         "word_score",
-        lexicon_decoding.LM_WEIGHT,
-        lexicon_decoding.WORD_SCORE,
+        NGRAM_LM_WEIGHT,
+        WORD_SCORE,
     ),
     "lm_fusion": (
         "lm_weight",
         "penalty",
-        transformer_lm_decoding.LM_WEIGHT,
-        transformer_lm_decoding.PENALTY,
+        LM_WEIGHT,
+        PENALTY,
     ),
     "lm_rescore": (
         "lm_weight",
         "penalty",
-        transformer_lm_decoding.LM_WEIGHT,
-        transformer_lm_decoding.PENALTY,
+        LM_WEIGHT,
+        PENALTY,
     ),
 }
 

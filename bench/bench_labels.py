@@ -18,10 +18,10 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from espnet_ils.audio import SAMPLE_RATE, load_waveform
-from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.kmeans import REFERENCE_SETTINGS, choose_utterances, fit_kmeans
-from espnet_ils.mfcc import compute_mfcc
+from espnet_ils.data.audio import SAMPLE_RATE, load_waveform
+from espnet_ils.data.kaldi_files import read_key_file
+from espnet_ils.targets.kmeans import REFERENCE_SETTINGS, choose_utterances, fit_kmeans
+from espnet_ils.targets.mfcc import compute_mfcc
 
 logger = logging.getLogger("bench_labels")
 

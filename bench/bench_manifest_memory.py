@@ -21,7 +21,7 @@ the shape dict of the batch sampler and the batches.
   ``--target_gb``, from (a)'s fit): ESPnet's ``MultipleIterFactory`` builds one part at a time,
   but holds the previous part until the next one is built, so the peak per process is that of
   building part 2 with part 1 alive. Only parts 0 and 1 of the manifest of the real size are
-  written (the parts of ``espnet_ils.splits``, by key hash, as the recipe's ``split_scps`` would
+  written (the parts of ``espnet_ils.data.splits``, by key hash, as the recipe's ``split_scps`` would
   cut the whole manifest); the other parts are links to part 0, never built, so that ESPnet's
   check that every part exists passes. The walk repeats what ``MultipleIterFactory.build_iter``
   does, without reading audio (there is none): each part's factory is built and its epoch iterator
@@ -56,15 +56,15 @@ import numpy as np
 with contextlib.redirect_stdout(sys.stderr):  # ESPnet prints a notice on import; stdout: figures
     from espnet2.train.distributed_utils import DistributedOption
 
-    from espnet_ils.splits import key_hash  # (importing espnet_ils registers our classes)
-    from espnet_ils.tasks import ILSSSLTask
+    from espnet_ils.data.splits import key_hash  # (importing espnet_ils registers our classes)
+    from espnet_ils.train.tasks import ILSSSLTask
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2/librispeech_ils/ssl1"
 CONFIG = RECIPE / "conf/tuning/train_ssl_ils_large.yaml"
 
 SAMPLE_RATE = 16000
-WINDOW, HOP = 400, 320  # the encoder's 50 Hz frames (espnet_ils.audio.num_frames)
+WINDOW, HOP = 400, 320  # the encoder's 50 Hz frames (espnet_ils.data.audio.num_frames)
 NUM_CLASSES = 500
 SECONDS = (16.0, 24.0)  # per utterance, uniform: mean 20 s
 UTTERANCE_SECONDS = sum(SECONDS) / 2

@@ -67,7 +67,7 @@ from torch.nn import functional as F
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ILS_CONFIG = REPO_ROOT / "egs2/librispeech_ils/ssl1/conf/tuning/train_ssl_ils_base_it2.yaml"
-# espnet_ils.audio's SAMPLE_RATE and num_frames, repeated because device_check.py imports this
+# espnet_ils.data.audio's SAMPLE_RATE and num_frames, repeated because device_check.py imports this
 # module in a process without espnet_ils on its path (only its parts get the repository);
 # tests/test_device_check.py checks that they agree.
 SAMPLE_RATE = 16000
@@ -343,9 +343,9 @@ def ils_size(config: Dict[str, Any]) -> ModelSize:
     Args:
         config: The SSL config as a dict (a loaded YAML file, or ``vars`` of the task's args).
     """
-    from espnet_ils.encoder import ILSTransformerEncoder
-    from espnet_ils.frontend import DEFAULT_CONV_SHAPES
-    from espnet_ils.loss import ILSLoss
+    from espnet_ils.model.encoder import ILSTransformerEncoder
+    from espnet_ils.model.frontend import DEFAULT_CONV_SHAPES
+    from espnet_ils.model.loss import ILSLoss
 
     encoder = {**_defaults(ILSTransformerEncoder), **config["encoder_conf"]}
     loss = {**_defaults(ILSLoss), **_ils_loss_conf(config)}
@@ -469,8 +469,8 @@ def build_ils(
         encoder_overrides: ``encoder_conf`` entries to change (``ILS_ENCODER_OVERRIDES``).
     """
     import espnet_ils  # noqa: F401  (registers ils_cnn, feature_projection, ils_transformer, ils)
-    from espnet_ils.labels import cluster_token_list
-    from espnet_ils.tasks import ILSSSLTask
+    from espnet_ils.data.labels import cluster_token_list
+    from espnet_ils.train.tasks import ILSSSLTask
 
     task_args = ILSSSLTask.get_parser().parse_args(["--config", str(args.ils_config)])
     config_classes = _ils_loss_conf(vars(task_args))["num_classes"]
@@ -549,7 +549,7 @@ def build_espnet_hubert(args: argparse.Namespace) -> Tuple[nn.Module, StepLoss]:
     """ESPnet's native HuBERT through ``espnet2.tasks.ssl.SSLTask`` and ESPnet's classes."""
     from espnet2.tasks.ssl import SSLTask
 
-    from espnet_ils.labels import cluster_token_list
+    from espnet_ils.data.labels import cluster_token_list
 
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as config_file:
         yaml.safe_dump(espnet_hubert_config(args), config_file)
@@ -646,7 +646,7 @@ def import_model_code() -> None:
     import espnet2.tasks.ssl  # noqa: F401
     import torchaudio.models  # noqa: F401
 
-    import espnet_ils.tasks  # noqa: F401
+    import espnet_ils.train.tasks  # noqa: F401
 
 
 def build(name: str, args: argparse.Namespace, device: torch.device) -> Tuple[nn.Module, StepLoss]:
@@ -1014,7 +1014,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
     )
-    from espnet_ils.offline import defer_g2p_en_import
+    from espnet_ils.train.offline import defer_g2p_en_import
 
     defer_g2p_en_import()  # before ESPnet's tasks: their g2p_en import reaches for NLTK data
     torch.set_num_threads(args.threads)

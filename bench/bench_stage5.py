@@ -35,10 +35,10 @@ import torch
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.audio import SAMPLE_RATE
-from espnet_ils.kaldi_files import read_key_file, write_key_file
-from espnet_ils.labels import cluster_token_list
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.data.audio import SAMPLE_RATE
+from espnet_ils.data.kaldi_files import read_key_file, write_key_file
+from espnet_ils.data.labels import cluster_token_list
+from espnet_ils.train.tasks import ILSSSLTask
 
 MB = 1e6
 

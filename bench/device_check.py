@@ -241,7 +241,7 @@ class ParityInputs:
 
 def parity_inputs(frames: int, bias_offset: float, device: torch.device, seed: int) -> ParityInputs:
     """Random inputs for ``frames`` frames, the second utterance padded by ``PARITY_PADDING``."""
-    from espnet_ils.relative_bias import BucketRelativePositionBias
+    from espnet_ils.model.relative_bias import BucketRelativePositionBias
 
     generator = torch.Generator().manual_seed(seed + frames)
     num_buckets = BucketRelativePositionBias(PARITY_HEADS).num_buckets
@@ -271,7 +271,7 @@ def sdpa_backend_attend(backend: Any) -> Attend:
     from torch.nn.attention import sdpa_kernel
     from torch.nn.functional import scaled_dot_product_attention
 
-    from espnet_ils.attention import SDPAAttentionKernel
+    from espnet_ils.model.attention import SDPAAttentionKernel
 
     def attend(query, key, value, relative_bias, pad_mask):
         mask = SDPAAttentionKernel().prepare(relative_bias, pad_mask, query.dtype)
@@ -282,7 +282,7 @@ def sdpa_backend_attend(backend: Any) -> Attend:
 
 
 def kernel_attend(kernel: Any) -> Attend:
-    """An ``espnet_ils.attention`` kernel as the encoder runs it (``prepare`` then ``attend``)."""
+    """An ``espnet_ils.model.attention`` kernel as the encoder runs it (``prepare`` then ``attend``)."""
 
     def attend(query, key, value, relative_bias, pad_mask):
         shared = kernel.prepare(relative_bias, pad_mask, query.dtype)
@@ -307,7 +307,7 @@ def evaluate(attend: Attend, inputs: ParityInputs, dtype: torch.dtype) -> Evalua
     A forward that fails with gradients enabled (flash refuses masks; FlexAttention has no CPU
     backward) is retried without them, so the output is compared wherever it can be computed.
     """
-    from espnet_ils.relative_bias import BucketRelativePositionBias
+    from espnet_ils.model.relative_bias import BucketRelativePositionBias
 
     device = inputs.query.device
     relative_bias = BucketRelativePositionBias(PARITY_HEADS).to(device)
@@ -395,7 +395,7 @@ def parity_candidates() -> Dict[str, Attend]:
     """Every SDPA backend alone, FlexAttention, and the encoder's own SDPA path."""
     from torch.nn.attention import SDPBackend
 
-    from espnet_ils.attention import FlexAttentionKernel, SDPAAttentionKernel
+    from espnet_ils.model.attention import FlexAttentionKernel, SDPAAttentionKernel
 
     backends = ("FLASH_ATTENTION", "EFFICIENT_ATTENTION", "CUDNN_ATTENTION", "MATH")
     candidates = {
@@ -584,7 +584,7 @@ def run_features(
     sizes: CheckSizes, device: torch.device, args: argparse.Namespace, save: Save
 ) -> None:
     """Part c: block-6 features of a random model, batched as ``extract_layer_features`` does."""
-    from espnet_ils.layer_features import LayerFeatureExtractor, length_sorted_batches
+    from espnet_ils.targets.layer_features import LayerFeatureExtractor, length_sorted_batches
 
     options = bench_args(sizes, device)
     bench.import_model_code()
@@ -649,7 +649,7 @@ def write_corpus(root: Path, sizes: CheckSizes, seed: int) -> Dict[str, Path]:
     """
     import soundfile
 
-    from espnet_ils.labels import write_token_list
+    from espnet_ils.data.labels import write_token_list
 
     rng = np.random.default_rng(seed)
     (root / "wav").mkdir(parents=True, exist_ok=True)
@@ -860,7 +860,7 @@ def run_part_here(args: argparse.Namespace) -> None:
     def save(result: Dict[str, Any]) -> None:
         write_atomic(result_path, json.dumps(result, indent=1, default=str))
 
-    from espnet_ils.offline import defer_g2p_en_import
+    from espnet_ils.train.offline import defer_g2p_en_import
 
     defer_g2p_en_import()  # before ESPnet's tasks: their g2p_en import reaches for NLTK data
     PART_RUNNERS[args.run_part](sizes, device, args, save)

@@ -15,7 +15,7 @@ import torch
 import torch.distributed
 
 from espnet_ils.bin import ssl_train
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.train.tasks import ILSSSLTask
 
 
 class RecordingTrainer(ILSSSLTask.trainer):

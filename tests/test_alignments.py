@@ -14,11 +14,11 @@ from helpers.models import write_model
 from helpers.shared_data import LIBRISPEECH_SAMPLE, needs_sample
 from praatio import textgrid
 
-from espnet_ils.alignments import PhoneSegment, frame_labels, normalize_phone
-from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, num_frames
+from espnet_ils.analysis.alignments import PhoneSegment, frame_labels, normalize_phone
 from espnet_ils.bin.import_alignments import main as import_main
-from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.data.audio import ENCODER_HOP, MFCC_HOP, num_frames
+from espnet_ils.data.kaldi_files import read_key_file
+from espnet_ils.train.tasks import ILSSSLTask
 
 SAMPLE = LIBRISPEECH_SAMPLE / "dev-clean" / "1988" / "24833"
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"

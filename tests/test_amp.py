@@ -10,7 +10,7 @@ import torch
 import yaml
 from helpers.corpus import NUM_CLASSES, SSL_CONFIG
 
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.train.tasks import ILSSSLTask
 
 CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
 # bf16 keeps 8 bits of mantissa (0.4% per rounding); measured here: 0.09% on the loss, gradient

@@ -6,13 +6,13 @@ import torch
 from helpers.models import tiny_encoder
 from torch.nn.attention import SDPBackend
 
-from espnet_ils.attention import (
+from espnet_ils.model.attention import (
     CUDA_SDPA_BACKENDS,
     FlexAttentionKernel,
     SDPAAttentionKernel,
     sdpa_backends,
 )
-from espnet_ils.relative_bias import BucketRelativePositionBias
+from espnet_ils.model.relative_bias import BucketRelativePositionBias
 
 HEADS, HEAD_DIM = 4, 8
 

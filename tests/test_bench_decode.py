@@ -1,7 +1,7 @@
 """bench/bench_decode.py on the decoding tests' synthetic log-probs, bigram and lexicon
 (helpers/decoding.py) and the grammar LM (conftest's ``lm_exp``): every setting's row is there,
 measured on the same utterances, with the weights taken from where the report says; the WERs order
-as test_lexicon_decoding and test_transformer_lm find them (the lexicon and the LMs repair what the
+as test_lexicon_decoding.py and test_transformer_lm.py find them (the lexicon and the LMs repair what the
 best path gets wrong).
 """
 
@@ -13,8 +13,8 @@ import pytest
 from helpers.decoding import ACOUSTICS, REFS, TINY_ARPA, TOKENS, WORDS, ctc_log_probs
 from helpers.scripts import load_module
 
-from espnet_ils.lexicon_decoding import letter_lexicon, write_lexicon
-from espnet_ils.shards import feature_shard_writer
+from espnet_ils.data.shards import feature_shard_writer
+from espnet_ils.decoding.lexicon import letter_lexicon, write_lexicon
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 load_module(BENCH / "bench_pretrain_step.py")  # bench_decode imports it by name, as its neighbour

@@ -21,14 +21,14 @@ from espnet2.main_funcs.average_nbest_models import average_nbest_models
 from espnet2.train.reporter import Reporter
 from helpers.corpus import SSL_CONFIG, data_args, write_corpus
 
-from espnet_ils.checkpoints import (
+from espnet_ils.train.checkpoints import (
     ESPNET_WRITERS,
     atomic_saves_in,
     average_each_criterion,
     prepare_resume,
     read_checkpoint,
 )
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.train.tasks import ILSSSLTask
 
 CRITERIA = ILSSSLTask.get_parser().get_default("best_model_criterion")
 

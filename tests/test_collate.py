@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from espnet_ils.audio import num_frames
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.data.audio import num_frames
+from espnet_ils.train.tasks import ILSSSLTask
 
 NUM_CLASSES = 2000  # utterance() labels frames by their index
 

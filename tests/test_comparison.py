@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from espnet_ils.analysis.comparison import read_runs
+from espnet_ils.analysis.probes import write_probe_results
 from espnet_ils.bin.compare_runs import main as compare_main
 from espnet_ils.bin.score import main as score_main
-from espnet_ils.comparison import read_runs
-from espnet_ils.probes import write_probe_results
 
 REFERENCE = {"u1": "THE CAT SAT", "u2": "A DOG RAN"}
 # Hypotheses per run: word errors 1/6, 3/6 (ils) and 2/6, 2/6 (hubert).
@@ -82,7 +82,7 @@ def test_the_table_gives_means_spreads_and_the_verdict(experiment: Path, capsys)
 
 
 def test_the_probes_rows_come_from_their_tsv(experiment: Path):
-    """Stage 7's probes.tsv (``espnet_ils.probes.write_probe_results``) gives one row per metric."""
+    """Stage 7's probes.tsv (``espnet_ils.analysis.probes.write_probe_results``) gives one row per metric."""
     rows = [
         dict(model=run, task="pr", metric="PER test (%)", value=value)
         for run, value in (("ils_seed0", 70.0), ("ils_seed1", 72.0), ("hubert_seed0", 75.0),

@@ -1,5 +1,5 @@
 """Every config is built once before any work: the recipe's own build, the wrong ones stop with
-their own error, named by the recipe option (espnet_ils.config_check)."""
+their own error, named by the recipe option (espnet_ils.recipe.config_check)."""
 
 import shutil
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_ils.config_check import ConfigError, check_pipeline_configs
+from espnet_ils.recipe.config_check import ConfigError, check_pipeline_configs
 
 CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
 MINI = dict(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from espnet_ils.audio import SAMPLE_RATE
+from espnet_ils.data.audio import SAMPLE_RATE
 
 CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
 

@@ -31,8 +31,8 @@ from espnet_ils.converters.unispeech import (
     read_checkpoint,
     split_label_tables,
 )
-from espnet_ils.relative_bias import relative_position_bucket
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.model.relative_bias import relative_position_bucket
+from espnet_ils.train.tasks import ILSSSLTask
 
 REFERENCE = SHARED_DATA / "ils_reference"
 CONFIGS = ("base-like", "large-like")

@@ -19,7 +19,7 @@ from typing import Any, Dict, Tuple
 import pytest
 from helpers.scripts import load_module
 
-from espnet_ils.audio import SAMPLE_RATE, num_frames
+from espnet_ils.data.audio import SAMPLE_RATE, num_frames
 
 pytestmark = pytest.mark.slow  # trains, or runs the recipe or a device check: full suite only
 
@@ -137,7 +137,7 @@ def test_ssl_train_runs_and_logs_finite_losses(parts, dry_run):
 
 
 def test_the_bench_frame_grid_is_espnet_ils_own():
-    """bench_pretrain_step repeats espnet_ils.audio's geometry (its importer runs without
+    """bench_pretrain_step repeats espnet_ils.data.audio's geometry (its importer runs without
     espnet_ils); the two must agree."""
     assert bench_pretrain_step.SAMPLE_RATE == SAMPLE_RATE
     for samples in (400, 719, 720, 16000, 200_000):

@@ -1,4 +1,4 @@
-"""The disk plan ils.sh logs before stage 1 (``espnet_ils.disk_plan``): bytes per stage as its
+"""The disk plan ils.sh logs before stage 1 (``espnet_ils.recipe.disk_plan``): bytes per stage as its
 docstring states them, a full disk stops the entry point and ils.sh naming the folders and both
 figures, the BASE run's stage-5 features at their expected size, the known sizes in step with
 local/data.sh."""
@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from espnet_ils.bin import disk_plan as disk_plan_bin
-from espnet_ils.disk_plan import (
+from espnet_ils.recipe.disk_plan import (
     LETTERS,
     KnownSizes,
     ModelSizes,
@@ -354,7 +354,7 @@ def test_trainer_snapshots_follow_espnets_keep_rules(max_epoch, keep, criteria, 
 
 
 def test_letters_match_the_fine_tuning_token_list_of_config_check():
-    from espnet_ils.config_check import LETTER_TOKENS
+    from espnet_ils.recipe.config_check import LETTER_TOKENS
 
     assert LETTERS == len(LETTER_TOKENS)
 

@@ -103,7 +103,7 @@ def test_rank0_alone_writes_one_checkpoint_set(ddp_exp):
     rank0, rank1 = (record["written"] for record in load_records(ddp_exp))
     assert rank1 == [], f"rank 1 wrote {rank1}"
     epochs = [f"{epoch}epoch.pth" for epoch in range(1, MAX_EPOCH + 1)]
-    # one per epoch, each to a temporary name renamed into place (espnet_ils.checkpoints)
+    # one per epoch, each to a temporary name renamed into place (espnet_ils.train.checkpoints)
     assert sorted(rank0) == sorted(
         f"{name}.tmp" for name in ["checkpoint.pth"] * MAX_EPOCH + epochs
     )

@@ -5,7 +5,7 @@ import torch
 from espnet2.asr.ctc import CTC
 from helpers.models import tiny_encoder
 
-from espnet_ils.encoder import PostLNEncoderLayer, PreLNEncoderLayer
+from espnet_ils.model.encoder import PostLNEncoderLayer, PreLNEncoderLayer
 
 
 def run_all(encoder, x, lengths=None):

@@ -29,11 +29,11 @@ from torch.nn import functional as F
 
 from espnet_ils.bin import asr_train, ssl_train
 from espnet_ils.bin.count_params import build_from_config
-from espnet_ils.config_check import check_pipeline_configs
 from espnet_ils.converters.torchaudio_hubert import load_torchaudio_hubert
-from espnet_ils.labels import cluster_token_list
-from espnet_ils.layer_features import LayerFeatureExtractor
-from espnet_ils.probe_frontend import FrozenSSLFrontend
+from espnet_ils.data.labels import cluster_token_list
+from espnet_ils.model.probe_frontend import FrozenSSLFrontend
+from espnet_ils.recipe.config_check import check_pipeline_configs
+from espnet_ils.targets.layer_features import LayerFeatureExtractor
 
 CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
 

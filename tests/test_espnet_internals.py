@@ -1,7 +1,7 @@
 """What we rely on in ESPnet 202511 beyond its public API, pinned: after an upgrade, each test fails
 with a message naming the ESPnet function that changed and the module of ours that relies on it.
 
-(``Trainer.run``'s checkpoint writes, which ``espnet_ils.checkpoints`` relies on, are pinned in
+(``Trainer.run``'s checkpoint writes, which ``espnet_ils.train.checkpoints`` relies on, are pinned in
 tests/test_checkpoints.py.)
 """
 
@@ -20,7 +20,7 @@ from espnet2.train.collate_fn import HuBERTCollateFn, _crop_audio_label
 from torch import nn
 
 from espnet_ils.converters import MASK_OPTIONS
-from espnet_ils.tasks import SSL_FRONTEND_DROPPED
+from espnet_ils.train.tasks import SSL_FRONTEND_DROPPED
 
 SHAPES = [(8, 10, 5), (8, 3, 2), (8, 2, 2)]
 
@@ -34,7 +34,7 @@ def test_class_choices_look_classes_up_in_their_classes_dict():
     choices.classes["b"] = nn.Identity
     message = changed(
         "espnet2.train.class_choices.ClassChoices",
-        "espnet_ils.registration._add",
+        "espnet_ils.train.registration._add",
         "adding a class to .classes, and on .name and .base_type",
     )
     assert choices.get_class("b") is nn.Identity and "b" in choices.choices(), message
@@ -50,7 +50,9 @@ def test_task_modules_keep_their_choices_where_registration_adds_to_them():
             name for name in names if not isinstance(getattr(task, name, None), ClassChoices)
         ]
         assert not missing, changed(
-            task.__name__, "espnet_ils.registration.register_into", f"its module-level {missing}"
+            task.__name__,
+            "espnet_ils.train.registration.register_into",
+            f"its module-level {missing}",
         )
 
 
@@ -59,7 +61,7 @@ def test_conv_layer_block_is_conv_norm_gelu_with_the_frame_count_formula(norm_mo
     frontend = CNNFrontend(norm_mode=norm_mode, conv_mode="standard", bias=False, shapes=SHAPES)
     message = changed(
         "espnet2.asr.frontend.cnn.ConvLayerBlock.forward",
-        "espnet_ils.frontend.ILSCNNFrontend._extract (it runs the GroupNorm block itself)",
+        "espnet_ils.model.frontend.ILSCNNFrontend._extract (it runs the GroupNorm block itself)",
         "gelu(layer_norm(conv(x))) and length = floor((length - kernel_size) / stride) + 1, "
         "at least 0, with CNNFrontend.layers holding the blocks in order",
     )
@@ -89,7 +91,7 @@ def test_cnn_frontend_is_its_blocks_and_nothing_else_by_default():
     feats, feats_length = frontend(wav, torch.tensor([800, 800]))
     message = changed(
         "espnet2.asr.frontend.cnn.CNNFrontend.forward",
-        "espnet_ils.frontend.ILSCNNFrontend (it replaces forward)",
+        "espnet_ils.model.frontend.ILSCNNFrontend (it replaces forward)",
         "forward being the blocks in order, then (B, C, T) -> (B, T, C), when normalize_audio "
         "and normalize_output are off",
     )
@@ -101,7 +103,7 @@ def test_cnn_frontend_is_its_blocks_and_nothing_else_by_default():
 def test_crop_audio_label_crops_audio_and_labels_alike():
     message = changed(
         "espnet2.train.collate_fn._crop_audio_label",
-        "espnet_ils.collate.ILSCollateFn.crop",
+        "espnet_ils.train.collate.ILSCollateFn.crop",
         "its positional arguments (waveform, label, length, num_frames, rand_crop, window_size, "
         "window_shift, sample_rate) and the labels cropped with the audio at 400 / 320 samples",
     )
@@ -143,7 +145,7 @@ def test_hubert_collate_keeps_its_options_as_attributes():
     kept = {name: getattr(collate, name, None) for name in options}
     assert kept == options, changed(
         "espnet2.train.collate_fn.HuBERTCollateFn.__init__",
-        "espnet_ils.collate.ILSCollateFn",
+        "espnet_ils.train.collate.ILSCollateFn",
         f"reading its options back as attributes of the same names {sorted(options)}",
     )
 
@@ -163,6 +165,6 @@ def test_ssl_frontend_drops_only_the_losses_of_the_model_it_loads(ssl_dir):
     kept = {key for key in saved if not key.startswith(SSL_FRONTEND_DROPPED)}
     assert kept != set(saved) and set(frontend.upstream.state_dict()) == kept, changed(
         "espnet2.asr.frontend.espnet_ssl.ESPnetSSLFrontend.__init__",
-        "espnet_ils.tasks.check_ssl_frontend_keys",
+        "espnet_ils.train.tasks.check_ssl_frontend_keys",
         f"the SSL model at .upstream with every key but {SSL_FRONTEND_DROPPED!r}* (del model.losses)",
     )

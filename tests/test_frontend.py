@@ -3,8 +3,8 @@ import torch
 from espnet2.asr.frontend.cnn import CNNFrontend
 from torch import nn
 
-from espnet_ils.frontend import ILSCNNFrontend
-from espnet_ils.preencoder import FeatureProjection
+from espnet_ils.model.frontend import ILSCNNFrontend
+from espnet_ils.model.preencoder import FeatureProjection
 
 SHAPES = [(16, 10, 5), (16, 3, 2), (16, 3, 2), (16, 3, 2), (16, 3, 2), (16, 2, 2), (16, 2, 2)]
 

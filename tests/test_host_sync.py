@@ -8,8 +8,8 @@ import torch
 from helpers.models import tiny_encoder
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from espnet_ils.loss import ILSLoss
-from espnet_ils.preencoder import FeatureProjection
+from espnet_ils.model.loss import ILSLoss
+from espnet_ils.model.preencoder import FeatureProjection
 
 aten = torch.ops.aten
 # Ops whose result needs the tensor's values on the host: item()/bool()/int()/tolist() all end

@@ -5,7 +5,7 @@ is a tiny random-weight HuBERT saved in that form; :func:`load_label_model` runs
 two utterances and its layer k (valid frames only) must equal torchaudio's
 ``extract_features(x, lengths, num_layers=k)[0][-1]`` of the same weights within 1e-5 (float32).
 torchaudio runs each utterance alone: its GroupNorm front end normalises over the padding, ours
-over each utterance's own frames (``espnet_ils.frontend``), so alone is what both mean.
+over each utterance's own frames (``espnet_ils.model.frontend``), so alone is what both mean.
 
 The fairseq checkpoint is made without our key map: its keys are written out
 (``helpers/hubert.py``) from fairseq's names, matched to torchaudio's by torchaudio's own
@@ -38,11 +38,11 @@ from torchaudio.models.wav2vec2.utils import import_huggingface_model
 from torchaudio.models.wav2vec2.utils.import_fairseq import _convert_state_dict
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils import label_models
 from espnet_ils.bin import convert_unispeech
 from espnet_ils.converters.unispeech import prepare
-from espnet_ils.frontend import ILSCNNFrontend
-from espnet_ils.label_model_files import (
+from espnet_ils.model.frontend import ILSCNNFrontend
+from espnet_ils.targets import label_models
+from espnet_ils.targets.label_model_files import (
     ESPNET,
     HUGGINGFACE,
     TORCH_FILE,
@@ -50,9 +50,9 @@ from espnet_ils.label_model_files import (
     label_model_identity,
     locate_label_model,
 )
-from espnet_ils.label_models import LABEL_GRID, FrameGrid, frame_grid, load_label_model
-from espnet_ils.layer_features import LayerFeatureExtractor
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.targets.label_models import LABEL_GRID, FrameGrid, frame_grid, load_label_model
+from espnet_ils.targets.layer_features import LayerFeatureExtractor
+from espnet_ils.train.tasks import ILSSSLTask
 
 TOLERANCE = 1e-5
 NUM_SAMPLES = (4000, 6100)  # 12 and 18 frames

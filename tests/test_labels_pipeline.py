@@ -9,16 +9,16 @@ import pytest
 import soundfile as sf
 from helpers.audio import write_wavs
 
-from espnet_ils.audio import load_waveform, num_frames
+from espnet_ils.analysis.metrics import cluster_quality, joint_counts
 from espnet_ils.bin.dump_labels import dump_labels
 from espnet_ils.bin.dump_mfcc import dump_mfcc
 from espnet_ils.bin.fit_kmeans import main as fit_kmeans_main
 from espnet_ils.bin.merge_labels import merge_labels
-from espnet_ils.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.labels import to_encoder_rate
-from espnet_ils.metrics import cluster_quality, joint_counts
-from espnet_ils.mfcc import compute_mfcc
-from espnet_ils.shards import feature_shard_writer
+from espnet_ils.data.audio import load_waveform, num_frames
+from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.data.labels import to_encoder_rate
+from espnet_ils.data.shards import feature_shard_writer
+from espnet_ils.targets.mfcc import compute_mfcc
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,11 @@ from torch import nn
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.bin import cluster_quality, extract_layer_features
 from espnet_ils.converters.unispeech import convert_unispeech_checkpoint
-from espnet_ils.kaldi_files import write_key_file
-from espnet_ils.kmeans import fit_kmeans
-from espnet_ils.layer_features import LayerFeatureExtractor
-from espnet_ils.shards import shard
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.data.kaldi_files import write_key_file
+from espnet_ils.data.shards import shard
+from espnet_ils.targets.kmeans import fit_kmeans
+from espnet_ils.targets.layer_features import LayerFeatureExtractor
+from espnet_ils.train.tasks import ILSSSLTask
 
 REFERENCE = SHARED_DATA / "ils_reference"
 NUM_SAMPLES = (5000, 9000, 6400)

@@ -1,4 +1,4 @@
-"""Lexicon beam search with a word n-gram (espnet_ils.lexicon_decoding, espnet_ils.ngram).
+"""Lexicon beam search with a word n-gram (espnet_ils.decoding.lexicon, espnet_ils.decoding.ngram).
 
 Synthetic CTC log-probs (helpers/decoding.py) spell words whose best path is misspelled (KAT) or
 acoustically ambiguous (HAT/MAT, HAT/SAT); the letter lexicon repairs the spelling and the LM picks
@@ -25,7 +25,8 @@ from helpers.decoding import (
 
 from espnet_ils.bin import build_ngram as build_ngram_bin
 from espnet_ils.bin import ctc_decode as ctc_decode_bin
-from espnet_ils.lexicon_decoding import (
+from espnet_ils.data.shards import feature_shard_writer
+from espnet_ils.decoding.lexicon import (
     LexiconBeamSearch,
     best_path,
     decode_all,
@@ -37,9 +38,14 @@ from espnet_ils.lexicon_decoding import (
     tune,
     write_lexicon,
 )
-from espnet_ils.ngram import arpa_counts, arpa_words, build_arpa, irstlm_tool, ngram_perplexity
-from espnet_ils.scoring import count_errors
-from espnet_ils.shards import feature_shard_writer
+from espnet_ils.decoding.ngram import (
+    arpa_counts,
+    arpa_words,
+    build_arpa,
+    irstlm_tool,
+    ngram_perplexity,
+)
+from espnet_ils.decoding.scoring import count_errors
 
 
 @pytest.fixture
@@ -309,7 +315,7 @@ def test_dumped_logprobs_equal_the_models_ctc_outputs_and_are_not_recomputed(tmp
     import soundfile as sf
 
     from espnet_ils.bin import dump_ctc_logprobs as dump_bin
-    from espnet_ils.lexicon_decoding import compute_ctc_logprobs
+    from espnet_ils.decoding.lexicon import compute_ctc_logprobs
 
     model, config, weights = tiny_asr_model(tmp_path)
     rng = np.random.default_rng(0)

@@ -24,9 +24,9 @@ from helpers.librilight import SUBSET_OF_SPEAKER, write_json, write_librilight
 from helpers.scripts import load_module
 from helpers.shared_data import needs_sample
 
-from espnet_ils.audio import load_waveform
-from espnet_ils.datadir import format_data_dir
-from espnet_ils.kaldi_files import read_key_file
+from espnet_ils.data.audio import load_waveform
+from espnet_ils.data.datadir import format_data_dir
+from espnet_ils.data.kaldi_files import read_key_file
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 load_module(RECIPE / "local" / "prepare_librilight.py")  # recipe-local, not in espnet_ils

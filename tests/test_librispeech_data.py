@@ -14,7 +14,7 @@ from pathlib import Path
 
 from helpers.audio import write_librispeech
 
-from espnet_ils.kaldi_files import read_key_file
+from espnet_ils.data.kaldi_files import read_key_file
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from helpers.models import tiny_encoder
 
-from espnet_ils.loss import ILSLoss
+from espnet_ils.model.loss import ILSLoss
 
 B, T, D, C = 2, 6, 8, 5
 

@@ -13,11 +13,10 @@ from helpers.audio import write_librispeech, write_wavs
 from espnet_ils.bin.dump_labels import dump_labels
 from espnet_ils.bin.dump_mfcc import dump_mfcc
 from espnet_ils.bin.fit_kmeans import main as fit_kmeans_main
-from espnet_ils.datadir import format_data_dir
-from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.kmeans import load_kmeans
-from espnet_ils.labels import to_encoder_rate
-from espnet_ils.markers import (
+from espnet_ils.data.datadir import format_data_dir
+from espnet_ils.data.kaldi_files import read_key_file
+from espnet_ils.data.labels import to_encoder_rate
+from espnet_ils.data.markers import (
     changes,
     file_checksum,
     listing_checksum,
@@ -25,7 +24,8 @@ from espnet_ils.markers import (
     up_to_date,
     write_marker,
 )
-from espnet_ils.shards import read_features
+from espnet_ils.data.shards import read_features
+from espnet_ils.targets.kmeans import load_kmeans
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 SKIPPED = "skipped: done with the same options and inputs"

@@ -13,8 +13,8 @@ import pytest
 import soundfile as sf
 from helpers.scripts import load_module
 
-from espnet_ils.audio import ENCODER_HOP, MFCC_HOP
-from espnet_ils.kaldi_files import read_key_file
+from espnet_ils.data.audio import ENCODER_HOP, MFCC_HOP
+from espnet_ils.data.kaldi_files import read_key_file
 
 RECIPE_LOCAL = Path(__file__).parents[1] / "egs2/librispeech_ils/ssl1/local"
 load_module(RECIPE_LOCAL / "mini_corpus")  # recipe-local, not part of espnet_ils: imported below

@@ -17,8 +17,8 @@ from espnet_ils.bin.dump_labels import dump_labels
 from espnet_ils.bin.extract_layer_features import extract_shard
 from espnet_ils.bin.merge_labels import merge_labels
 from espnet_ils.bin.model_labels import label_shard
-from espnet_ils.kaldi_files import read_key_file, write_key_file
-from espnet_ils.kmeans import (
+from espnet_ils.data.kaldi_files import read_key_file, write_key_file
+from espnet_ils.targets.kmeans import (
     assign_clusters,
     choose_portion,
     fit_kmeans,
@@ -26,8 +26,8 @@ from espnet_ils.kmeans import (
     nearest_centroid,
     save_kmeans,
 )
-from espnet_ils.model_labels import windows
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.targets.model_labels import windows
+from espnet_ils.train.tasks import ILSSSLTask
 
 LAYER, CLUSTERS, PORTION, SEED, NJ = 2, 6, 0.5, 3, 2
 TOKENS = [str(c) for c in range(5)] + ["<unk>"]  # the tiny model's own 5 classes
@@ -185,7 +185,7 @@ def test_windows_keep_the_order_and_sort_each_window_by_length():
 
 def test_the_portion_is_today_s_portion_then_capped_in_hours():
     num_samples = {f"u{i:02d}": 16000 * 60 for i in range(40)}  # one minute each
-    from espnet_ils.kmeans import choose_utterances
+    from espnet_ils.targets.kmeans import choose_utterances
 
     assert choose_portion(num_samples, 0.5, 0, 7) == list(
         choose_utterances(sorted(num_samples), 0.5, 7)
@@ -286,7 +286,7 @@ def test_a_quantizer_pickled_by_old_scikit_learn_is_rebuilt_from_its_centroids(
     import sklearn.base
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
-    from espnet_ils.kmeans import load_kmeans
+    from espnet_ils.targets.kmeans import load_kmeans
 
     frames = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
     model = fit_kmeans(frames, 6, 0, {"n_init": 1})
@@ -308,7 +308,7 @@ def test_a_quantizer_pickled_by_old_scikit_learn_is_rebuilt_from_its_centroids(
 
 
 def test_a_file_that_is_no_kmeans_model_is_named(tmp_path):
-    from espnet_ils.kmeans import load_kmeans
+    from espnet_ils.targets.kmeans import load_kmeans
 
     (tmp_path / "km.bin").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match=r"km\.bin: cannot be read as a k-means model"):

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from espnet_ils.offline import defer_g2p_en_import
+from espnet_ils.train.offline import defer_g2p_en_import
 
 RUNS = "_stand_in_g2p_en_runs"  # how often the stand-in's code ran, kept on sys
 
@@ -65,7 +65,7 @@ BESIDE_TRANSFORMERS = textwrap.dedent(
     from transformers.utils import is_g2p_en_available
     assert is_g2p_en_available()
     from espnet2.tasks import asr, ssl
-    from espnet_ils.layer_features import LayerFeatureExtractor
+    from espnet_ils.targets.layer_features import LayerFeatureExtractor
     assert ssl.encoder_choices.get_class("ils_transformer").__name__ == "ILSTransformerEncoder"
     assert "G2p" not in vars(sys.modules["g2p_en"]), "g2p_en ran, reaching for NLTK data"
     """

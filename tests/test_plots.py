@@ -5,8 +5,8 @@ mean over seeds as a line and their range shaded), and the pixel size of each PN
 import numpy as np
 from helpers.images import png_size
 
-from espnet_ils.label_quality import METRICS, plot_quality
-from espnet_ils.probes import plot_layer_weights
+from espnet_ils.analysis.label_quality import METRICS, plot_quality
+from espnet_ils.analysis.probes import plot_layer_weights
 
 
 def test_cluster_quality_has_a_panel_per_metric_and_a_line_per_model(tmp_path):

@@ -10,11 +10,8 @@ import torch
 import yaml
 from helpers.models import tiny_config, write_model
 
-from espnet_ils.bin import prepare_probes
-from espnet_ils.comparison import Run
-from espnet_ils.kaldi_files import read_key_file, write_key_file
-from espnet_ils.probe_frontend import FrozenSSLFrontend
-from espnet_ils.probes import (
+from espnet_ils.analysis.comparison import Run
+from espnet_ils.analysis.probes import (
     LAYER_WEIGHTS_KEY,
     accuracy,
     layer_weights,
@@ -23,7 +20,10 @@ from espnet_ils.probes import (
     score_probes,
     split_by_speaker,
 )
-from espnet_ils.tasks import ILSASRTask, ILSCLSTask, ILSSSLTask
+from espnet_ils.bin import prepare_probes
+from espnet_ils.data.kaldi_files import read_key_file, write_key_file
+from espnet_ils.model.probe_frontend import FrozenSSLFrontend
+from espnet_ils.train.tasks import ILSASRTask, ILSCLSTask, ILSSSLTask
 
 CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
 NUM_BLOCKS = 3  # tiny_config's encoder

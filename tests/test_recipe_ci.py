@@ -17,8 +17,8 @@ import soundfile as sf
 import yaml
 from helpers.images import png_size
 
-from espnet_ils.audio import num_frames
-from espnet_ils.kaldi_files import read_key_file
+from espnet_ils.data.audio import num_frames
+from espnet_ils.data.kaldi_files import read_key_file
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 SKIPPED = "skipped: done with the same options and inputs"

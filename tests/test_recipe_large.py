@@ -32,10 +32,10 @@ from helpers.hubert import fairseq_hubert_checkpoint, tiny_torchaudio_kwargs
 from helpers.librilight import write_librilight
 from helpers.shared_data import LIBRISPEECH_SAMPLE, needs_sample
 
-from espnet_ils.audio import num_frames
-from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.kmeans import fit_kmeans, load_kmeans, save_kmeans
-from espnet_ils.label_models import load_label_model
+from espnet_ils.data.audio import num_frames
+from espnet_ils.data.kaldi_files import read_key_file
+from espnet_ils.targets.kmeans import fit_kmeans, load_kmeans, save_kmeans
+from espnet_ils.targets.label_models import load_label_model
 
 pytestmark = pytest.mark.slow  # trains or runs the recipe: the full suite only
 

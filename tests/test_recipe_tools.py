@@ -13,9 +13,9 @@ from helpers.shared_data import LIBRISPEECH_SAMPLE, needs_sample
 from espnet_ils.bin.derive_baseline_config import baseline_config
 from espnet_ils.bin.merge_decoding import merge_decoding
 from espnet_ils.bin.score import main as score_main
-from espnet_ils.datadir import format_data_dir
-from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.scoring import count_errors
+from espnet_ils.data.datadir import format_data_dir
+from espnet_ils.data.kaldi_files import read_key_file
+from espnet_ils.decoding.scoring import count_errors
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 

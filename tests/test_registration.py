@@ -10,13 +10,13 @@ from espnet2.tasks import asr, cls, ssl
 from helpers.models import tiny_encoder
 
 import espnet_ils
-from espnet_ils import registration
 from espnet_ils.bin.count_params import build_from_config, count_parameters
-from espnet_ils.encoder import ILSTransformerEncoder
-from espnet_ils.loss import ILSLoss
-from espnet_ils.probe_frontend import FrozenSSLFrontend
-from espnet_ils.strict_loading import StateDictKeyError
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.model.encoder import ILSTransformerEncoder
+from espnet_ils.model.loss import ILSLoss
+from espnet_ils.model.probe_frontend import FrozenSSLFrontend
+from espnet_ils.model.strict_loading import StateDictKeyError
+from espnet_ils.train import registration
+from espnet_ils.train.tasks import ILSSSLTask
 
 CONF = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1/conf/tuning"
 

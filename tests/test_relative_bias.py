@@ -3,13 +3,13 @@ import math
 import pytest
 import torch
 
-from espnet_ils.relative_bias import BucketRelativePositionBias, relative_position_bucket
+from espnet_ils.model.relative_bias import BucketRelativePositionBias, relative_position_bucket
 
 OFFSETS = [0, 1, -1, 79, -79, 80, -80, 81, -81, 777, -777, 778, -778, 800, -800, 5000, -5000]
 
 
 def reference_bucket(offset: int, num_buckets: int = 320, max_distance: int = 800) -> int:
-    """ILS-SSL's bidirectional T5 buckets (espnet_ils.relative_bias) in scalar Python: 160 buckets
+    """ILS-SSL's bidirectional T5 buckets (espnet_ils.model.relative_bias) in scalar Python: 160 buckets
     per side, 80 exact, log up to 800."""
     half = num_buckets // 2
     exact = half // 2

@@ -12,8 +12,8 @@ from helpers.corpus import SSL_CONFIG, run_module, write_corpus
 from helpers.scripts import load_module
 
 from espnet_ils.bin.split_scps import main as split_main
-from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.splits import split_keyed_files
+from espnet_ils.data.kaldi_files import read_key_file
+from espnet_ils.data.splits import split_keyed_files
 
 bench_manifest_memory = load_module(
     Path(__file__).resolve().parents[1] / "bench" / "bench_manifest_memory.py"

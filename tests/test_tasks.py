@@ -11,8 +11,8 @@ import yaml
 from helpers.corpus import ASR_CONFIG, SSL_CONFIG
 from helpers.ssl_model import ssl_args
 
-from espnet_ils.strict_loading import StateDictKeyError
-from espnet_ils.tasks import ILSASRTask, ILSSSLTask, check_ssl_frontend_keys
+from espnet_ils.model.strict_loading import StateDictKeyError
+from espnet_ils.train.tasks import ILSASRTask, ILSSSLTask, check_ssl_frontend_keys
 
 MASK_EMBEDDING = "util_modules.mask.mask_embedding"
 

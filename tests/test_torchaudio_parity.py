@@ -17,7 +17,6 @@ from torch import nn
 from torch.nn import functional as F
 
 import espnet_ils  # noqa: F401  (registers our classes, keeps espnet2 imports offline)
-from espnet_ils.audio import SAMPLE_RATE
 from espnet_ils.converters.torchaudio_hubert import (
     ENCODER,
     FRONTEND,
@@ -29,10 +28,11 @@ from espnet_ils.converters.torchaudio_hubert import (
     load_torchaudio_hubert,
     torchaudio_hubert_confs,
 )
-from espnet_ils.encoder import ILSTransformerEncoder
-from espnet_ils.frontend import ILSCNNFrontend
-from espnet_ils.loss import ILSLoss
-from espnet_ils.preencoder import FeatureProjection
+from espnet_ils.data.audio import SAMPLE_RATE
+from espnet_ils.model.encoder import ILSTransformerEncoder
+from espnet_ils.model.frontend import ILSCNNFrontend
+from espnet_ils.model.loss import ILSLoss
+from espnet_ils.model.preencoder import FeatureProjection
 
 TOLERANCE = 1e-4
 DURATIONS_S = (1.0, 1.7)

@@ -1,6 +1,6 @@
-"""Letter Transformer LM: text for ESPnet's LM task (espnet_ils.lm_text, bin/prepare_lm_text),
+"""Letter Transformer LM: text for ESPnet's LM task (espnet_ils.decoding.lm_text, bin/prepare_lm_text),
 training through ESPnet's ``lm_train`` (bin/lm_train), and shallow fusion in ``espnet_ils.bin.asr_inference``
-with the token-list check of espnet_ils.lm_check.
+with the token-list check of espnet_ils.decoding.lm_check.
 
 The LM (helpers/lm.py, conftest's ``lm_exp``) learns a small grammar (THE CAT SAT ON THE MAT ...)
 over the letters of the decoding tests' token list and is fused with their tiny CTC model
@@ -25,9 +25,10 @@ from helpers.lm import read_keyed, write_keyed
 
 from espnet_ils.bin import asr_inference, lm_calc_perplexity
 from espnet_ils.bin import ctc_decode as ctc_decode_bin
-from espnet_ils.lexicon_decoding import best_path, compute_ctc_logprobs, ids_to_words, load_waveform
-from espnet_ils.lm_check import check_lm_for_asr, check_same_token_list, config_token_list
-from espnet_ils.lm_text import (
+from espnet_ils.data.shards import feature_shard_writer
+from espnet_ils.decoding.lexicon import best_path, compute_ctc_logprobs, ids_to_words, load_waveform
+from espnet_ils.decoding.lm_check import check_lm_for_asr, check_same_token_list, config_token_list
+from espnet_ils.decoding.lm_text import (
     SHAPE_FILE,
     Exclusions,
     TextSource,
@@ -35,9 +36,8 @@ from espnet_ils.lm_text import (
     unigram_perplexity,
     write_lm_split,
 )
-from espnet_ils.shards import feature_shard_writer
-from espnet_ils.tasks import ILSASRTask
-from espnet_ils.transformer_lm_decoding import LMFusionSearch, NbestRescoring
+from espnet_ils.decoding.transformer_lm import LMFusionSearch, NbestRescoring
+from espnet_ils.train.tasks import ILSASRTask
 
 
 def test_lm_text_is_keyed_and_its_shapes_count_espnets_char_tokens(tmp_path):

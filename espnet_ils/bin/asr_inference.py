@@ -2,10 +2,10 @@
 """ESPnet ASR decoding with ILS classes registered: same flags as ``espnet2.bin.asr_inference``.
 
 With ``--lm_train_config``, the LM's files and token list are checked against the ASR model's
-first (``espnet_ils.lm_check``): ESPnet fuses an LM of another token list without an error. A beam
+first (``espnet_ils.decoding.lm_check``): ESPnet fuses an LM of another token list without an error. A beam
 as wide as the token list or wider is refused before anything loads: a wider one fails inside
 ESPnet's search, one as wide lets the blank in and returns empty output
-(``espnet_ils.transformer_lm_decoding.check_beam_size``).
+(``espnet_ils.decoding.transformer_lm.check_beam_size``).
 """
 
 from typing import List, Optional
@@ -13,8 +13,8 @@ from typing import List, Optional
 from espnet2.bin import asr_inference
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.lm_check import check_lm_for_asr, config_token_list
-from espnet_ils.transformer_lm_decoding import check_beam_size
+from espnet_ils.decoding.lm_check import check_lm_for_asr, config_token_list
+from espnet_ils.decoding.transformer_lm import check_beam_size
 
 
 def get_parser():

@@ -18,8 +18,8 @@ from typing import List, Optional
 from espnet2.utils.types import str2bool
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.kaldi_files import write_text_atomic
-from espnet_ils.ngram import SMOOTHINGS, build_arpa, ngram_perplexity, write_word_list
+from espnet_ils.data.kaldi_files import write_text_atomic
+from espnet_ils.decoding.ngram import SMOOTHINGS, build_arpa, ngram_perplexity, write_word_list
 
 logger = logging.getLogger("espnet_ils.build_ngram")
 

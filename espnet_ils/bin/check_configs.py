@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
+from espnet_ils.data.markers import file_checksum, step_identity, up_to_date, write_marker
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -60,7 +60,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     identity = check_identity(args) if args.marker is not None else None
     if identity is not None and up_to_date(args.marker, identity, "the configs' check"):
         return
-    from espnet_ils.config_check import ConfigError, check_pipeline_configs  # ESPnet: 10 s
+    from espnet_ils.recipe.config_check import ConfigError, check_pipeline_configs  # ESPnet: 10 s
 
     try:
         check_pipeline_configs(

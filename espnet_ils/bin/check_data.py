@@ -6,7 +6,7 @@
         --test_sets "test_clean test_other" --transcribed_set train_960 --probe_tasks "pr sid" ...
 
 ils.sh runs it at the end of stage 2 and before a run that starts after stage 2, with its own
-options (``espnet_ils.data_requirements`` lists the needs). Exit status 1, one error line per
+options (``espnet_ils.recipe.data_requirements`` lists the needs). Exit status 1, one error line per
 unmet need (the set, what it holds, the stage and option that need more), when any is unmet.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_ils.bin import add_run_arguments, optional_path, setup_logging, words
-from espnet_ils.data_requirements import DataOptions, check_data
+from espnet_ils.recipe.data_requirements import DataOptions, check_data
 
 logger = logging.getLogger("espnet_ils.check_data")
 

@@ -27,12 +27,8 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from espnet_ils.alignments import read_frame_labels
-from espnet_ils.bin import setup_logging
-from espnet_ils.datadir import num_samples_of
-from espnet_ils.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.kmeans import choose_by_duration
-from espnet_ils.label_quality import (
+from espnet_ils.analysis.alignments import read_frame_labels
+from espnet_ils.analysis.label_quality import (
     METRICS,
     aligned_utterances,
     best_block,
@@ -41,6 +37,10 @@ from espnet_ils.label_quality import (
     plot_quality,
     write_quality_table,
 )
+from espnet_ils.bin import setup_logging
+from espnet_ils.data.datadir import num_samples_of
+from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.targets.kmeans import choose_by_duration
 
 logger = logging.getLogger("espnet_ils.cluster_quality")
 

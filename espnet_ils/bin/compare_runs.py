@@ -3,7 +3,7 @@
 
 Reads the run manifest the recipe writes (``exp/runs.tsv``), each run's scored decodings
 (``<asr_exp>/decode_<mode>/<test_set>/score_{cer,wer}/result.txt``) and, when given, stage 7's
-cluster-quality and probe TSVs; writes the markdown table (see ``espnet_ils.comparison``) and prints it:
+cluster-quality and probe TSVs; writes the markdown table (see ``espnet_ils.analysis.comparison``) and prints it:
 
     python -m espnet_ils.bin.compare_runs --runs exp/runs.tsv --test_set test \
         --decode_modes greedy ngram --cluster_quality exp/cluster_quality_it2_L6_km500/cluster_quality.tsv \
@@ -15,9 +15,9 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
+from espnet_ils.analysis.comparison import collect, comparison_table, read_runs
 from espnet_ils.bin import setup_logging
-from espnet_ils.comparison import collect, comparison_table, read_runs
-from espnet_ils.kaldi_files import write_text_atomic
+from espnet_ils.data.kaldi_files import write_text_atomic
 
 logger = logging.getLogger("espnet_ils.compare_runs")
 

@@ -14,8 +14,8 @@ from espnet2.ssl.espnet_model import ESPnetSSLModel
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.bin import setup_logging
-from espnet_ils.labels import cluster_token_list
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.data.labels import cluster_token_list
+from espnet_ils.train.tasks import ILSSSLTask
 
 
 def count_parameters(model: ESPnetSSLModel) -> Dict[str, int]:

@@ -38,8 +38,8 @@ from typing import List, Optional
 import torch
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.lexicon_decoding import (
+from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.decoding.lexicon import (
     BEAM_SIZE,
     BEAM_THRESHOLD,
     LM_WEIGHT,
@@ -56,15 +56,15 @@ from espnet_ils.lexicon_decoding import (
     write_hypotheses,
     write_lexicon,
 )
-from espnet_ils.ngram import arpa_words
-from espnet_ils.transformer_lm_decoding import (
+from espnet_ils.decoding.ngram import arpa_words
+from espnet_ils.decoding.transformer_lm import (
     FUSION_BEAM_SIZE,
     PENALTY,
     RESCORE_BEAM_SIZE,
     LMFusionSearch,
     NbestRescoring,
 )
-from espnet_ils.transformer_lm_decoding import LM_WEIGHT as FUSED_LM_WEIGHT
+from espnet_ils.decoding.transformer_lm import LM_WEIGHT as FUSED_LM_WEIGHT
 
 logger = logging.getLogger("espnet_ils.ctc_decode")
 

@@ -12,8 +12,8 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from espnet_ils.kaldi_files import write_text_atomic
-from espnet_ils.registration import LOSS_NAME
+from espnet_ils.data.kaldi_files import write_text_atomic
+from espnet_ils.train.registration import LOSS_NAME
 
 logger = logging.getLogger("espnet_ils.derive_baseline_config")
 

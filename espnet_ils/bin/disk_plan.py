@@ -6,7 +6,7 @@
         --datadir data --dumpdir dump --expdir exp --sets "train_960 dev_clean ..." ...
 
 ils.sh runs it once after its option checks, before stage 1 (``--disk_check false`` skips it),
-with its own options and folders; ``espnet_ils.disk_plan`` states how each figure is made. The
+with its own options and folders; ``espnet_ils.recipe.disk_plan`` states how each figure is made. The
 table goes to stderr (logging); exit status 1, with the folders, the bytes they need and the bytes
 free, when a filesystem's free space is smaller than what the stages write there.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from espnet_ils.bin import add_run_arguments, optional_path, setup_logging, words
-from espnet_ils.disk_plan import KnownSizes, RunOptions, plan_run
+from espnet_ils.recipe.disk_plan import KnownSizes, RunOptions, plan_run
 
-logger = logging.getLogger("espnet_ils.disk_plan")
+logger = logging.getLogger("espnet_ils.recipe.disk_plan")
 
 
 def paths(value: str) -> List[Path]:

@@ -19,17 +19,17 @@ from typing import List, Optional
 from tqdm import tqdm
 
 from espnet_ils.bin import add_shard_arguments, setup_logging
-from espnet_ils.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.kmeans import load_kmeans
-from espnet_ils.labels import check_frame_count, format_labels, to_encoder_rate
-from espnet_ils.markers import (
+from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.data.labels import check_frame_count, format_labels, to_encoder_rate
+from espnet_ils.data.markers import (
     file_checksum,
     files_checksum,
     step_identity,
     up_to_date,
     write_marker,
 )
-from espnet_ils.shards import feature_shard_files, marker_path, read_features
+from espnet_ils.data.shards import feature_shard_files, marker_path, read_features
+from espnet_ils.targets.kmeans import load_kmeans
 
 logger = logging.getLogger("espnet_ils.dump_labels")
 

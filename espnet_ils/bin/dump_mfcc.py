@@ -16,12 +16,12 @@ from typing import List, Optional
 
 from tqdm import tqdm
 
-from espnet_ils.audio import load_waveform
 from espnet_ils.bin import add_shard_arguments, setup_logging
-from espnet_ils.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
-from espnet_ils.mfcc import compute_mfcc
-from espnet_ils.shards import feature_shard_writer, marker_path, shard
+from espnet_ils.data.audio import load_waveform
+from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.data.markers import file_checksum, step_identity, up_to_date, write_marker
+from espnet_ils.data.shards import feature_shard_writer, marker_path, shard
+from espnet_ils.targets.mfcc import compute_mfcc
 
 logger = logging.getLogger("espnet_ils.dump_mfcc")
 

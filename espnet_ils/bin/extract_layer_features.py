@@ -14,7 +14,7 @@ Job J of N takes the J-th of N contiguous slices of the wav.scp's utterances (on
 completion marker ``.done.J`` holding the layer, ``--nj``, the storage and the checksums of the
 wav.scp, the utterance list, the model file and its config; a shard finished with the same identity
 is skipped. Audio is read a batch at a time. Layer k is the output of block k (1-based), 0 the
-input of block 1; see ``espnet_ils.layer_features``.
+input of block 1; see ``espnet_ils.targets.layer_features``.
 """
 
 import argparse
@@ -25,13 +25,13 @@ from typing import List, Optional
 from tqdm import tqdm
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.audio import load_waveform
 from espnet_ils.bin import add_shard_arguments, bound_heap_growth, setup_logging
-from espnet_ils.datadir import num_samples_of
-from espnet_ils.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.label_model_files import label_model_identity
-from espnet_ils.markers import file_checksum, step_identity, up_to_date, write_marker
-from espnet_ils.shards import feature_shard_writer, marker_path, shard
+from espnet_ils.data.audio import load_waveform
+from espnet_ils.data.datadir import num_samples_of
+from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.data.markers import file_checksum, step_identity, up_to_date, write_marker
+from espnet_ils.data.shards import feature_shard_writer, marker_path, shard
+from espnet_ils.targets.label_model_files import label_model_identity
 
 logger = logging.getLogger("extract_layer_features")
 
@@ -93,8 +93,8 @@ def extract_shard(
     ):
         return scp
     # Only now: these import torch and ESPnet (about 10 s), which a skip never needs.
-    from espnet_ils.label_models import load_label_model
-    from espnet_ils.layer_features import length_sorted_batches
+    from espnet_ils.targets.label_models import load_label_model
+    from espnet_ils.targets.layer_features import length_sorted_batches
 
     extractor = load_label_model(model_file, config, device)
     extractor.check_layers([layer])

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.kmeans import REFERENCE_SETTINGS, fit_kmeans, load_portion, save_kmeans
+from espnet_ils.targets.kmeans import REFERENCE_SETTINGS, fit_kmeans, load_portion, save_kmeans
 
 logger = logging.getLogger("espnet_ils.fit_kmeans")
 

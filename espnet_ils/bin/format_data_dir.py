@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.datadir import format_data_dir
+from espnet_ils.data.datadir import format_data_dir
 
 logger = logging.getLogger("espnet_ils.format_data_dir")
 

@@ -12,7 +12,7 @@ a directory of ``*.tsv`` files:
     python -m espnet_ils.bin.import_alignments --source dev.tsv --frame_rate 100 ...
 
 The output holds ``utt p1 p2 ...`` (one phone per encoder frame; the rule at frame edges is in
-``espnet_ils.alignments``) for every utterance of ``--data_dir`` (lengths from its
+``espnet_ils.analysis.alignments``) for every utterance of ``--data_dir`` (lengths from its
 ``utt2num_samples``, or the audio) that has an alignment.
 Utterances without one are named in the log and listed in ``<output>.unaligned``; more than
 ``--max_unaligned`` of them stops the import.
@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from espnet_ils.alignments import (
+from espnet_ils.analysis.alignments import (
     PhoneSegment,
     encoder_alignments,
     frame_phone_segments,
@@ -32,8 +32,8 @@ from espnet_ils.alignments import (
     unaligned,
 )
 from espnet_ils.bin import setup_logging
-from espnet_ils.datadir import num_samples_of
-from espnet_ils.kaldi_files import write_key_file, write_text_atomic
+from espnet_ils.data.datadir import num_samples_of
+from espnet_ils.data.kaldi_files import write_key_file, write_text_atomic
 
 logger = logging.getLogger("espnet_ils.import_alignments")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Completion markers for the recipe's shell stages (see ``espnet_ils.markers``).
+"""Completion markers for the recipe's shell stages (see ``espnet_ils.data.markers``).
 
     python -m espnet_ils.bin.marker check exp/RESULTS.md.done --what "Stage 10: scoring" \
         --option decode_modes="greedy beam" --input ref_test=dump/raw/test/text ...
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.markers import (
+from espnet_ils.data.markers import (
     changes,
     file_checksum,
     files_checksum,

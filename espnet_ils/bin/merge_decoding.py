@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
 
 logger = logging.getLogger("espnet_ils.merge_decoding")
 

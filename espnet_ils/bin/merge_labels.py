@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.shards import shard
+from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.data.shards import shard
 
 logger = logging.getLogger("espnet_ils.merge_labels")
 

@@ -8,7 +8,7 @@
 
 Job J of N labels the J-th of N contiguous slices of the data directory's wav.scp and writes
 ``labels.J`` (``utt c1 c2 ...``, one k-means id per 50 Hz frame, in wav.scp order) without
-writing features (``espnet_ils.model_labels``); ``.done.J`` is written last with the layer,
+writing features (``espnet_ils.targets.model_labels``); ``.done.J`` is written last with the layer,
 ``--nj``, ``--batch_size`` and the checksums of the wav.scp, utt2num_samples, the model, its
 config and the k-means model. A shard finished with the same identity is skipped.
 """
@@ -20,17 +20,17 @@ from typing import Dict, List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.bin import add_shard_arguments, bound_heap_growth, setup_logging
-from espnet_ils.datadir import num_samples_of
-from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.label_model_files import label_model_identity
-from espnet_ils.markers import (
+from espnet_ils.data.datadir import num_samples_of
+from espnet_ils.data.kaldi_files import read_key_file
+from espnet_ils.data.markers import (
     file_checksum,
     files_checksum,
     step_identity,
     up_to_date,
     write_marker,
 )
-from espnet_ils.shards import feature_scps, marker_path, shard
+from espnet_ils.data.shards import feature_scps, marker_path, shard
+from espnet_ils.targets.label_model_files import label_model_identity
 
 logger = logging.getLogger("model_labels")
 
@@ -78,9 +78,9 @@ def label_shard(
     if up_to_date(marker_path(outdir, job), identity, f"label shard {job}/{nj} in {outdir}"):
         return output
     # Only now: these import scikit-learn, torch and ESPnet (about 10 s), which a skip never needs.
-    from espnet_ils.kmeans import load_kmeans
-    from espnet_ils.label_models import load_label_model
-    from espnet_ils.model_labels import write_label_shard
+    from espnet_ils.targets.kmeans import load_kmeans
+    from espnet_ils.targets.label_models import load_label_model
+    from espnet_ils.targets.model_labels import write_label_shard
 
     kmeans = load_kmeans(km_model)
     if kmeans.cluster_centers_.shape[0] != n_clusters:

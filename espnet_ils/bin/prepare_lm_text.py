@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.lm_text import MAX_UNKNOWN_RATE, TextSource, prepare_lm_text
+from espnet_ils.decoding.lm_text import MAX_UNKNOWN_RATE, TextSource, prepare_lm_text
 
 logger = logging.getLogger("espnet_ils.prepare_lm_text")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the data of the frozen probes (``espnet_ils.probes``) from the formatted sets.
+"""Write the data of the frozen probes (``espnet_ils.analysis.probes``) from the formatted sets.
 
 Phone recognition: phone transcripts from each set's 50 Hz ``phone_alignment`` (silence left out),
 and the token list from the first (training) set's phones:
@@ -21,9 +21,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_ils.bin import setup_logging
-from espnet_ils.kaldi_files import read_key_file
-from espnet_ils.probes import (
+from espnet_ils.analysis.probes import (
     SID_SPLITS,
     phone_transcripts,
     split_by_speaker,
@@ -31,6 +29,8 @@ from espnet_ils.probes import (
     write_phone_tokens,
     write_probe_set,
 )
+from espnet_ils.bin import setup_logging
+from espnet_ils.data.kaldi_files import read_key_file
 
 logger = logging.getLogger("espnet_ils.prepare_probes")
 

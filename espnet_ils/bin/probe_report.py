@@ -2,7 +2,7 @@
 """Score the frozen probes of every run and plot the layer weights they learned, per arm.
 
 Reads the run manifest (``exp/runs.tsv``), each run's probe experiments
-``<probe_dir>/<task>_<run>`` (decodings and checkpoint, see ``espnet_ils.probes``) and the
+``<probe_dir>/<task>_<run>`` (decodings and checkpoint, see ``espnet_ils.analysis.probes``) and the
 references; writes ``<probe_dir>/probes.tsv`` (PER and accuracy per run), ``layer_weights.tsv``
 and ``layer_weights.png``:
 
@@ -16,15 +16,15 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from espnet_ils.bin import setup_logging
-from espnet_ils.comparison import read_runs
-from espnet_ils.probes import (
+from espnet_ils.analysis.comparison import read_runs
+from espnet_ils.analysis.probes import (
     PROBE_TASKS,
     plot_layer_weights,
     score_probes,
     write_layer_weights,
     write_probe_results,
 )
+from espnet_ils.bin import setup_logging
 
 logger = logging.getLogger("espnet_ils.probe_report")
 

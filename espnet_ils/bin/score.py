@@ -19,8 +19,8 @@ import espnet
 import torch
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.kaldi_files import write_text_atomic
-from espnet_ils.scoring import TABLE_HEADER, count_errors, read_text
+from espnet_ils.data.kaldi_files import write_text_atomic
+from espnet_ils.decoding.scoring import TABLE_HEADER, count_errors, read_text
 
 logger = logging.getLogger("espnet_ils.score")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cut a training set's keyed files into parts for ESPnet's split iterator (see ``espnet_ils.splits``).
+"""Cut a training set's keyed files into parts for ESPnet's split iterator (see ``espnet_ils.data.splits``).
 
     python -m espnet_ils.bin.split_scps --num_splits 32 --output_dir dump/labels/it2/train/split32 \
         --scps dump/raw/train/wav.scp dump/labels/it2/train/text dump/raw/train/speech_shape
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from espnet_ils.bin import setup_logging
-from espnet_ils.splits import split_keyed_files
+from espnet_ils.data.splits import split_keyed_files
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Pretrain with ESPnet's SSL task, ILS classes registered: same flags as ``espnet2.bin.ssl_train``.
 
-The model is checked when built and checkpoints survive a kill (``espnet_ils.tasks.ILSSSLTask``).
+The model is checked when built and checkpoints survive a kill (``espnet_ils.train.tasks.ILSSSLTask``).
 """
 
 from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.train.tasks import ILSSSLTask
 
 
 def get_parser():

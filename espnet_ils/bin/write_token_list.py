@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_ils.labels import write_token_list
+from espnet_ils.data.labels import write_token_list
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -11,11 +11,11 @@ The converted weights come grouped by the module that takes them. Each group is 
 =============  ================================================  =======================================
 group          our module                                        torchaudio source
 =============  ================================================  =======================================
-``frontend``   :class:`espnet_ils.frontend.ILSCNNFrontend`       ``feature_extractor``
-``preencoder`` :class:`espnet_ils.preencoder.FeatureProjection`  ``encoder.feature_projection``
-``encoder``    :class:`espnet_ils.encoder.ILSTransformerEncoder` ``encoder.transformer``
+``frontend``   :class:`espnet_ils.model.frontend.ILSCNNFrontend`       ``feature_extractor``
+``preencoder`` :class:`espnet_ils.model.preencoder.FeatureProjection`  ``encoder.feature_projection``
+``encoder``    :class:`espnet_ils.model.encoder.ILSTransformerEncoder` ``encoder.transformer``
 ``mask``       ESPnet's ``Masking`` util (``util: mask``)        ``mask_generator`` (pretraining only)
-``loss``       :class:`espnet_ils.loss.ILSLoss`, ``layers: [N]`` ``logit_generator`` (pretraining only)
+``loss``       :class:`espnet_ils.model.loss.ILSLoss`, ``layers: [N]`` ``logit_generator`` (pretraining only)
 ``ctc``        ESPnet's ``CTC``                                  ``aux`` (fine-tuned models only)
 =============  ================================================  =======================================
 
@@ -44,10 +44,10 @@ from torchaudio.models import HuBERTPretrainModel, Wav2Vec2Model
 from torchaudio.models.wav2vec2 import components
 
 from espnet_ils.converters import MASK_OPTIONS
-from espnet_ils.encoder import ILSTransformerEncoder
-from espnet_ils.frontend import ILSCNNFrontend
-from espnet_ils.loss import ILSLoss
-from espnet_ils.preencoder import FeatureProjection
+from espnet_ils.model.encoder import ILSTransformerEncoder
+from espnet_ils.model.frontend import ILSCNNFrontend
+from espnet_ils.model.loss import ILSLoss
+from espnet_ils.model.preencoder import FeatureProjection
 
 FRONTEND = "frontend"
 PREENCODER = "preencoder"

@@ -65,7 +65,7 @@ documented reason (:data:`DROPPED_FAMILIES`); an unknown key, a missing paramete
 contradicts the ``cfg`` is an error naming the keys, and nothing is written to ``--outdir`` then.
 
 :func:`build_converted_model` builds the converted model in memory, without writing a directory
-(``espnet_ils.label_models`` loads fairseq HuBERT checkpoints as k-means label models that way).
+(``espnet_ils.targets.label_models`` loads fairseq HuBERT checkpoints as k-means label models that way).
 """
 
 import argparse
@@ -85,9 +85,9 @@ from espnet2.tasks.asr import ASRTask
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_ils.converters import MASK_OPTIONS
-from espnet_ils.labels import cluster_token_list
-from espnet_ils.registration import ENCODER_NAME, FRONTEND_NAME, LOSS_NAME, PREENCODER_NAME
-from espnet_ils.tasks import UNK, ILSSSLTask
+from espnet_ils.data.labels import cluster_token_list
+from espnet_ils.train.registration import ENCODER_NAME, FRONTEND_NAME, LOSS_NAME, PREENCODER_NAME
+from espnet_ils.train.tasks import UNK, ILSSSLTask
 
 logger = logging.getLogger(__name__)
 

@@ -84,7 +84,9 @@ def tiny_asr_model(tmp_path: Path) -> Tuple[nn.Module, Path, Path]:
     """A CTC-only ESPnet ASR model (fbank frontend, linear encoder) saved as config + weights."""
     import yaml
 
-    from espnet_ils.tasks import ILSASRTask  # ESPnet's tasks: only for the tests that use the model
+    from espnet_ils.train.tasks import (
+        ILSASRTask,  # ESPnet's tasks: only for the tests that use the model
+    )
 
     token_list = tmp_path / "tokens.txt"
     token_list.write_text("".join(t + "\n" for t in TOKENS))

@@ -10,7 +10,7 @@ import numpy as np
 import yaml
 
 from espnet_ils.bin import prepare_lm_text as prepare_bin
-from espnet_ils.lm_text import SHAPE_FILE
+from espnet_ils.decoding.lm_text import SHAPE_FILE
 from helpers.corpus import run_module
 from helpers.decoding import TOKENS
 

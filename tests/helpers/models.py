@@ -8,7 +8,7 @@ import torch
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 from torch import nn
 
-from espnet_ils.encoder import ILSTransformerEncoder
+from espnet_ils.model.encoder import ILSTransformerEncoder
 
 
 def tiny_encoder(input_size: Optional[int] = None, **overrides) -> ILSTransformerEncoder:

@@ -8,7 +8,7 @@ import torch
 import yaml
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
-from espnet_ils.tasks import ILSSSLTask
+from espnet_ils.train.tasks import ILSSSLTask
 from helpers.corpus import SSL_CONFIG, write_corpus
 
 

@@ -23,7 +23,7 @@ expdir=exp             # Experiments.
 dumpdir=dump           # Features, labels and formatted data.
 datadir=data           # Kaldi-style data directories.
 seed=0                 # Seed for k-means portions, k-means and training.
-disk_check=true        # Before stage 1, log per stage of the run the audio hours, files and bytes it writes (an estimate: espnet_ils/disk_plan.py) and the free space, and stop, naming the folders, when a filesystem cannot hold them; false: no plan, no stop (if you know better).
+disk_check=true        # Before stage 1, log per stage of the run the audio hours, files and bytes it writes (an estimate: espnet_ils/recipe/disk_plan.py) and the free space, and stop, naming the folders, when a filesystem cannot hold them; false: no plan, no stop (if you know better).
 
 # Data options
 corpus=librispeech     # librispeech or mini (the embedded TTS corpus).
@@ -44,7 +44,7 @@ kmeans_portion=0.1     # Share of the training utterances k-means is fitted on.
 kmeans_n_init=3        # k-means++ restarts (reference: 20; 3 is within 0.2% inertia, 2.8x faster: bench/README.md).
 kmeans_max_hours=100   # Most audio (h) k-means is fitted on; the fit holds its frames in memory (iteration 2, 768 dims: 0.55 GB per hour in float32).
 kmeans_feats_storage=float32  # Iteration 2: how the k-means portion's features (the only features stage 5 writes) are stored: float32, or two_byte (Kaldi's 2-byte compressed matrices: half the bytes; bench/README.md).
-label_model=           # Iteration 2: the model whose block --it2_layer gives the targets; empty: the iteration-1 model. Else a fairseq HuBERT checkpoint (hubert_base_ls960.pt), a torchaudio HuBERT state dict, a Hugging Face directory or an ESPnet model (espnet_ils.label_models), and there is no iteration 1 (stages 3 and 4 are skipped); the paper's LARGE: HuBERT BASE, block 9.
+label_model=           # Iteration 2: the model whose block --it2_layer gives the targets; empty: the iteration-1 model. Else a fairseq HuBERT checkpoint (hubert_base_ls960.pt), a torchaudio HuBERT state dict, a Hugging Face directory or an ESPnet model (espnet_ils.targets.label_models), and there is no iteration 1 (stages 3 and 4 are skipped); the paper's LARGE: HuBERT BASE, block 9.
 label_kmeans=          # Iteration 2: an existing k-means model of that block (e.g. fairseq's hubert_base_ls960_L9_km500.bin) instead of one fitted on --kmeans_portion; it must have --it2_n_clusters clusters.
 label_batch_size=1     # Iteration 2: utterances per forward pass of the feature and label jobs (1 on the CPU reproduces the labels of dumped features bit for bit; 8-16 on a GPU).
 
@@ -257,7 +257,7 @@ if [[ " ${decode_modes} " == *" ngram "* ]]; then
         exists_or_fetched "${ngram_arpa}" || die "--ngram_arpa ${ngram_arpa}: no such file"
     else
         [ -z "${ngram_text}" ] || [ -f "${ngram_text}" ] || die "--ngram_text ${ngram_text}: no such file"
-        ${python} -c "from espnet_ils.ngram import irstlm_tool; irstlm_tool('build-lm.sh')" 2> /dev/null \
+        ${python} -c "from espnet_ils.decoding.ngram import irstlm_tool; irstlm_tool('build-lm.sh')" 2> /dev/null \
             || die "decode mode ngram builds its n-gram with IRSTLM, which is not installed: run local/install_lm_tools.sh (root), or pass --ngram_arpa"
     fi
 fi
@@ -322,7 +322,7 @@ run_args=(--train_set "${train_set}" --valid_set "${valid_set}" --finetune_set "
     --decode_modes "${decode_modes}" --probe_tasks "${probe_tasks}" --lm_exp "${lm_exp}" --ngram_arpa "${ngram_arpa}")
 
 # Where the stages write what several of them read.
-# The frozen probes of stage 7 (espnet_ils.probes): their data in ${probe_data}/{pr,sid}, each
+# The frozen probes of stage 7 (espnet_ils.analysis.probes): their data in ${probe_data}/{pr,sid}, each
 # run's probe experiment in $(probes_dir)/<task>_<run>, decoded into decode_<set>/text.
 probe_data=${dumpdir}/probe
 token_dir=${dumpdir}/token_list/char
@@ -332,7 +332,7 @@ lm_text=${dumpdir}/lm_text
 lm_dir=${lm_exp:-${expdir}/lm/$(basename "${lm_config}" .yaml)}  # the letter LM of modes lm_*
 
 log "${cmdline}"
-# The disk plan of this run's stages (espnet_ils/disk_plan.py), before anything is written.
+# The disk plan of this run's stages (espnet_ils/recipe/disk_plan.py), before anything is written.
 case ${disk_check} in
     true)
         ssl_exps="" asr_exps=""

@@ -14,7 +14,7 @@ bash "$(dirname "$0")/apt_install.sh" \
   --purpose "IRSTLM, for the word n-gram of decode mode ngram" \
   --no_apt_get "install IRSTLM (https://github.com/irstlm-team/irstlm) and set IRSTLM to the folder that holds bin/${tools[0]} and bin/${tools[1]}" \
   "${package}"
-# espnet_ils.ngram looks for the tools there unless IRSTLM says otherwise.
+# espnet_ils.decoding.ngram looks for the tools there unless IRSTLM says otherwise.
 for tool in "${tools[@]}"; do
   if [ ! -x "/usr/lib/irstlm/bin/${tool}" ]; then
     echo "$0: ${package} is installed but /usr/lib/irstlm/bin/${tool} is missing" >&2

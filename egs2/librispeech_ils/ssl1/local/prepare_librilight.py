@@ -19,7 +19,7 @@ file (it is then cut at the end); segments empty after rounding are skipped.
 
 Audio: each utterance is written as its own FLAC (the source's sample format, so the samples are
 the source's exactly) and ``wav.scp`` lists these files. This keeps every reader of ``wav.scp`` as it
-is: the recipe's tools (``espnet_ils.audio.load_waveform``), stage 2's ``format_data_dir`` and
+is: the recipe's tools (``espnet_ils.data.audio.load_waveform``), stage 2's ``format_data_dir`` and
 ESPnet's ``sound`` data type in training. Reading the utterances in place instead would need an
 entry format for several ranges of one file (the joins drop the gaps; Kaldi's ``segments`` holds
 one range), understood by all of them and registered as a new ESPnet data type, and it buys no
@@ -68,10 +68,10 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from espnet_ils.audio import SAMPLE_RATE
 from espnet_ils.bin import add_shard_arguments, setup_logging
-from espnet_ils.kaldi_files import atomic_path, read_key_file, write_text_atomic
-from espnet_ils.markers import (
+from espnet_ils.data.audio import SAMPLE_RATE
+from espnet_ils.data.kaldi_files import atomic_path, read_key_file, write_text_atomic
+from espnet_ils.data.markers import (
     files_checksum,
     paths_checksum,
     read_marker,

@@ -20,9 +20,9 @@ from typing import Dict, List, Optional, Tuple
 
 import soundfile as sf
 
-from espnet_ils.audio import SAMPLE_RATE
-from espnet_ils.kaldi_files import write_key_file, write_spk2utt
-from espnet_ils.markers import listing_checksum, step_identity, up_to_date, write_marker
+from espnet_ils.data.audio import SAMPLE_RATE
+from espnet_ils.data.kaldi_files import write_key_file, write_spk2utt
+from espnet_ils.data.markers import listing_checksum, step_identity, up_to_date, write_marker
 
 logger = logging.getLogger("prepare_librispeech")
 

@@ -26,7 +26,7 @@ exists_or_fetched() { [ -f "$1" ] || { [ "${corpus}" = librispeech ] && lm_resou
 # A stage that needs the outputs of an earlier stage which is not run now checks them itself.
 require_dir() { [ -d "$1" ] || die "$1 does not exist: run the stage that makes it ($2) first"; }
 
-# Skip decisions (espnet_ils.markers): "step_done <marker> <what> [--option NAME=VALUE]
+# Skip decisions (espnet_ils.data.markers): "step_done <marker> <what> [--option NAME=VALUE]
 # [--input NAME=FILE] [--resumable true]..." succeeds, and logs why, when the marker holds these
 # options and the checksums of these inputs; otherwise it logs what changed and fails, and the caller
 # does the work and then "step_finished <marker>" writes the marker (last) with what the check saw.

@@ -37,7 +37,7 @@ format_data() {
 }
 
 # "check_data <first stage>": what the stages from <first stage> to --stop_stage need of the
-# formatted sets (espnet_ils/data_requirements.py: transcripts, utterances per speaker, frames per
+# formatted sets (espnet_ils/recipe/data_requirements.py: transcripts, utterances per speaker, frames per
 # k-means, parts of a split), checked at the end of stage 2 and before a run that starts later, so
 # that a set which cannot serve a later stage stops the run now, named with what it lacks.
 check_data() {

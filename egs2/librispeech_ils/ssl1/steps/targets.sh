@@ -52,7 +52,7 @@ feature_targets() {
 
 # Targets from a block of a model (stage 5): k-means fitted on the block's features of a seeded
 # --kmeans_portion of --train_set (at most --kmeans_max_hours; the only features written), then
-# every utterance's labels straight from audio, batch by batch (espnet_ils.model_labels).
+# every utterance's labels straight from audio, batch by batch (espnet_ils.targets.model_labels).
 #   model_targets <tag> <model file> <layer> <n_clusters>
 model_targets() {
     local tag=$1 model=$2 layer=$3 n_clusters=$4

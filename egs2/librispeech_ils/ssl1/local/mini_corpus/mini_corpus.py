@@ -37,9 +37,14 @@ import soundfile as sf
 from scipy.signal import resample_poly
 from tqdm import tqdm
 
-from espnet_ils.alignments import frame_labels
-from espnet_ils.audio import ENCODER_HOP, MFCC_HOP, SAMPLE_RATE
-from espnet_ils.kaldi_files import atomic_path, write_key_file, write_spk2utt, write_text_atomic
+from espnet_ils.analysis.alignments import frame_labels
+from espnet_ils.data.audio import ENCODER_HOP, MFCC_HOP, SAMPLE_RATE
+from espnet_ils.data.kaldi_files import (
+    atomic_path,
+    write_key_file,
+    write_spk2utt,
+    write_text_atomic,
+)
 from mini_corpus.phones import (
     FESTIVAL_TO_COMMON,
     INVENTORY,

@@ -28,7 +28,7 @@ A phone the tables do not know raises an error naming the engine and the phone: 
 
 from typing import Dict, List, Sequence, Tuple
 
-from espnet_ils.alignments import SILENCE, PhoneSegment
+from espnet_ils.analysis.alignments import SILENCE, PhoneSegment
 
 # CMU dictionary phonemes (stress removed), in CMUdict's order, then silence.
 ARPABET = (

@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import soundfile as sf
 
-from espnet_ils.alignments import PhoneSegment
+from espnet_ils.analysis.alignments import PhoneSegment
 
 # What the engines may be asked to read (the grammar's output is a subset); it keeps the text
 # safe inside a Scheme string and a command line.
