@@ -1,11 +1,14 @@
 """The Hub layout of a packed model (``espnet_ils.hub``, ``bin/hub_folder``, ``bin/upload_model``):
 the folder is the zip's files and ESPnet's model card; ``Speech2Text.from_pretrained("org/name")``
 loads it offline from a Hugging Face cache and decodes as the model from the zip does; zips that
-would load files of the training machine are refused; the upload sends exactly the folders."""
+would load files of the training machine are refused; the upload sends exactly the folders; the
+recipe's stage 12 writes one folder per run before the upload, the only networked step."""
 
 import functools
+import os
 import re
 import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 from typing import Dict, Optional
@@ -244,3 +247,52 @@ def test_upload_without_the_hub_says_what_it_needs(packed, tmp_path, monkeypatch
     ) as error:
         upload_model.main(["--folder", str(folder), "--repo", REPO])
     assert isinstance(error.value.__cause__, OfflineModeIsEnabled)  # no request left this machine
+
+
+RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
+MINI = ["--corpus", "mini", "--it2_layer", "2", "--it2_n_clusters", "100", "--test_sets", "test",
+        "--it1_config", "conf/tuning/train_ssl_hubert_mini_it1.yaml",
+        "--it2_config", "conf/tuning/train_ssl_ils_mini.yaml",
+        "--asr_config", "conf/tuning/train_asr_ctc_mini.yaml"]  # fmt: skip
+
+
+def run_stage_12(expdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``ils.sh``'s stage 12 for the mini configs' ILS run and baseline (seed 0) in ``expdir``,
+    with huggingface_hub offline: an upload fails before any request leaves."""
+    return subprocess.run(
+        ["./ils.sh", *MINI, "--baseline", "true", "--stage", "12", "--disk_check", "false",
+         "--expdir", str(expdir), *args],
+        cwd=RECIPE, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )  # fmt: skip
+
+
+def test_stage_12_writes_each_runs_folder_first_and_only_uploads_when_asked(packed, tmp_path):
+    expdir = tmp_path / "exp"
+    hubs = {}
+    for run in ("ils_seed0", "hubert_seed0"):
+        asr_exp = expdir / f"asr_it2_L2_km100_{run}_train_asr_ctc_mini"
+        (asr_exp / "packed").mkdir(parents=True)
+        shutil.copy(packed, asr_exp / "packed" / f"{asr_exp.name}.zip")
+        (asr_exp / "packed" / f"{asr_exp.name}.zip.done").write_text("{}")
+        hubs[run] = asr_exp / "hub"
+    (expdir / "RESULTS.md").write_text(RESULTS)
+    (expdir / ".scoring.done").write_text("{}")
+    (expdir / "comparison_test.md").write_text(
+        "| | ils | hubert |\n|---|---|---|\n| WER | 1 | 2 |\n"
+    )
+
+    result = run_stage_12(expdir, "--hf_repo", REPO, "--hf_upload", "false")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for run, hub in hubs.items():  # two runs: one repository each
+        front, body = card_of(hub / "README.md")
+        assert f"### `{REPO}_{run}`" in body and front["datasets"] == ["mini"]
+        assert "| WER | 1 | 2 |" in body and RESULTS.splitlines()[-1] in body
+        assert (hub / "meta.yaml").is_file() and (hub.parent / "hub.done").is_file()
+        assert f"{hub} not uploaded (--hf_upload false)" in result.stderr
+
+    result = run_stage_12(expdir, "--hf_repo", REPO)
+    assert result.returncode != 0
+    assert f"{hubs['ils_seed0']}: skipped: done with the same options" in result.stderr
+    assert f"cannot upload {hubs['ils_seed0']} to Hugging Face repository {REPO}_ils_seed0" in (
+        result.stderr
+    )
