@@ -197,6 +197,8 @@ def test_help_lists_every_stage():
         (["--kmeans_portion", "0"], "--kmeans_portion must be a positive number, got '0'"),
         (["--kmeans_portion", "0e3"], "--kmeans_portion must be a positive number, got '0e3'"),
         (["--mini_hours", "1h"], "--mini_hours must be a positive number, got '1h'"),
+        (["--hf_upload", "yes"], "--hf_upload yes: true or false"),
+        (["--hf_repo", "ils_base"], "--hf_repo ils_base: a Hugging Face repository is user/name"),
         (["--bogus", "1"], "Unknown option --bogus"),
         # Variables of the script that are not options are refused, not overwritten.
         (["--runs", "x"], "Unknown option --runs"),

@@ -98,6 +98,7 @@ def get_parser() -> argparse.ArgumentParser:
     add("--asr_args", type=words, default=[])
     add("--lm_args", type=words, default=[])
     add("--probe_args", type=words, default=[])
+    add("--hub_folders", choices=["true", "false"], default="false", help="stage 12 writes them")
     return parser
 
 
@@ -156,6 +157,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         asr_args=args.asr_args,
         lm_args=args.lm_args,
         probe_args=args.probe_args,
+        hub_folders=args.hub_folders == "true",
     )
 
 

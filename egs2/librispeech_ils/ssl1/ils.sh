@@ -97,7 +97,9 @@ rescore_beam_size=50   # lm_rescore: hypotheses the lexicon-free search keeps, a
 lm_weights=0.5,1       # lm_fusion, lm_rescore: LM weights tried on --valid_set.
 lm_penalties=0,1       # lm_fusion, lm_rescore: per-letter bonuses tried on --valid_set.
 inference_model=valid.cer_ctc.best.pth  # Checkpoint of the fine-tuned model to decode and pack; valid.cer_ctc.ave.pth or valid.loss.ave.pth: ESPnet's average of the keep_nbest_models best.
-hf_repo=               # Hugging Face repository for stage 12; empty skips the upload.
+hf_license=cc-by-4.0   # Stage 12: licence of the shared models' files, a Hub licence id (LibriSpeech's is CC BY 4.0).
+hf_upload=true         # Stage 12: true uploads each run's Hub folder; false only writes it (<asr exp>/hub), to inspect it before a later upload.
+hf_repo=               # Stage 12: Hugging Face repository (user/name) that Speech2Text.from_pretrained loads; with several runs (--baseline true, several --it2_seeds) one per run, user/name_<run>; empty skips stage 12.
 
 # Option parsing: the options are exactly the variables assigned from "# General options" down to
 # this line; the parser accepts these names and --help lists them (one source of truth).
@@ -142,7 +144,9 @@ Stages:
      the ILS vs HuBERT table (error rates, per-layer PNMI, probes, seed spread) in \${expdir}/comparison_<set>.md,
      shown in the log; the runs it compares are listed in \${expdir}/runs.tsv (written from stage 6 on)
  11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
- 12: upload to Hugging Face (skipped unless --hf_repo is set)
+ 12: sharing on the Hugging Face Hub (skipped unless --hf_repo is set): each packed model as ESPnet's
+     Hub models hold it (the zip's files and a model card with \${expdir}/RESULTS.md, the configs,
+     licence and citations) in <asr exp>/hub, then uploaded (--hf_upload)
 
 Options (defaults in brackets):
 ${option_help}
@@ -208,6 +212,9 @@ if [ -n "${label_model}" ] && [ "${it2_layer}" = auto ]; then
     die "--it2_layer auto scores the iteration-1 model's blocks; with --label_model give the block (the paper's LARGE: 9 of HuBERT BASE)"
 fi
 case ${kmeans_feats_storage} in float32 | two_byte) ;; *) die "--kmeans_feats_storage ${kmeans_feats_storage}: float32 or two_byte" ;; esac
+case ${hf_upload} in true | false) ;; *) die "--hf_upload ${hf_upload}: true or false" ;; esac
+[ -z "${hf_repo}" ] || [[ ${hf_repo} =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ ]] \
+    || die "--hf_repo ${hf_repo}: a Hugging Face repository is user/name (letters, digits, . _ -)"
 is_number "${quality_fit_hours}" || die "--quality_fit_hours must be a non-negative number, got '${quality_fit_hours}'"
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 12 ]; then die "--stage ${stage}: stages are 1..12 (see --help)"; fi
 if [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 12 ]; then die "--stop_stage ${stop_stage}: stages are 1..12"; fi
@@ -952,6 +959,7 @@ case ${disk_check} in
             --ngram_arpa "${ngram_arpa}" --num_splits_ssl "${num_splits_ssl}" \
             --num_splits_asr "${num_splits_asr}" --pretrain_args="${pretrain_args}" \
             --asr_args="${asr_args}" --lm_args="${lm_args}" --probe_args="${probe_args}" \
+            --hub_folders "$([ -n "${hf_repo}" ] && echo true || echo false)" \
             || die "disk plan: see above (--disk_check false skips it)" ;;
     false) log "Disk plan skipped (--disk_check false)" ;;
     *) die "--disk_check ${disk_check}: true or false" ;;
@@ -1185,14 +1193,44 @@ if run_stage 11; then
     done
 fi
 
+# Stage 12's model cards show the scoring of stage 10; the datasets name the corpora trained on.
+hub_folder_run() {  # run $1's packed model -> <asr exp>/hub, uploaded to repository $2 (--hf_upload)
+    local asr_exp zip hub repo=$2 inputs=() card=() dset
+    asr_exp=$(asr_exp_of "$1")
+    zip=${asr_exp}/packed/$(basename "${asr_exp}").zip hub=${asr_exp}/hub
+    [ -f "${zip}.done" ] || die "${zip} is not packed: run stage 11 first"
+    inputs=(--input "zip=${zip}" --input "results=${expdir}/RESULTS.md")
+    card=(--results "${expdir}/RESULTS.md" --dataset "${corpus}" --license "${hf_license}")
+    [[ ${train_set} == unlab_* ]] && card+=(--dataset libri-light)
+    for dset in ${test_sets}; do
+        if [ -f "${expdir}/comparison_${dset}.md" ]; then
+            inputs+=(--input "comparison_${dset}=${expdir}/comparison_${dset}.md")
+            card+=(--results "${expdir}/comparison_${dset}.md")
+        fi
+    done
+    if ! step_done "${hub}.done" "Stage 12: Hub folder ${hub}" --option "repo=${repo}" \
+            --option "license=${hf_license}" "${inputs[@]}"; then
+        log "Stage 12: ${zip} -> ${hub} (the files of ${repo} and their model card)"
+        ${python} -m espnet_ils.bin.hub_folder --zip "${zip}" --outdir "${hub}" --repo "${repo}" "${card[@]}"
+        step_finished "${hub}.done"
+    fi
+    if [ "${hf_upload}" = true ]; then
+        log "Stage 12: uploading ${hub} to https://huggingface.co/${repo}"
+        ${python} -m espnet_ils.bin.upload_model --folder "${hub}" --repo "${repo}"
+    else
+        log "Stage 12: ${hub} not uploaded (--hf_upload false)"
+    fi
+}
+
 if run_stage 12; then
     if [ -z "${hf_repo}" ]; then
         log "Stage 12: skipped: no --hf_repo given"
     else
-        for run in ${runs}; do
-            zip=$(asr_exp_of "${run}")/packed/$(basename "$(asr_exp_of "${run}")").zip
-            log "Stage 12: uploading ${zip} to ${hf_repo}"
-            ${python} -m espnet_ils.bin.upload_model --zip "${zip}" --repo "${hf_repo}"
+        [ -f "${expdir}/.scoring.done" ] || die "${expdir}/RESULTS.md is not scored: run stage 10 first"
+        read -r -a run_list <<< "${runs}"
+        for run in "${run_list[@]}"; do
+            if [ "${#run_list[@]}" -eq 1 ]; then hub_folder_run "${run}" "${hf_repo}"
+            else hub_folder_run "${run}" "${hf_repo}_${run}"; fi
         done
     fi
 fi
