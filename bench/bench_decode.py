@@ -61,12 +61,12 @@ from tqdm import tqdm
 
 from espnet_ils import lexicon_decoding, transformer_lm_decoding
 from espnet_ils.audio import ENCODER_HOP, SAMPLE_RATE
+from espnet_ils.ctc_logprobs import read_logprobs
 from espnet_ils.kaldi_files import read_key_file
 from espnet_ils.lexicon_decoding import (
     BEAM_THRESHOLD,
     LexiconBeamSearch,
     best_path,
-    read_logprobs,
     read_token_list,
 )
 from espnet_ils.scoring import count_errors

@@ -38,6 +38,7 @@ from typing import List, Optional
 import torch
 
 from espnet_ils.bin import setup_logging
+from espnet_ils.ctc_logprobs import read_logprobs
 from espnet_ils.kaldi_files import read_key_file, write_text_atomic
 from espnet_ils.lexicon_decoding import (
     BEAM_SIZE,
@@ -49,7 +50,6 @@ from espnet_ils.lexicon_decoding import (
     best_path,
     decode_all,
     letter_lexicon,
-    read_logprobs,
     read_token_list,
     read_word_list,
     tune,
