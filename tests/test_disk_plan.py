@@ -22,6 +22,7 @@ from espnet_ils.disk_plan import (
     kept_snapshots,
     plan_rows,
 )
+from espnet_ils.probes import ProbeLayout
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 CONF = RECIPE / "conf/tuning"
@@ -75,7 +76,6 @@ def mini_options(tmp_path: Path, **overrides) -> RunOptions:
         decode_modes=["greedy", "ngram"],
         probe_tasks=["pr"],
         probe_configs={"pr": CONF / "train_probe_pr_mini.yaml"},
-        probes_dir=exp / "probes_it2_L2_km100",
     )
     values.update(overrides)
     return RunOptions(**values)
@@ -164,7 +164,8 @@ def test_finished_trainings_count_what_they_hold_without_building_models(tmp_pat
     write_sets(tmp_path / "dump")
     opts = mini_options(tmp_path, stage=4, stop_stage=11, decode_modes=["greedy"])
     trainings = [opts.it1_exp, *opts.ssl_exps, *opts.asr_exps]
-    trainings += [opts.probes_dir / f"pr_{run}" for run in ("ils_seed0", "hubert_seed0")]
+    layout = ProbeLayout.of_recipe(opts.dumpdir, opts.expdir, opts.it2_tag)
+    trainings += [layout.probe_exp("pr", run) for run in ("ils_seed0", "hubert_seed0")]
     for exp in trainings:
         exp.mkdir(parents=True)
         (exp / ".done").write_text("{}")
