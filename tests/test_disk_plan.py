@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from espnet_ils.analysis.probes import ProbeLayout
 from espnet_ils.bin import disk_plan as disk_plan_bin
 from espnet_ils.recipe.disk_plan import (
     LETTERS,
@@ -75,7 +76,6 @@ def mini_options(tmp_path: Path, **overrides) -> RunOptions:
         decode_modes=["greedy", "ngram"],
         probe_tasks=["pr"],
         probe_configs={"pr": CONF / "train_probe_pr_mini.yaml"},
-        probes_dir=exp / "probes_it2_L2_km100",
     )
     values.update(overrides)
     return RunOptions(**values)
@@ -167,7 +167,8 @@ def test_finished_trainings_count_what_they_hold_without_building_models(tmp_pat
     write_sets(tmp_path / "dump")
     opts = mini_options(tmp_path, stage=4, decode_modes=["greedy"], hub_folders=True)
     trainings = [opts.it1_exp, *opts.ssl_exps, *opts.asr_exps]
-    trainings += [opts.probes_dir / f"pr_{run}" for run in ("ils_seed0", "hubert_seed0")]
+    layout = ProbeLayout.of_recipe(opts.dumpdir, opts.expdir, opts.it2_tag)
+    trainings += [layout.probe_exp("pr", run) for run in ("ils_seed0", "hubert_seed0")]
     for exp in trainings:
         exp.mkdir(parents=True)
         (exp / ".done").write_text("{}")

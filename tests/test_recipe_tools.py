@@ -208,7 +208,9 @@ def test_help_lists_every_stage():
         # These three build every config (15 s of ESPnet's import) first: the full suite only.
         pytest.param(
             ["--it1_n_clusters", "50"],
-            "--it1_n_clusters 50 but conf/tuning/train_ssl_hubert_base_it1.yaml has num_classes: 100",
+            "with the token list of --it1_n_clusters 50: ValueError: loss conf num_classes=100 "
+            "(in conf/tuning/train_ssl_hubert_base_it1.yaml) but the token list (51 tokens) holds "
+            "50 cluster ids",
             marks=pytest.mark.slow,
         ),
         pytest.param(

@@ -85,7 +85,6 @@ def get_parser() -> argparse.ArgumentParser:
     add("--probe_tasks", type=words, default=[])
     add("--probe_pr_config", type=Path, default=None)
     add("--probe_sid_config", type=Path, default=None)
-    add("--probes_dir", type=optional_path, default=None)
     add("--lm_config", type=optional_path, default=None)
     add("--lm_exp", type=optional_path, default=None, help="an existing LM: none trained")
     add("--lm_dir", type=optional_path, default=None, help="the letter LM's experiment folder")
@@ -144,7 +143,6 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         decode_modes=args.decode_modes,
         probe_tasks=args.probe_tasks,
         probe_configs=probe_configs,
-        probes_dir=args.probes_dir,
         lm_config=args.lm_config,
         lm_exp=args.lm_exp,
         lm_dir=args.lm_dir,

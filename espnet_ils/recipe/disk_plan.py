@@ -94,6 +94,7 @@ from typing import (
 
 import yaml
 
+from espnet_ils.analysis.probes import ProbeLayout
 from espnet_ils.data.audio import ENCODER_HOP, MFCC_HOP, SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -295,7 +296,6 @@ class RunOptions:
     decode_modes: Sequence[str] = ()
     probe_tasks: Sequence[str] = ()
     probe_configs: Mapping[str, Path] = field(default_factory=dict)  # task -> config
-    probes_dir: Optional[Path] = None
     lm_config: Optional[Path] = None
     lm_exp: Optional[Path] = None
     lm_dir: Optional[Path] = None
@@ -839,13 +839,14 @@ class _Planner:
     # stage 7 ----------------------------------------------------------------------------------
     def stage7(self) -> List[Row]:
         o = self.o
-        if not o.probe_tasks or o.probes_dir is None:
+        if not o.probe_tasks:
             return []
+        layout = ProbeLayout.of_recipe(o.dumpdir, o.expdir, o.it2_tag)
         test_hours = sum(self.size(s).hours for s in o.test_sets)
-        phones = token_count(o.dumpdir / "probe" / "pr" / "tokens.txt", PHONES)
+        phones = token_count(layout.token_list("pr"), PHONES)
         rows = []
         for task in o.probe_tasks:
-            exps = sorted(o.probes_dir.glob(f"{task}_*"))  # <task>_<run>
+            exps = layout.probe_exps(task)
             what = f"{task} probes of {len(o.ssl_exps)} run(s)"
             if sum((e / ".done").is_file() for e in exps) >= len(o.ssl_exps):  # all trained
                 size, files = sum(folder_bytes(e, recursive=False) for e in exps), 0
@@ -857,7 +858,7 @@ class _Planner:
                 size += len(o.ssl_exps) * test_hours * 3600 * FRAME_RATE * phones * FLOAT32
                 what += f" and their CTC log-probs of {', '.join(o.test_sets)}"
             there = sum(folder_bytes(e) for e in exps)
-            rows.append(_row(7, "--expdir", o.probes_dir, what, None, files, size, there))
+            rows.append(_row(7, "--expdir", layout.exp, what, None, files, size, there))
         return rows
 
     # stage 8 ----------------------------------------------------------------------------------

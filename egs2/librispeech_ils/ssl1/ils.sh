@@ -776,27 +776,35 @@ layer_quality() {
     step_finished "${out}/.done"
 }
 
-# The frozen probes of stage 7 (espnet_ils.analysis.probes): their data in ${probe_data}/{pr,sid}, each
-# run's probe experiment in $(probes_dir)/<task>_<run>, decoded into decode_<set>/text.
-probe_data=${dumpdir}/probe
-probes_dir() { echo "${expdir}/probes_${it2_tag}"; }
-probe_exp_of() { echo "$(probes_dir)/$2_$1"; }  # probe_exp_of <run> <task>
+# The frozen probes of stage 7 (espnet_ils.analysis.probes): where their data and experiments go is
+# espnet_ils.analysis.probes.ProbeLayout's, read into probe_path[<key>] (the keys: python -m
+# espnet_ils.bin.probe_layout --help). Read again after stage 5 may have chosen --it2_layer.
+declare -A probe_path=()
+load_probe_layout() {
+    local layout key value
+    layout=$(${python} -m espnet_ils.bin.probe_layout --dumpdir "${dumpdir}" --expdir "${expdir}" \
+        --it2_tag "${it2_tag}" --probe_tasks "${probe_tasks}" --runs "${runs}" \
+        --pr_train_set "${probe_pr_train_set}" --valid_set "${valid_set}" --test_sets "${test_sets}") \
+        || die "the probes' layout failed (see above)"
+    probe_path=()
+    while IFS=$'\t' read -r key value; do probe_path[${key}]=${value}; done <<< "${layout}"
+}
 
 # Phone transcripts (from the phone alignments) of the pr probe's sets, and the speakers' train /
 # valid / test split of the sid probe's set. Sets probes_ready: the tasks of --probe_tasks whose data
 # is there (pr is skipped, saying so, without phone alignments, as the cluster quality is).
 prepare_probe_data() {
-    local pr_sets="${probe_pr_train_set} ${valid_set} ${test_sets}" sets=() dset utt2spk
+    local pr_sets="${probe_path[pr/sets]:-}" sets=() dset utt2spk
     probes_ready=""
     if [[ " ${probe_tasks} " == *" pr "* ]]; then
         if prepare_alignments "Stage 7" "${pr_sets}"; then
-            for dset in ${pr_sets}; do sets+=(--set "${dumpdir}/raw/${dset}" "${probe_data}/pr/${dset}"); done
-            if ! step_done "${probe_data}/pr/.done" "Stage 7: phone-recognition probe data ${probe_data}/pr" \
+            for dset in ${pr_sets}; do sets+=(--set "${dumpdir}/raw/${dset}" "${probe_path[pr/set/${dset}]}"); done
+            if ! step_done "${probe_path[pr/done]}" "Stage 7: phone-recognition probe data ${probe_path[pr/data]}" \
                     --option "sets=${pr_sets}" "${alignment_inputs[@]}"; then
-                log "Stage 7: phone transcripts of ${pr_sets} -> ${probe_data}/pr"
-                ${python} -m espnet_ils.bin.prepare_probes pr "${sets[@]}" --token_list "${probe_data}/pr/tokens.txt" \
+                log "Stage 7: phone transcripts of ${pr_sets} -> ${probe_path[pr/data]}"
+                ${python} -m espnet_ils.bin.prepare_probes pr "${sets[@]}" --token_list "${probe_path[pr/tokens]}" \
                     || die "Stage 7: the phone transcripts failed (see above)"
-                step_finished "${probe_data}/pr/.done"
+                step_finished "${probe_path[pr/done]}"
             fi
             probes_ready+=" pr"
         else
@@ -806,14 +814,16 @@ prepare_probe_data() {
     if [[ " ${probe_tasks} " == *" sid "* ]]; then
         utt2spk=${dumpdir}/raw/${probe_sid_set}/utt2spk
         [ -f "${utt2spk}" ] || die "Stage 7: ${utt2spk} missing: run stage 2 (the sid probe's set, --probe_sid_set)"
-        if ! step_done "${probe_data}/sid/.done" "Stage 7: speaker-identification probe data ${probe_data}/sid" \
+        if ! step_done "${probe_path[sid/done]}" "Stage 7: speaker-identification probe data ${probe_path[sid/data]}" \
                 --option "held_out=${probe_held_out}" --option "seed=${seed}" --input "utt2spk=${utt2spk}" \
                 --input "wav_scp=${dumpdir}/raw/${probe_sid_set}/wav.scp"; then
-            log "Stage 7: the utterances of ${probe_sid_set} split per speaker -> ${probe_data}/sid/{train,valid,test}"
-            ${python} -m espnet_ils.bin.prepare_probes sid --src "${dumpdir}/raw/${probe_sid_set}" \
-                --outdir "${probe_data}/sid" --held_out "${probe_held_out}" --seed "${seed}" \
+            sets=()
+            for dset in ${probe_path[sid/sets]}; do sets+=(--split "${dset}" "${probe_path[sid/set/${dset}]}"); done
+            log "Stage 7: the utterances of ${probe_sid_set} split per speaker into ${probe_path[sid/sets]} -> ${probe_path[sid/data]}"
+            ${python} -m espnet_ils.bin.prepare_probes sid --src "${dumpdir}/raw/${probe_sid_set}" "${sets[@]}" \
+                --token_list "${probe_path[sid/tokens]}" --held_out "${probe_held_out}" --seed "${seed}" \
                 || die "Stage 7: the speaker split failed (see above)"
-            step_finished "${probe_data}/sid/.done"
+            step_finished "${probe_path[sid/done]}"
         fi
         probes_ready+=" sid"
     fi
@@ -823,24 +833,23 @@ prepare_probe_data() {
 # task, on the frozen model of the run's iteration-2 pretraining.
 probe_train() {
     local run=$1 task=$2 exp ssl_model config module train valid label
-    exp=$(probe_exp_of "${run}" "${task}") ssl_model=$(ssl_exp_of "${run}")/valid.loss.best.pth
+    exp=${probe_path[${task}/exp/${run}]} ssl_model=$(ssl_exp_of "${run}")/valid.loss.best.pth
+    train=${probe_path[${task}/train]} valid=${probe_path[${task}/valid]}
     [ -f "${ssl_model}" ] || die "${ssl_model} missing: run stage 6 first"
     case ${task} in
-        pr) config=${probe_pr_config} module=espnet_ils.bin.asr_train label=text
-            train=${probe_data}/pr/${probe_pr_train_set} valid=${probe_data}/pr/${valid_set} ;;
-        sid) config=${probe_sid_config} module=espnet_ils.bin.cls_train label=label
-            train=${probe_data}/sid/train valid=${probe_data}/sid/valid ;;
+        pr) config=${probe_pr_config} module=espnet_ils.bin.asr_train label=text ;;
+        sid) config=${probe_sid_config} module=espnet_ils.bin.cls_train label=label ;;
     esac
     if step_done "${exp}/.done" "Stage 7: ${task} probe ${exp}" --resumable true --option "seed=${seed_of[${run}]}" \
             --option "probe_args=${probe_args}" --input "config=${config}" --input "ssl_model=${ssl_model}" \
-            --input "data=${probe_data}/${task}/.done"; then
+            --input "data=${probe_path[${task}/done]}"; then
         return
     fi
     log "Stage 7: ${task} probe of ${ssl_model} -> ${exp}; log: ${exp}/train.log"
     # shellcheck disable=SC2086
     launch_training "${exp}" "${module}" --config "${config}" \
         --frontend_conf "frontend_conf.path_or_url=${ssl_model}" \
-        --token_list "${probe_data}/${task}/tokens.txt" --token_type word --use_preprocessor true \
+        --token_list "${probe_path[${task}/tokens]}" --token_type word --use_preprocessor true \
         --train_data_path_and_name_and_type "${train}/wav.scp,speech,sound" \
         --train_data_path_and_name_and_type "${train}/text,${label},text" \
         --valid_data_path_and_name_and_type "${valid}/wav.scp,speech,sound" \
@@ -851,37 +860,42 @@ probe_train() {
     step_finished "${exp}/.done"
 }
 
-# A probe's output on its test sets: probe_decode <run> <task> -> <exp>/decode_<set>/text: the
+# A probe's output on its test sets: probe_decode <run> <task> -> text in each decode dir: the
 # phone recogniser's best paths on --test_sets (pr), the predicted speakers of the held-out
 # utterances (sid).
 probe_decode() {
-    local run=$1 task=$2 exp dset dir model
-    exp=$(probe_exp_of "${run}" "${task}")
-    model=${exp}/valid.loss.best.pth
-    if [ "${task}" = pr ]; then
-        for dset in ${test_sets}; do
-            dir=${exp}/decode_${dset}
-            dump_logprobs "${exp}" "${dset}" "${model}" "${probe_data}/pr/${dset}/wav.scp"
-            step_done "${dir}.done" "Stage 7: pr probe decoding ${dir}" --input "tokens=${probe_data}/pr/tokens.txt" \
-                "${logprob_inputs[@]}" && continue
-            ${python} -m espnet_ils.bin.ctc_decode greedy --token_type word --logprobs_scp "${logprob_scps[@]}" \
-                --token_list "${probe_data}/pr/tokens.txt" --output "${dir}/text"
-            step_finished "${dir}.done"
-        done
-    else
-        dir=${exp}/decode_test
-        step_done "${dir}.done" "Stage 7: sid probe decoding ${dir}" --input "model=${model}" \
-            --input "config=${exp}/config.yaml" --input "wav_scp=${probe_data}/sid/test/wav.scp" && return 0
-        split_keys "${probe_data}/sid/test/wav.scp" "${dir}"
-        ${decode_cmd} JOB=1:"${nj_split}" "${dir}/log/classify.JOB.log" \
-            ${python} -m espnet_ils.bin.cls_inference --ngpu 0 --batch_size 1 \
-                --data_path_and_name_and_type "${probe_data}/sid/test/wav.scp,speech,sound" \
-                --key_file "${dir}/split/keys.JOB" --classification_train_config "${exp}/config.yaml" \
-                --classification_model_file "${model}" --output_dir "${dir}/output.JOB"
-        ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_split}" \
-            --hypotheses prediction/text --output "${dir}/text"
-        step_finished "${dir}.done"
-    fi
+    local run=$1 task=$2 exp dset
+    exp=${probe_path[${task}/exp/${run}]}
+    for dset in ${probe_path[${task}/tests]}; do
+        "probe_decode_${task}" "${exp}" "${probe_path[${task}/decode/${run}/${dset}]}" "${dset}" \
+            "${probe_path[${task}/set/${dset}]}/wav.scp"
+    done
+}
+
+# probe_decode_<task> <exp> <decode dir> <set> <wav.scp>
+probe_decode_pr() {
+    local exp=$1 dir=$2
+    dump_logprobs "${exp}" "$3" "${exp}/valid.loss.best.pth" "$4"
+    step_done "${dir}.done" "Stage 7: pr probe decoding ${dir}" --input "tokens=${probe_path[pr/tokens]}" \
+        "${logprob_inputs[@]}" && return 0
+    ${python} -m espnet_ils.bin.ctc_decode greedy --token_type word --logprobs_scp "${logprob_scps[@]}" \
+        --token_list "${probe_path[pr/tokens]}" --output "${dir}/text"
+    step_finished "${dir}.done"
+}
+
+probe_decode_sid() {
+    local exp=$1 dir=$2 wav_scp=$4 model=$1/valid.loss.best.pth
+    step_done "${dir}.done" "Stage 7: sid probe decoding ${dir}" --input "model=${model}" \
+        --input "config=${exp}/config.yaml" --input "wav_scp=${wav_scp}" && return 0
+    split_keys "${wav_scp}" "${dir}"
+    ${decode_cmd} JOB=1:"${nj_split}" "${dir}/log/classify.JOB.log" \
+        ${python} -m espnet_ils.bin.cls_inference --ngpu 0 --batch_size 1 \
+            --data_path_and_name_and_type "${wav_scp},speech,sound" \
+            --key_file "${dir}/split/keys.JOB" --classification_train_config "${exp}/config.yaml" \
+            --classification_model_file "${model}" --output_dir "${dir}/output.JOB"
+    ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${nj_split}" \
+        --hypotheses prediction/text --output "${dir}/text"
+    step_finished "${dir}.done"
 }
 
 probe_run() {  # every probe of run $1
@@ -892,19 +906,13 @@ probe_run() {  # every probe of run $1
     done
 }
 
-# PER and accuracy of every run's probes and their layer weights -> $(probes_dir)/{probes.tsv,
-# layer_weights.tsv,layer_weights.png} (cheap: redone on every run of stage 7).
+# PER and accuracy of every run's probes and their layer weights -> probes.tsv, layer_weights.tsv
+# and layer_weights.png in ${probe_path[exp]} (cheap: redone on every run of stage 7).
 probe_report() {
-    local references=() dset
-    if [[ " ${probes_ready} " == *" pr "* ]]; then
-        for dset in ${test_sets}; do references+=(--reference pr "${dset}" "${probe_data}/pr/${dset}/text"); done
-    fi
-    if [[ " ${probes_ready} " == *" sid "* ]]; then
-        references+=(--reference sid test "${probe_data}/sid/test/text")
-    fi
-    ${python} -m espnet_ils.bin.probe_report --runs "${expdir}/runs.tsv" --probe_dir "$(probes_dir)" \
-        "${references[@]}" || die "Stage 7: the probes' report failed (see above)"
-    log "Stage 7: probes -> $(probes_dir)/{probes.tsv,layer_weights.png}: $(tail -n +2 "$(probes_dir)/probes.tsv" | cut -f 1,3,4 | tr '\t\n' ' ;')"
+    ${python} -m espnet_ils.bin.probe_report --runs "${expdir}/runs.tsv" --dumpdir "${dumpdir}" \
+        --expdir "${expdir}" --it2_tag "${it2_tag}" --probe_tasks "${probes_ready}" --test_sets "${test_sets}" \
+        || die "Stage 7: the probes' report failed (see above)"
+    log "Stage 7: probes -> ${probe_path[results]} and the layer weights' plot beside it: $(tail -n +2 "${probe_path[results]}" | cut -f 1,3,4 | tr '\t\n' ' ;')"
 }
 
 # A run's experiments and pretraining config (the baseline's is derived from the ILS config):
@@ -954,7 +962,7 @@ case ${disk_check} in
             --asr_exps "${asr_exps}" --token_list "${token_dir}/tokens.txt" \
             --decode_modes "${decode_modes}" --probe_tasks "${probe_tasks}" \
             --probe_pr_config "${probe_pr_config}" --probe_sid_config "${probe_sid_config}" \
-            --probes_dir "$(probes_dir)" --lm_config "${lm_config}" --lm_exp "${lm_exp}" \
+            --lm_config "${lm_config}" --lm_exp "${lm_exp}" \
             --lm_dir "${lm_dir}" --lm_text "${lm_text}" --lm_train_corpus "${lm_train_corpus}" \
             --ngram_arpa "${ngram_arpa}" --num_splits_ssl "${num_splits_ssl}" \
             --num_splits_asr "${num_splits_asr}" --pretrain_args="${pretrain_args}" \
@@ -1062,6 +1070,7 @@ if run_stage 7; then
         layer_quality "Stage 7" "${expdir}/cluster_quality_${it2_tag}" "${models[@]}" || true
     fi
     if [ -n "${probe_tasks}" ]; then
+        load_probe_layout
         prepare_probe_data
         if [ -n "${probes_ready}" ]; then
             each_run probe_run
@@ -1150,7 +1159,8 @@ if run_stage 10; then
             done
         done
     done
-    quality=${expdir}/cluster_quality_${it2_tag}/cluster_quality.tsv probes=$(probes_dir)/probes.tsv
+    load_probe_layout
+    quality=${expdir}/cluster_quality_${it2_tag}/cluster_quality.tsv probes=${probe_path[results]}
     [ "${baseline}" = true ] && [ -f "${quality}" ] && inputs+=(--input "cluster_quality=${quality}")
     [ "${baseline}" = true ] && [ -f "${probes}" ] && inputs+=(--input "probes=${probes}")
     if ! step_done "${expdir}/.scoring.done" "Stage 10: scoring into ${expdir}" --option "runs=${runs}" \
