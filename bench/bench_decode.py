@@ -61,12 +61,12 @@ from tqdm import tqdm
 
 from espnet_ils.data.audio import ENCODER_HOP, SAMPLE_RATE
 from espnet_ils.data.kaldi_files import read_key_file
+from espnet_ils.decoding.ctc_logprobs import read_logprobs
 from espnet_ils.decoding.lexicon import (
     BEAM_THRESHOLD,
     WORD_SCORE,
     LexiconBeamSearch,
     best_path,
-    read_logprobs,
     read_token_list,
 )
 from espnet_ils.decoding.lexicon import LM_WEIGHT as NGRAM_LM_WEIGHT

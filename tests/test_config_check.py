@@ -61,7 +61,7 @@ def test_a_supervised_block_beyond_the_encoder_stops_with_the_models_error(tmp_p
     config = edited(tmp_path, MINI["it2_config"], thirteen)
     with pytest.raises(
         ConfigError,
-        match="--it2_config .* does not build: ValueError: loss conf layers=\\[13\\]: block 13",
+        match="--it2_config .* does not build with the token list of --it2_n_clusters 100: ValueError: loss conf layers=\\[13\\]: block 13",
     ):
         check_pipeline_configs(**dict(MINI, it2_config=config))
 
@@ -78,7 +78,8 @@ def test_intermediate_ctc_in_pretraining_and_unknown_keys_are_named(tmp_path):
 
 
 def test_cluster_count_mismatch_names_the_option():
-    with pytest.raises(ConfigError, match="--it2_n_clusters 50 but .* has num_classes: 100"):
+    match = r"--it2_n_clusters 50: .*num_classes=100 \(in .*train_ssl_ils_mini.yaml\) but .* 50 cluster ids"
+    with pytest.raises(ConfigError, match=match):
         check_pipeline_configs(**dict(MINI, it2_n_clusters=50))
 
 

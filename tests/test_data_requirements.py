@@ -79,12 +79,12 @@ def test_a_sid_probe_set_with_two_utterances_per_speaker_is_named_with_its_count
     assert problems == [
         f"{raw / 'ft'}: speaker s3 has 1 utterance(s) (and 1 more of its 3 speakers have fewer "
         "than 3); --probe_tasks sid (--probe_sid_set ft) needs at least 3 utterances per speaker "
-        "(one each for the probe's train, valid and test)"
+        "(one each for the probe's train, valid, test)"
     ]
     (raw / "ft" / "utt2spk").unlink()
     assert check_data(options(probe_tasks=["sid"], probe_sid_set="ft"), raw, 3, 12) == [
         f"{raw / 'ft'}: no utt2spk; --probe_tasks sid (--probe_sid_set ft) needs at least 3 "
-        "utterances per speaker (one each for the probe's train, valid and test)"
+        "utterances per speaker (one each for the probe's train, valid, test)"
     ]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from espnet_ils.analysis.probes import ProbeLayout
 from espnet_ils.bin import disk_plan as disk_plan_bin
 from espnet_ils.recipe.disk_plan import (
     LETTERS,
@@ -75,7 +76,6 @@ def mini_options(tmp_path: Path, **overrides) -> RunOptions:
         decode_modes=["greedy", "ngram"],
         probe_tasks=["pr"],
         probe_configs={"pr": CONF / "train_probe_pr_mini.yaml"},
-        probes_dir=exp / "probes_it2_L2_km100",
     )
     values.update(overrides)
     return RunOptions(**values)
@@ -109,7 +109,7 @@ def test_tiny_run_plans_the_bytes_its_docstring_states_per_stage(tmp_path):
     (labels / "text").write_text("dev-00 1 22 333\n")  # 9 bytes for 3 labels
     (tmp_path / "dump" / "mfcc" / "train").mkdir(parents=True)
     (tmp_path / "dump" / "mfcc" / "train" / "feats.1.ark").write_bytes(b"\0" * 1000)
-    opts = mini_options(tmp_path)
+    opts = mini_options(tmp_path, hub_folders=True)  # with --hf_repo
     rows, sizes = plan_rows(opts)
     by_stage = {}
     for row in rows:
@@ -148,6 +148,9 @@ def test_tiny_run_plans_the_bytes_its_docstring_states_per_stage(tmp_path):
     decoded = (SECONDS["test"] + SECONDS["dev"]) * 50 * LETTERS * 4  # greedy: test; ngram: + dev
     assert [r.bytes for r in by_stage[9]] == [pytest.approx(decoded, abs=1)] * 2
     assert [r.bytes for r in by_stage[11]] == [asr + it2] * 2
+    hub_folders = [(exp / "hub", asr + it2) for exp in opts.asr_exps]
+    assert [(r.folder, r.bytes) for r in by_stage[12]] == hub_folders
+    assert not plan_rows(mini_options(tmp_path, stage=12))[0]  # without --hf_repo: nothing
     assert {r.folder for r in by_stage[9]} == {e / "ctc_logprobs" for e in opts.asr_exps}
 
 
@@ -162,9 +165,10 @@ class NoModels(ModelSizes):
 
 def test_finished_trainings_count_what_they_hold_without_building_models(tmp_path):
     write_sets(tmp_path / "dump")
-    opts = mini_options(tmp_path, stage=4, stop_stage=11, decode_modes=["greedy"])
+    opts = mini_options(tmp_path, stage=4, decode_modes=["greedy"], hub_folders=True)
     trainings = [opts.it1_exp, *opts.ssl_exps, *opts.asr_exps]
-    trainings += [opts.probes_dir / f"pr_{run}" for run in ("ils_seed0", "hubert_seed0")]
+    layout = ProbeLayout.of_recipe(opts.dumpdir, opts.expdir, opts.it2_tag)
+    trainings += [layout.probe_exp("pr", run) for run in ("ils_seed0", "hubert_seed0")]
     for exp in trainings:
         exp.mkdir(parents=True)
         (exp / ".done").write_text("{}")
@@ -173,10 +177,14 @@ def test_finished_trainings_count_what_they_hold_without_building_models(tmp_pat
         (exp / "packed").mkdir()
         (exp / "packed" / "x.zip").write_bytes(b"\0" * 500)
         (exp / "packed" / "x.zip.done").write_text("{}")
+        (exp / "hub").mkdir()
+        (exp / "hub" / "meta.yaml").write_bytes(b"\0" * 300)
+        (exp / "hub.done").write_text("{}")
     rows, _ = plan_rows(opts, NoModels())
-    trained = [r for r in rows if r.stage in (4, 6, 8, 11)]
-    assert len(trained) == 7 and all(r.to_write == 0 and "(done)" in r.what for r in trained)
+    trained = [r for r in rows if r.stage in (4, 6, 8, 11, 12)]
+    assert len(trained) == 9 and all(r.to_write == 0 and "(done)" in r.what for r in trained)
     assert [r.bytes for r in rows if r.stage == 4] == [1000 + 2]  # the checkpoint and .done
+    assert [r.bytes for r in rows if r.stage == 12] == [300] * 2  # the Hub folders as they are
     (probes,) = [r for r in rows if r.stage == 7]
     assert "(trained)" in probes.what
     assert probes.to_write == 2 * SECONDS["test"] * 50 * 72 * 4  # the log-probs still to write

@@ -20,19 +20,17 @@ from helpers.decoding import (
     TOKENS,
     WORDS,
     ctc_log_probs,
-    tiny_asr_model,
+    write_scp,
 )
 
 from espnet_ils.bin import build_ngram as build_ngram_bin
 from espnet_ils.bin import ctc_decode as ctc_decode_bin
-from espnet_ils.data.shards import feature_shard_writer
 from espnet_ils.decoding.lexicon import (
     LexiconBeamSearch,
     best_path,
     decode_all,
     letter_lexicon,
     read_lexicon,
-    read_logprobs,
     read_token_list,
     read_word_list,
     tune,
@@ -178,21 +176,6 @@ def test_arpa_header_counts_and_words(files, tmp_path):
                                  str(zoo), "--output", str(lexicon)])  # fmt: skip
 
 
-def write_scp(log_probs: Dict[str, np.ndarray], outdir: Path) -> Path:
-    with feature_shard_writer(outdir, 1) as writer:
-        for utt, matrix in log_probs.items():
-            writer[utt] = matrix
-    return outdir / "feats.1.scp"
-
-
-def test_logprobs_round_trip_through_kaldiio(log_probs, tmp_path):
-    loaded = read_logprobs([write_scp(log_probs, tmp_path / "logprobs")])
-    assert list(loaded) == sorted(log_probs)
-    for utt, matrix in log_probs.items():
-        assert loaded[utt].dtype == np.float32
-        np.testing.assert_array_equal(loaded[utt], matrix)
-
-
 def test_tuning_picks_the_pair_with_the_lowest_valid_wer(files, log_probs):
     search = LexiconBeamSearch(TOKENS, files["lexicon"], files["lm"], beam_size=50)
     result = tune(search, log_probs, REFS, lm_weights=[0.0, 2.0], bonuses=[0.0, 1.0])
@@ -309,39 +292,3 @@ def test_build_arpa_rejects_bad_options(tmp_path):
         build_arpa([tmp_path / "x"], tmp_path / "lm.arpa", smoothing="good-turing")
     with pytest.raises(FileNotFoundError, match="no such LM training text"):
         build_arpa([tmp_path / "x"], tmp_path / "lm.arpa")
-
-
-def test_dumped_logprobs_equal_the_models_ctc_outputs_and_are_not_recomputed(tmp_path):
-    import soundfile as sf
-
-    from espnet_ils.bin import dump_ctc_logprobs as dump_bin
-    from espnet_ils.decoding.lexicon import compute_ctc_logprobs
-
-    model, config, weights = tiny_asr_model(tmp_path)
-    rng = np.random.default_rng(0)
-    waves = {
-        f"utt{i}": (0.1 * rng.standard_normal(1600 * (i + 2))).astype(np.float32) for i in range(3)
-    }
-    lines = []
-    for utt, wave in waves.items():
-        sf.write(tmp_path / f"{utt}.wav", wave, 16000, subtype="FLOAT")
-        lines.append(f"{utt} {tmp_path / f'{utt}.wav'}\n")
-    (tmp_path / "wav.scp").write_text("".join(lines))
-    outdir = tmp_path / "logprobs"
-    for job in (1, 2):
-        dump_bin.main(["--asr_train_config", str(config), "--asr_model_file", str(weights),
-                       "--wav_scp", str(tmp_path / "wav.scp"), "--outdir", str(outdir),
-                       "--nj", "2", "--job", str(job)])  # fmt: skip
-    loaded = read_logprobs(sorted(outdir.glob("feats.*.scp")))
-    assert list(loaded) == sorted(waves)
-    for utt, wave in waves.items():
-        expected = compute_ctc_logprobs(model, wave)
-        assert loaded[utt].shape == expected.shape and expected.shape[1] == len(TOKENS)
-        assert expected.shape[0] > 1  # frames at the model's rate, more than one
-        np.testing.assert_allclose(loaded[utt], expected, atol=1e-6)
-        np.testing.assert_allclose(np.logaddexp.reduce(loaded[utt], axis=1), 0.0, atol=1e-4)
-    ark = outdir / "feats.1.ark"
-    before = ark.stat().st_mtime_ns
-    dump_bin.main(["--asr_train_config", str(config), "--asr_model_file", str(weights),
-                   "--wav_scp", str(tmp_path / "wav.scp"), "--outdir", str(outdir), "--nj", "2", "--job", "1"])  # fmt: skip
-    assert ark.stat().st_mtime_ns == before  # same identity: skipped

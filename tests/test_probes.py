@@ -2,17 +2,22 @@
 our ESPnet tasks, their data (phone transcripts, per-speaker split) and their scores."""
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict
 
 import pytest
 import torch
 import yaml
+from helpers.images import png_size
 from helpers.models import tiny_config, write_model
 
 from espnet_ils.analysis.comparison import Run
 from espnet_ils.analysis.probes import (
     LAYER_WEIGHTS_KEY,
+    SID_SPLITS,
+    ProbeLayout,
     accuracy,
     layer_weights,
     phone_error_rate,
@@ -20,7 +25,7 @@ from espnet_ils.analysis.probes import (
     score_probes,
     split_by_speaker,
 )
-from espnet_ils.bin import prepare_probes
+from espnet_ils.bin import prepare_probes, probe_report
 from espnet_ils.data.kaldi_files import read_key_file, write_key_file
 from espnet_ils.model.probe_frontend import FrozenSSLFrontend
 from espnet_ils.train.tasks import ILSASRTask, ILSCLSTask, ILSSSLTask
@@ -169,7 +174,9 @@ def test_speakers_split_into_disjoint_held_out_sets_the_same_way_each_time(tmp_p
     with pytest.raises(ValueError, match="held_out=0.5"):
         split_by_speaker(utt2spk, held_out=0.5, seed=0)
     src = write_set(tmp_path / "train", utt2spk, {utt: "k" for utt in utt2spk})
-    prepare_probes.main(["sid", "--src", str(src), "--outdir", str(tmp_path / "sid")])
+    outdirs = [a for name in SID_SPLITS for a in ("--split", name, str(tmp_path / "sid" / name))]
+    tokens = ["--token_list", str(tmp_path / "sid" / "tokens.txt")]
+    prepare_probes.main(["sid", "--src", str(src), *outdirs, *tokens])
     assert read_key_file(tmp_path / "sid" / "test" / "text") == splits["test"]
     assert (tmp_path / "sid" / "tokens.txt").read_text().split() == [
         "s1",
@@ -178,6 +185,8 @@ def test_speakers_split_into_disjoint_held_out_sets_the_same_way_each_time(tmp_p
         "s4",
         "<unk>",
     ]
+    with pytest.raises(SystemExit, match=r"--split \['train', 'valid', 'valid'\]: give each of"):
+        prepare_probes.main(["sid", "--src", str(src), *outdirs[:6], *outdirs[3:6], *tokens])
 
 
 def test_scores_count_missing_outputs_as_errors_and_refuse_strangers(tmp_path):
@@ -192,8 +201,81 @@ def test_scores_count_missing_outputs_as_errors_and_refuse_strangers(tmp_path):
         accuracy(tmp_path / "spk", tmp_path / "pred")
 
 
+def write_in_place(path: Path, entries: Dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_key_file(path, entries)
+
+
 def test_score_probes_names_a_probe_that_was_not_decoded(tmp_path):
     runs = [Run("ils_seed0", "ils", 0, tmp_path / "asr")]
-    write_key_file(tmp_path / "ref", {"u1": "s1"})
+    layout = ProbeLayout(tmp_path / "probe", tmp_path / "probes")
+    write_in_place(layout.reference("sid", "test"), {"u1": "s1"})
     with pytest.raises(FileNotFoundError, match="sid probe of ils_seed0 is not decoded"):
-        score_probes(runs, tmp_path, {"sid": {"test": tmp_path / "ref"}}, "valid.loss.best.pth")
+        score_probes(runs, layout, {"sid": ["test"]}, "valid.loss.best.pth")
+
+
+def probe_layout_keys(*args: str) -> Dict[str, str]:
+    command = [sys.executable, "-m", "espnet_ils.bin.probe_layout", *args]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return dict(line.split("\t") for line in result.stdout.splitlines())
+
+
+def test_the_recipe_reads_its_probe_paths_from_the_layout_without_torch(tmp_path):
+    """ils.sh's probe_path[...] (espnet_ils.bin.probe_layout) are ProbeLayout's paths, in a
+    process that imports neither torch nor ESPnet."""
+    roots = ["--dumpdir", "dump", "--expdir", "exp", "--it2_tag", "it2_L2_km100"]
+    sets = ["--pr_train_set", "train", "--valid_set", "dev", "--test_sets", "test_a test_b"]
+    keys = probe_layout_keys(*roots, "--probe_tasks", "pr sid", "--runs", "ils_seed0", *sets)
+    layout = ProbeLayout.of_recipe(Path("dump"), Path("exp"), "it2_L2_km100")
+    assert layout == ProbeLayout(Path("dump/probe"), Path("exp/probes_it2_L2_km100"))
+    assert keys["results"] == "exp/probes_it2_L2_km100/probes.tsv" == str(layout.results)
+    assert keys["pr/sets"] == "train dev test_a test_b" and keys["pr/tests"] == "test_a test_b"
+    assert keys["pr/train"] == keys["pr/set/train"] == "dump/probe/pr/train"
+    assert (
+        keys["pr/valid"] == "dump/probe/pr/dev" and keys["pr/tokens"] == "dump/probe/pr/tokens.txt"
+    )
+    assert keys["sid/sets"] == " ".join(SID_SPLITS) and keys["sid/tests"] == "test"
+    assert keys["sid/set/test"] == str(layout.set_dir("sid", "test")) == "dump/probe/sid/test"
+    assert keys["sid/done"] == "dump/probe/sid/.done"
+    assert keys["sid/exp/ils_seed0"] == "exp/probes_it2_L2_km100/sid_ils_seed0"
+    decode = keys["pr/decode/ils_seed0/test_b"]
+    assert decode == "exp/probes_it2_L2_km100/pr_ils_seed0/decode_test_b"
+    assert str(layout.hypotheses("pr", "ils_seed0", "test_b")) == decode + "/text"
+    code = "import sys, espnet_ils.bin.probe_layout; print(*sorted(sys.modules))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "espnet_ils.analysis.probes" in loaded and not {"torch", "espnet2"} & set(loaded)
+    with pytest.raises(subprocess.CalledProcessError):
+        subprocess.run([sys.executable, "-m", "espnet_ils.bin.probe_layout", *roots,
+                        "--probe_tasks", "pr asr"], check=True, capture_output=True)  # fmt: skip
+
+
+def test_probe_report_scores_every_run_from_the_layout(tmp_path):
+    layout = ProbeLayout.of_recipe(tmp_path / "dump", tmp_path / "exp", "it2_L2_km100")
+    runs = tmp_path / "exp" / "runs.tsv"
+    runs.parent.mkdir()
+    runs.write_text(
+        "run\tarm\tseed\titeration\tssl_exp\tasr_exp\n"
+        "ils_seed0\tils\t0\tit2\ts\ta\nhubert_seed0\thubert\t0\tit2\ts\ta\n"
+    )
+    write_in_place(layout.reference("pr", "test"), {"u1": "k ae t", "u2": "d ao g"})
+    write_in_place(layout.reference("sid", "test"), {"u1": "s1", "u2": "s2"})
+    for run in ("ils_seed0", "hubert_seed0"):
+        write_in_place(layout.hypotheses("pr", run, "test"), {"u1": "k ae t", "u2": "d ao"})
+        write_in_place(layout.hypotheses("sid", run, "test"), {"u1": "s1", "u2": "s1"})
+        for task in ("pr", "sid"):
+            weights = {LAYER_WEIGHTS_KEY: torch.tensor([0.0, 1.0, 2.0])}
+            torch.save(weights, layout.probe_exp(task, run) / "valid.loss.best.pth")
+    probe_report.main(["--runs", str(runs), "--dumpdir", str(tmp_path / "dump"), "--expdir",
+                       str(tmp_path / "exp"), "--it2_tag", "it2_L2_km100", "--probe_tasks",
+                       "pr sid", "--test_sets", "test"])  # fmt: skip
+    rows = [line.split("\t") for line in layout.results.read_text().splitlines()[1:]]
+    assert {(r[0], r[2], float(r[3])) for r in rows} == {
+        (run, metric, value)
+        for run in ("ils_seed0", "hubert_seed0")
+        for metric, value in (("PER test (%)", 16.6667), ("SID accuracy test (%)", 50.0))  # 1 of 6
+    }
+    assert len(layout.weights_table.read_text().splitlines()) == 1 + 2 * 2 * 3
+    assert png_size(layout.weights_plot) == (1080, 384)  # a panel per task

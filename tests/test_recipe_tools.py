@@ -197,6 +197,8 @@ def test_help_lists_every_stage():
         (["--kmeans_portion", "0"], "--kmeans_portion must be a positive number, got '0'"),
         (["--kmeans_portion", "0e3"], "--kmeans_portion must be a positive number, got '0e3'"),
         (["--mini_hours", "1h"], "--mini_hours must be a positive number, got '1h'"),
+        (["--hf_upload", "yes"], "--hf_upload yes: true or false"),
+        (["--hf_repo", "ils_base"], "--hf_repo ils_base: a Hugging Face repository is user/name"),
         (["--bogus", "1"], "Unknown option --bogus"),
         # Variables of the script that are not options are refused, not overwritten.
         (["--runs", "x"], "Unknown option --runs"),
@@ -206,7 +208,9 @@ def test_help_lists_every_stage():
         # These three build every config (15 s of ESPnet's import) first: the full suite only.
         pytest.param(
             ["--it1_n_clusters", "50"],
-            "--it1_n_clusters 50 but conf/tuning/train_ssl_hubert_base_it1.yaml has num_classes: 100",
+            "with the token list of --it1_n_clusters 50: ValueError: loss conf num_classes=100 "
+            "(in conf/tuning/train_ssl_hubert_base_it1.yaml) but the token list (51 tokens) holds "
+            "50 cluster ids",
             marks=pytest.mark.slow,
         ),
         pytest.param(

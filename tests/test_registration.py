@@ -11,6 +11,7 @@ from helpers.models import tiny_encoder
 
 import espnet_ils
 from espnet_ils.bin.count_params import build_from_config, count_parameters
+from espnet_ils.data.labels import write_token_list
 from espnet_ils.model.encoder import ILSTransformerEncoder
 from espnet_ils.model.loss import ILSLoss
 from espnet_ils.model.probe_frontend import FrozenSSLFrontend
@@ -145,9 +146,26 @@ def mini_args(**loss_conf):
     return args
 
 
-def test_token_list_must_fit_num_classes():
+def test_the_cluster_count_comes_from_the_token_list(tmp_path):
+    """As ESPnet's tasks take the vocabulary size from --token_list: a config without num_classes
+    takes the token list's; one that states another is refused, naming both and their sources."""
+    args = mini_args()
+    del args.loss[0]["conf"]["num_classes"]
+    write_token_list(tmp_path / "tokens.txt", 7)
+    args.token_list = str(tmp_path / "tokens.txt")
+    model = ILSSSLTask.build_model(args)
+    assert model.losses[0].num_classes == 7 and args.loss[0]["conf"]["num_classes"] == 7
+    assert model.losses[0].heads[0].codewords.shape[0] == 7
     args = mini_args(num_classes=50)
-    with pytest.raises(ValueError, match="token_list has 101 entries .* num_classes=50"):
+    match = (
+        r"num_classes=50 \(in .*train_ssl_ils_mini.yaml\) but the token list \(101 tokens\) "
+        "holds 100 cluster ids"
+    )
+    with pytest.raises(ValueError, match=match):
+        ILSSSLTask.build_model(args)
+    args = mini_args()
+    args.token_list = args.token_list[:-1]
+    with pytest.raises(ValueError, match=r"ends with \['99'\]: an SSL token list"):
         ILSSSLTask.build_model(args)
 
 

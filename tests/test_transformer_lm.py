@@ -25,8 +25,10 @@ from helpers.lm import read_keyed, write_keyed
 
 from espnet_ils.bin import asr_inference, lm_calc_perplexity
 from espnet_ils.bin import ctc_decode as ctc_decode_bin
+from espnet_ils.data.audio import load_waveform
 from espnet_ils.data.shards import feature_shard_writer
-from espnet_ils.decoding.lexicon import best_path, compute_ctc_logprobs, ids_to_words, load_waveform
+from espnet_ils.decoding.ctc_logprobs import compute_ctc_logprobs
+from espnet_ils.decoding.lexicon import best_path, ids_to_words
 from espnet_ils.decoding.lm_check import check_lm_for_asr, check_same_token_list, config_token_list
 from espnet_ils.decoding.lm_text import (
     SHAPE_FILE,

@@ -11,15 +11,16 @@ ESPnet's tasks:
   classifier over the speakers of one set (ESPnet's classification task), learned on most of each
   speaker's utterances and scored by accuracy (%) on held-out ones (:func:`split_by_speaker`).
 
-This module prepares the probes' data, scores their outputs and reads their layer weights.
+This module prepares the probes' data, scores their outputs and reads their layer weights;
+:class:`ProbeLayout` says where the recipe keeps each of them (the recipe takes its paths from
+``espnet_ils.bin.probe_layout``). It imports neither torch nor ESPnet until a checkpoint is read.
 """
 
 import logging
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Mapping, Sequence, Tuple
-
-import torch
 
 from espnet_ils.analysis.alignments import SILENCE, read_frame_labels
 from espnet_ils.analysis.comparison import Run
@@ -38,9 +39,115 @@ logger = logging.getLogger(__name__)
 
 PROBE_TASKS = ("pr", "sid")
 SID_SPLITS = ("train", "valid", "test")
+SID_MIN_UTTERANCES = len(SID_SPLITS)  # per speaker: one for each split
 # The learned layer weights in a probe's checkpoint (ESPnet's Featureizer in our front end).
 LAYER_WEIGHTS_KEY = "frontend.featurizer.weights"
 PROBE_COLUMNS = ("model", "task", "metric", "value")
+
+
+@dataclass(frozen=True)
+class ProbeLayout:
+    """Where stage 7 keeps the probes' data and experiments.
+
+    ``<data>/<task>/``: a data directory per set (``wav.scp``, ``speech_shape``, and ``text``:
+    the phones or the speaker, the reference of a test set), ``tokens.txt`` and the ``.done``
+    marker of the data. The phone probe's sets are named as the recipe's (its training set, the
+    valid set, the test sets); the speaker probe's are :data:`SID_SPLITS` of one set.
+    ``<exp>/<task>_<run>/``: one run's probe, its output on a test set in
+    ``decode_<set>/text``; ``<exp>/probes.tsv`` and ``layer_weights.{tsv,png}`` for every run.
+
+    Attributes:
+        data: The probes' data, ``<dumpdir>/probe`` in the recipe (shared by its iterations).
+        exp: The probes' experiments, ``<expdir>/probes_<iteration-2 tag>`` in the recipe.
+    """
+
+    data: Path
+    exp: Path
+
+    @classmethod
+    def of_recipe(cls, dumpdir: Path, expdir: Path, it2_tag: str) -> "ProbeLayout":
+        """The recipe's layout under ``--dumpdir`` and ``--expdir`` for the iteration-2 models
+        of ``it2_tag`` (e.g. ``it2_L6_km500``)."""
+        return cls(Path(dumpdir) / "probe", Path(expdir) / f"probes_{it2_tag}")
+
+    def task_dir(self, task: str) -> Path:
+        if task not in PROBE_TASKS:
+            raise ValueError(f"probe task {task!r}: one of {PROBE_TASKS}")
+        return self.data / task
+
+    def set_dir(self, task: str, dset: str) -> Path:
+        """A probe's data directory of one set."""
+        return self.task_dir(task) / dset
+
+    def reference(self, task: str, dset: str) -> Path:
+        """The phone transcripts (``pr``) or speaker labels (``sid``) of a set."""
+        return self.set_dir(task, dset) / "text"
+
+    def token_list(self, task: str) -> Path:
+        return self.task_dir(task) / "tokens.txt"
+
+    def data_marker(self, task: str) -> Path:
+        return self.task_dir(task) / ".done"
+
+    def probe_exp(self, task: str, run: str) -> Path:
+        """The experiment directory of one run's probe."""
+        return self.exp / f"{self.task_dir(task).name}_{run}"
+
+    def probe_exps(self, task: str) -> List[Path]:
+        """The experiment directories of every run's probe there are, sorted."""
+        return sorted(self.exp.glob(self.probe_exp(task, "*").name))
+
+    def decode_dir(self, task: str, run: str, dset: str) -> Path:
+        """Where one run's probe decodes a test set (its marker is ``<decode dir>.done``)."""
+        return self.probe_exp(task, run) / f"decode_{dset}"
+
+    def hypotheses(self, task: str, run: str, dset: str) -> Path:
+        """A probe's output on a test set: the phone recogniser's best paths or the predicted
+        speakers (``utt ...`` lines)."""
+        return self.decode_dir(task, run, dset) / "text"
+
+    @property
+    def results(self) -> Path:
+        """PER and accuracy of every run's probes (:func:`write_probe_results`)."""
+        return self.exp / "probes.tsv"
+
+    @property
+    def weights_table(self) -> Path:
+        return self.exp / "layer_weights.tsv"
+
+    @property
+    def weights_plot(self) -> Path:
+        return self.exp / "layer_weights.png"
+
+
+def probe_test_sets(task: str, test_sets: Sequence[str]) -> List[str]:
+    """The sets a probe is scored on: the recipe's ``--test_sets`` (``pr``) or the held-out
+    ``test`` split of the speaker probe's set (``sid``)."""
+    if task == "sid":
+        return [SID_SPLITS[-1]]
+    if task != "pr":
+        raise ValueError(f"probe task {task!r}: one of {PROBE_TASKS}")
+    return list(test_sets)
+
+
+def probe_sets(
+    task: str, train_set: str, valid_set: str, test_sets: Sequence[str]
+) -> Dict[str, List[str]]:
+    """The sets a probe learns from, is validated on and is scored on (names for
+    :meth:`ProbeLayout.set_dir`).
+
+    Args:
+        task: ``pr`` or ``sid``.
+        train_set, valid_set, test_sets: The phone probe's sets (the recipe's
+            ``--probe_pr_train_set``, ``--valid_set``, ``--test_sets``); the speaker probe splits
+            one set into :data:`SID_SPLITS` instead and ignores them.
+
+    Returns:
+        ``{"train": [name], "valid": [name], "test": [name, ...]}``.
+    """
+    if task == "sid":
+        train_set, valid_set = SID_SPLITS[:2]
+    return {"train": [train_set], "valid": [valid_set], "test": probe_test_sets(task, test_sets)}
 
 
 def phone_sequence(frames: Sequence[str]) -> List[str]:
@@ -88,8 +195,8 @@ def split_by_speaker(
         ``{"train" | "valid" | "test": {utt: speaker}}``.
 
     Raises:
-        ValueError: ``held_out`` outside (0, 0.5), or a speaker with fewer than 3 utterances
-            (one for each split), named.
+        ValueError: ``held_out`` outside (0, 0.5), or a speaker with fewer than
+            :data:`SID_MIN_UTTERANCES` utterances (one for each split), named.
     """
     if not 0 < held_out < 0.5:
         raise ValueError(f"held_out={held_out}: a share in (0, 0.5), e.g. 0.1")
@@ -100,10 +207,11 @@ def split_by_speaker(
     splits: Dict[str, Dict[str, str]] = {name: {} for name in SID_SPLITS}
     for speaker in sorted(by_speaker):
         utts = by_speaker[speaker]
-        if len(utts) < 3:
+        if len(utts) < SID_MIN_UTTERANCES:
             raise ValueError(
                 f"speaker {speaker} has {len(utts)} utterance(s): speaker identification needs at "
-                "least 3 per speaker (train, valid, test); choose a set with more per speaker"
+                f"least {SID_MIN_UTTERANCES} per speaker ({', '.join(SID_SPLITS)}); choose a set "
+                "with more per speaker"
             )
         rng.shuffle(utts)
         count = max(1, round(len(utts) * held_out))
@@ -166,6 +274,8 @@ def layer_weights(checkpoint: Path) -> List[float]:
     Raises:
         KeyError: The checkpoint has no weighted sum (not a probe of our front end).
     """
+    import torch  # torch takes seconds to import; the layout's users need none of it
+
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if LAYER_WEIGHTS_KEY not in state:
         raise KeyError(f"{checkpoint}: no {LAYER_WEIGHTS_KEY}; not a probe's checkpoint")
@@ -228,30 +338,18 @@ def write_phone_tokens(transcripts: Mapping[str, str], path: Path) -> None:
     write_text_atomic(path, ["<blank>", "<unk>", *phones, "<sos/eos>"])
 
 
-def probe_exp(probe_dir: Path, task: str, run: str) -> Path:
-    """The experiment directory of one run's probe: ``<probe_dir>/<task>_<run>``."""
-    return probe_dir / f"{task}_{run}"
-
-
-def hypotheses(exp: Path, dset: str) -> Path:
-    """Where the recipe writes a probe's output on a test set: the phone recogniser's best paths
-    or the predicted speakers, ``<exp>/decode_<set>/text``."""
-    return exp / f"decode_{dset}" / "text"
-
-
 def score_probes(
     runs: Sequence[Run],
-    probe_dir: Path,
-    references: Mapping[str, Mapping[str, Path]],
+    layout: ProbeLayout,
+    test_sets: Mapping[str, Sequence[str]],
     checkpoint: str,
 ) -> Tuple[List[Dict[str, object]], Dict[str, Dict[str, Dict[int, List[float]]]]]:
     """Score every run's probes and read their layer weights.
 
     Args:
         runs: The runs of the manifest (``espnet_ils.analysis.comparison.read_runs``).
-        probe_dir: Where the probes' experiments are (:func:`probe_exp`).
-        references: ``{task: {test set: reference}}``: phone transcripts (``pr``) or speaker labels
-            (``sid``); the tasks probed.
+        layout: Where the probes' references, decodings and checkpoints are.
+        test_sets: ``{task: [test set, ...]}`` (:func:`probe_test_sets`): the tasks probed.
         checkpoint: The probes' checkpoint whose layer weights are read (``valid.loss.best.pth``).
 
     Returns:
@@ -263,13 +361,13 @@ def score_probes(
     """
     rows: List[Dict[str, object]] = []
     weights: Dict[str, Dict[str, Dict[int, List[float]]]] = {}
-    for task, per_set in references.items():
-        if task not in PROBE_TASKS:
-            raise ValueError(f"probe task {task!r}: one of {PROBE_TASKS}")
+    for task, dsets in test_sets.items():
         for run in runs:
-            exp = probe_exp(probe_dir, task, run.name)
-            for dset, reference in per_set.items():
-                hyp = hypotheses(exp, dset)
+            for dset in dsets:
+                reference, hyp = (
+                    layout.reference(task, dset),
+                    layout.hypotheses(task, run.name, dset),
+                )
                 if not hyp.is_file():
                     raise FileNotFoundError(f"{hyp}: the {task} probe of {run.name} is not decoded")
                 if task == "pr":
@@ -277,7 +375,7 @@ def score_probes(
                 else:
                     metric, value = f"SID accuracy {dset} (%)", accuracy(reference, hyp)
                 rows.append(dict(model=run.name, task=task, metric=metric, value=value))
-            model_file = exp / checkpoint
+            model_file = layout.probe_exp(task, run.name) / checkpoint
             if not model_file.is_file():
                 raise FileNotFoundError(
                     f"{model_file}: the {task} probe of {run.name} has not trained"

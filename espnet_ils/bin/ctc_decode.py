@@ -39,6 +39,7 @@ import torch
 
 from espnet_ils.bin import setup_logging
 from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
+from espnet_ils.decoding.ctc_logprobs import read_logprobs
 from espnet_ils.decoding.lexicon import (
     BEAM_SIZE,
     BEAM_THRESHOLD,
@@ -49,7 +50,6 @@ from espnet_ils.decoding.lexicon import (
     best_path,
     decode_all,
     letter_lexicon,
-    read_logprobs,
     read_token_list,
     read_word_list,
     tune,

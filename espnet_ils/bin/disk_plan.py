@@ -66,7 +66,6 @@ def get_parser() -> argparse.ArgumentParser:
     add("--token_list", type=Path, required=True, help="the fine-tuning letters (stage 8)")
     add("--probe_pr_config", type=Path, default=None)
     add("--probe_sid_config", type=Path, default=None)
-    add("--probes_dir", type=optional_path, default=None)
     add("--lm_config", type=optional_path, default=None)
     add("--lm_dir", type=optional_path, default=None, help="the letter LM's experiment folder")
     add("--lm_text", type=optional_path, default=None, help="the letter LM's text folder")
@@ -75,6 +74,7 @@ def get_parser() -> argparse.ArgumentParser:
     add("--asr_args", type=words, default=[])
     add("--lm_args", type=words, default=[])
     add("--probe_args", type=words, default=[])
+    add("--hub_folders", choices=["true", "false"], default="false", help="stage 12 writes them")
     add_run_arguments(parser)
     return parser
 
@@ -121,7 +121,6 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         decode_modes=args.decode_modes,
         probe_tasks=args.probe_tasks,
         probe_configs=probe_configs,
-        probes_dir=args.probes_dir,
         lm_config=args.lm_config,
         lm_exp=args.lm_exp,
         lm_dir=args.lm_dir,
@@ -134,6 +133,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         asr_args=args.asr_args,
         lm_args=args.lm_args,
         probe_args=args.probe_args,
+        hub_folders=args.hub_folders == "true",
     )
 
 

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes before the model is built)
 from espnet_ils.bin import add_shard_arguments, setup_logging
-from espnet_ils.decoding.lexicon import dump_ctc_logprobs
+from espnet_ils.decoding.ctc_logprobs import dump_ctc_logprobs
 
 logger = logging.getLogger("espnet_ils.dump_ctc_logprobs")
 

@@ -10,10 +10,13 @@ and the token list from the first (training) set's phones:
 Speaker identification: one set's utterances split per speaker into train, valid and test
 (``--held_out`` of each speaker's utterances for valid and as many for test), labelled by speaker:
 
-    python -m espnet_ils.bin.prepare_probes sid --src dump/raw/train --outdir dump/probe/sid \
+    python -m espnet_ils.bin.prepare_probes sid --src dump/raw/train \
+        --split train dump/probe/sid/train --split valid dump/probe/sid/valid \
+        --split test dump/probe/sid/test --token_list dump/probe/sid/tokens.txt \
         --held_out 0.1 --seed 0
 
-Each output directory holds ``wav.scp``, ``speech_shape`` and ``text`` (phones, or the speaker).
+Each output directory holds ``wav.scp``, ``speech_shape`` and ``text`` (phones, or the speaker);
+where they go is the caller's (the recipe's from ``espnet_ils.bin.probe_layout``).
 """
 
 import argparse
@@ -51,7 +54,15 @@ def get_parser() -> argparse.ArgumentParser:
     pr.add_argument("--token_list", type=Path, required=True, help="Phone token list to write")
     sid = tasks.add_parser("sid", help="speaker identification")
     sid.add_argument("--src", type=Path, required=True, help="Formatted set with utt2spk")
-    sid.add_argument("--outdir", type=Path, required=True, help="Gets train/, valid/, test/")
+    sid.add_argument(
+        "--split",
+        nargs=2,
+        action="append",
+        required=True,
+        metavar=("NAME", "DST"),
+        help=f"A split ({', '.join(SID_SPLITS)}) and its probe directory; each once",
+    )
+    sid.add_argument("--token_list", type=Path, required=True, help="Speaker token list to write")
     sid.add_argument(
         "--held_out", type=float, default=0.1, help="Share per speaker, valid and test"
     )
@@ -70,13 +81,19 @@ def main(cmd: Optional[List[str]] = None) -> None:
                 write_phone_tokens(transcripts, args.token_list)
             logger.info("%s: phone transcripts of %d utterances", dst, len(transcripts))
     else:
+        outdirs = dict(args.split)
+        if sorted(outdirs) != sorted(SID_SPLITS) or len(args.split) != len(SID_SPLITS):
+            raise SystemExit(
+                f"prepare_probes sid: error: --split {[name for name, _ in args.split]}: give "
+                f"each of {list(SID_SPLITS)} once"
+            )
         splits = split_by_speaker(read_key_file(args.src / "utt2spk"), args.held_out, args.seed)
         for name in SID_SPLITS:
-            write_probe_set(args.src, args.outdir / name, splits[name])
-        write_class_tokens(splits["train"], args.outdir / "tokens.txt")
+            write_probe_set(args.src, Path(outdirs[name]), splits[name])
+        write_class_tokens(splits["train"], args.token_list)
         logger.info(
             "%s: %d speakers; %s utterances",
-            args.outdir,
+            args.src,
             len(set(splits["train"].values())),
             ", ".join(f"{name} {len(splits[name])}" for name in SID_SPLITS),
         )

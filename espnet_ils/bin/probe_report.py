@@ -1,30 +1,37 @@
 #!/usr/bin/env python3
 """Score the frozen probes of every run and plot the layer weights they learned, per arm.
 
-Reads the run manifest (``exp/runs.tsv``), each run's probe experiments
-``<probe_dir>/<task>_<run>`` (decodings and checkpoint, see ``espnet_ils.analysis.probes``) and the
-references; writes ``<probe_dir>/probes.tsv`` (PER and accuracy per run), ``layer_weights.tsv``
-and ``layer_weights.png``:
+Reads the run manifest (``exp/runs.tsv``), each run's probe experiments (decodings and
+checkpoint) and the references where ``espnet_ils.analysis.probes.ProbeLayout`` puts them under the
+recipe's roots; writes ``probes.tsv`` (PER and accuracy per run), ``layer_weights.tsv`` and
+``layer_weights.png`` into the probes' experiments folder:
 
-    python -m espnet_ils.bin.probe_report --runs exp/runs.tsv --probe_dir exp/probes_it2_L6_km500 \
-        --reference pr test_clean dump/probe/pr/test_clean/text \
-        --reference sid test dump/probe/sid/test/text
+    python -m espnet_ils.bin.probe_report --runs exp/runs.tsv --dumpdir dump --expdir exp \
+        --it2_tag it2_L6_km500 --probe_tasks "pr sid" --test_sets "test_clean test_other"
+
+The phone probe is scored on ``--test_sets``, the speaker probe on its held-out utterances.
 """
 
 import argparse
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from espnet_ils.analysis.comparison import read_runs
 from espnet_ils.analysis.probes import (
-    PROBE_TASKS,
     plot_layer_weights,
+    probe_test_sets,
     score_probes,
     write_layer_weights,
     write_probe_results,
 )
 from espnet_ils.bin import setup_logging
+from espnet_ils.bin.probe_layout import (
+    add_layout_arguments,
+    add_task_arguments,
+    check_tasks,
+    layout_of,
+)
 
 logger = logging.getLogger("espnet_ils.probe_report")
 
@@ -32,32 +39,26 @@ logger = logging.getLogger("espnet_ils.probe_report")
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=Path, required=True, help="Run manifest (exp/runs.tsv)")
-    parser.add_argument("--probe_dir", type=Path, required=True, help="The probes' experiments")
-    parser.add_argument(
-        "--reference",
-        nargs=3,
-        action="append",
-        required=True,
-        metavar=("TASK", "SET", "TEXT"),
-        help=f"A probe task ({', '.join(PROBE_TASKS)}), a test set, its reference text",
-    )
+    add_layout_arguments(parser)
+    add_task_arguments(parser)
     parser.add_argument("--checkpoint", default="valid.loss.best.pth", help="Probe checkpoint")
     return parser
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    args = get_parser().parse_args(cmd)
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    check_tasks(parser, args)
     setup_logging(args)
-    references: Dict[str, Dict[str, Path]] = {}
-    for task, dset, text in args.reference:
-        references.setdefault(task, {})[dset] = Path(text)
-    rows, weights = score_probes(read_runs(args.runs), args.probe_dir, references, args.checkpoint)
-    write_probe_results(rows, args.probe_dir / "probes.tsv")
-    write_layer_weights(weights, args.probe_dir / "layer_weights.tsv")
-    plot_layer_weights(weights, args.probe_dir / "layer_weights.png")
+    layout = layout_of(args)
+    test_sets = {task: probe_test_sets(task, args.test_sets) for task in args.probe_tasks}
+    rows, weights = score_probes(read_runs(args.runs), layout, test_sets, args.checkpoint)
+    write_probe_results(rows, layout.results)
+    write_layer_weights(weights, layout.weights_table)
+    plot_layer_weights(weights, layout.weights_plot)
     for row in rows:
         logger.info("%s %s: %.2f", row["model"], row["metric"], row["value"])
-    logger.info("wrote %s/{probes.tsv,layer_weights.tsv,layer_weights.png}", args.probe_dir)
+    logger.info("wrote %s, %s, %s", layout.results, layout.weights_table, layout.weights_plot)
 
 
 if __name__ == "__main__":

@@ -73,21 +73,18 @@ def check_task(option: str, config: Path, expected: str) -> None:
 def build_ssl(
     option: str, config: Path, num_classes: int, cluster_option: str
 ) -> Tuple[torch.nn.Module, argparse.Namespace]:
-    """Build a pretraining config with the token list the labels of ``num_classes`` will have."""
+    """Build a pretraining config with the token list the labels of ``num_classes`` will have (the
+    task takes the loss's cluster count from it, and refuses a config that states another)."""
     check_task(option, config, "pretraining (SSL task)")
     args = parse(ILSSSLTask, config)
-    for loss in args.loss or []:
-        found = (loss.get("conf") or {}).get("num_classes")
-        if found is not None and found != num_classes:
-            raise ConfigError(
-                f"{cluster_option} {num_classes} but {config} has num_classes: {found}; make them "
-                "equal (the loss predicts the k-means clusters)"
-            )
     args.token_list = cluster_token_list(num_classes)
     try:
         model = ILSSSLTask.build_model(args)
     except Exception as error:  # whatever the build raises, it comes from this config
-        raise ConfigError(f"{option} {config} does not build: {_describe(error)}") from error
+        raise ConfigError(
+            f"{option} {config} does not build with the token list of {cluster_option} "
+            f"{num_classes}: {_describe(error)}"
+        ) from error
     return model, args
 
 

@@ -24,7 +24,12 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, List, Mapping, Optional, Sequence
 
-from espnet_ils.analysis.probes import phone_transcripts
+from espnet_ils.analysis.probes import (
+    SID_MIN_UTTERANCES,
+    SID_SPLITS,
+    phone_transcripts,
+    probe_sets,
+)
 from espnet_ils.data.audio import ENCODER_HOP, MFCC_HOP, num_frames
 from espnet_ils.data.kaldi_files import read_key_file
 from espnet_ils.data.splits import key_hash
@@ -32,7 +37,6 @@ from espnet_ils.targets.kmeans import choose_by_duration, choose_portion, choose
 
 logger = logging.getLogger(__name__)
 
-SID_MIN_UTTERANCES = 3  # one each for the probe's train, valid and test splits
 # The encoder the per-block analysis reads (espnet_ils.layer_features); stage 7 skips the cluster
 # quality of other encoders.
 BLOCK_ANALYSIS_ENCODER = "ils_transformer"
@@ -249,12 +253,13 @@ def data_requirements(options: DataOptions, raw_dir: Path) -> List[Requirement]:
                 (7,),
                 f"--probe_tasks sid (--probe_sid_set {o.probe_sid_set})",
                 f"at least {SID_MIN_UTTERANCES} utterances per speaker (one each for the "
-                "probe's train, valid and test)",
+                f"probe's {', '.join(SID_SPLITS)})",
                 partial(speaker_shortfall, SID_MIN_UTTERANCES),
             )
         )
     if "pr" in o.probe_tasks and not o.phone_alignments:  # imported ones: checked by the import
-        for name in dict.fromkeys((o.probe_pr_train_set, o.valid_set, *o.test_sets)):
+        sets = probe_sets("pr", o.probe_pr_train_set, o.valid_set, o.test_sets)
+        for name in dict.fromkeys(sets["train"] + sets["valid"] + sets["test"]):
             needs.append(
                 Requirement(
                     name,

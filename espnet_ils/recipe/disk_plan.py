@@ -45,7 +45,8 @@ partial or sample copy is sized as such), else unknown (0 h).
    of the valid set (modes ngram, lm_*, which tune on it).
 10. Tables only: nothing counted.
 11. Per run, a zip of the fine-tuned model and its SSL model (stored as they are).
-12. Upload: nothing.
+12. With ``--hf_repo``, per run, the Hub folder: the zip's files unpacked (as many bytes) and the
+    model card; the upload itself writes nothing here.
 
 With ``--num_splits_ssl`` / ``--num_splits_asr`` above 1 the training set's wav.scp, labels (or
 text) and shape file are copied once more into the parts (stages 4, 6, 8).
@@ -93,6 +94,7 @@ from typing import (
 
 import yaml
 
+from espnet_ils.analysis.probes import ProbeLayout
 from espnet_ils.data.audio import ENCODER_HOP, MFCC_HOP, SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -294,7 +296,6 @@ class RunOptions:
     decode_modes: Sequence[str] = ()
     probe_tasks: Sequence[str] = ()
     probe_configs: Mapping[str, Path] = field(default_factory=dict)  # task -> config
-    probes_dir: Optional[Path] = None
     lm_config: Optional[Path] = None
     lm_exp: Optional[Path] = None
     lm_dir: Optional[Path] = None
@@ -309,6 +310,7 @@ class RunOptions:
     probe_args: Sequence[str] = ()
     label_model: Optional[Path] = None  # targets from another model: no iteration 1 (stages 3-4)
     label_kmeans: Optional[Path] = None  # a given k-means model: stage 5 writes no features
+    hub_folders: bool = False  # stage 12 writes each run's Hub folder (ils.sh with --hf_repo)
 
     def roots(self) -> Dict[str, Path]:
         """The folders a run writes under, by the option (or db.sh variable) that names them."""
@@ -837,13 +839,14 @@ class _Planner:
     # stage 7 ----------------------------------------------------------------------------------
     def stage7(self) -> List[Row]:
         o = self.o
-        if not o.probe_tasks or o.probes_dir is None:
+        if not o.probe_tasks:
             return []
+        layout = ProbeLayout.of_recipe(o.dumpdir, o.expdir, o.it2_tag)
         test_hours = sum(self.size(s).hours for s in o.test_sets)
-        phones = token_count(o.dumpdir / "probe" / "pr" / "tokens.txt", PHONES)
+        phones = token_count(layout.token_list("pr"), PHONES)
         rows = []
         for task in o.probe_tasks:
-            exps = sorted(o.probes_dir.glob(f"{task}_*"))  # <task>_<run>
+            exps = layout.probe_exps(task)
             what = f"{task} probes of {len(o.ssl_exps)} run(s)"
             if sum((e / ".done").is_file() for e in exps) >= len(o.ssl_exps):  # all trained
                 size, files = sum(folder_bytes(e, recursive=False) for e in exps), 0
@@ -855,7 +858,7 @@ class _Planner:
                 size += len(o.ssl_exps) * test_hours * 3600 * FRAME_RATE * phones * FLOAT32
                 what += f" and their CTC log-probs of {', '.join(o.test_sets)}"
             there = sum(folder_bytes(e) for e in exps)
-            rows.append(_row(7, "--expdir", o.probes_dir, what, None, files, size, there))
+            rows.append(_row(7, "--expdir", layout.exp, what, None, files, size, there))
         return rows
 
     # stage 8 ----------------------------------------------------------------------------------
@@ -919,23 +922,36 @@ class _Planner:
         ]
 
     # stage 11 ---------------------------------------------------------------------------------
-    def stage11(self) -> List[Row]:
+    def packed_bytes(self) -> int:
+        """A packed model: the fine-tuned model and its SSL model, stored as they are."""
         o = self.o
-        what = "zip of the fine-tuned model and its SSL model"
+        vocabulary = token_count(o.token_list, LETTERS)
+        asr = self.models.finetuned(o.asr_config, o.asr_args, o.it2_config, vocabulary)
+        return asr.model_bytes + self.models.ssl(o.it2_config, o.pretrain_args)[0].model_bytes
+
+    def packed_rows(self, stage: int, folder: str, marker: str, what: str) -> List[Row]:
+        """Per run, ``<asr exp>/<folder>`` holding a packed model's bytes; what it holds when
+        ``<asr exp>/<marker>`` says it is done."""
         rows, size = [], None
-        for exp in o.asr_exps:
-            if list((exp / "packed").glob("*.zip.done")):  # packed: what it holds
-                there = folder_bytes(exp / "packed")
-                rows.append(_row(11, "--expdir", exp / "packed", f"{what} (done)", None, 1, there))
+        for exp in self.o.asr_exps:
+            if list(exp.glob(marker)):
+                there = folder_bytes(exp / folder)
+                rows.append(_row(stage, "--expdir", exp / folder, f"{what} (done)", None, 1, there))
                 continue
-            if size is None:
-                vocabulary = token_count(o.token_list, LETTERS)
-                asr = self.models.finetuned(o.asr_config, o.asr_args, o.it2_config, vocabulary)
-                size = (
-                    asr.model_bytes + self.models.ssl(o.it2_config, o.pretrain_args)[0].model_bytes
-                )
-            rows.append(_row(11, "--expdir", exp / "packed", what, None, 1, size))
+            size = self.packed_bytes() if size is None else size
+            rows.append(_row(stage, "--expdir", exp / folder, what, None, 1, size))
         return rows
+
+    def stage11(self) -> List[Row]:
+        what = "zip of the fine-tuned model and its SSL model"
+        return self.packed_rows(11, "packed", "packed/*.zip.done", what)
+
+    # stage 12 ---------------------------------------------------------------------------------
+    def stage12(self) -> List[Row]:
+        if not self.o.hub_folders:
+            return []
+        what = "Hub folder: the zip unpacked, its model card"
+        return self.packed_rows(12, "hub", "hub.done", what)
 
     def rows(self) -> List[Row]:
         stages: Dict[int, Callable[[], List[Row]]] = {
@@ -949,6 +965,7 @@ class _Planner:
             8: self.stage8,
             9: self.stage9,
             11: self.stage11,
+            12: self.stage12,
         }
         rows: List[Row] = []
         if self.o.label_model:  # ils.sh skips iteration 1

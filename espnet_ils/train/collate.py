@@ -76,8 +76,8 @@ class ILSCollateFn:
             raise ValueError(
                 f"utterance {utt}: label id {int(labels[unknown[0]])} at frame {int(unknown[0])} "
                 f"is not one of the {self.num_classes} cluster ids (id {self.num_classes} is "
-                f"{UNK}: a label missing from the token list). Check that loss conf num_classes "
-                "and the token list match the k-means model the labels were dumped with"
+                f"{UNK}: a label missing from the token list). Check that the token list "
+                "matches the k-means model the labels were dumped with"
             )
         num_samples = sample["speech"].shape[0]
         frames = max(0, (num_samples - self.window) // self.shift + 1)

@@ -41,28 +41,59 @@ from espnet_ils.train.collate import ILSCollateFn
 SSL_FRONTEND_DROPPED = "losses."
 
 
-def check_token_list(token_list: List[str], num_classes: int) -> None:
-    """The SSL token list must be the ``num_classes`` cluster ids followed by ``<unk>``.
+def token_list_classes(args: argparse.Namespace) -> int:
+    """The k-means clusters of the SSL token list: its ids ``0..C-1`` followed by ``<unk>``.
 
     ESPnet's tokenizer needs ``<unk>``; putting it last keeps token id == cluster id.
+
+    Raises:
+        ValueError: The token list does not end with ``<unk>`` (naming it).
     """
-    if len(token_list) != num_classes + 1 or token_list[-1] != UNK:
+    tokens = _token_list(args.token_list)
+    if not tokens or tokens[-1] != UNK:
         raise ValueError(
-            f"token_list has {len(token_list)} entries (last: {token_list[-1]!r}) but the ILS loss "
-            f"has num_classes={num_classes}: expected {num_classes} cluster ids followed by "
-            f"'{UNK}' ({num_classes + 1} lines). Set loss conf num_classes to the k-means size "
-            "or pass the token list written with the labels."
+            f"{_token_list_name(args)} ends with {tokens[-1:]}: an SSL token list holds the "
+            f"k-means cluster ids followed by '{UNK}' (espnet_ils.bin.write_token_list)"
         )
+    return len(tokens) - 1
+
+
+def with_num_classes(args: argparse.Namespace) -> List[dict]:
+    """``args.loss`` with each ``ils`` loss's ``num_classes`` taken from the token list, the one
+    source of the cluster count (as ESPnet's ASR task takes its vocabulary size from it).
+
+    A ``num_classes`` the config states must agree with the token list.
+
+    Raises:
+        ValueError: A config's ``num_classes`` differs from the token list's clusters, naming both
+            values and where each came from.
+    """
+    num_classes = token_list_classes(args)
+    config = getattr(args, "config", None) or "the config"
+    losses = []
+    for loss in args.loss or []:
+        conf = dict(loss.get("conf") or {})
+        if loss.get("name") == "ils":
+            stated = conf.setdefault("num_classes", num_classes)
+            if stated != num_classes:
+                raise ValueError(
+                    f"loss conf num_classes={stated} (in {config}) but "
+                    f"{_token_list_name(args)} holds {num_classes} cluster ids: the loss predicts "
+                    "the token list's clusters. Leave num_classes out of the config to take it "
+                    "from the token list, or write the token list with the k-means size"
+                )
+        losses.append({**loss, "conf": conf})
+    return losses
 
 
 def check_ils_model(model: ESPnetSSLModel, encoder_conf: dict) -> None:
-    """Check every ILS loss of ``model`` against its token list and its encoder's depth and layer
-    drop (``encoder_conf``, the config it was built from)."""
+    """Check every ILS loss of ``model`` against its encoder's depth and layer drop
+    (``encoder_conf``, the config it was built from); its cluster count is the token list's
+    (:func:`with_num_classes`)."""
     num_blocks = len(getattr(model.encoder, "encoders", ()))
     for loss in model.losses:
         if not isinstance(loss, ILSLoss):
             continue
-        check_token_list(list(model.token_list), loss.num_classes)
         if num_blocks and max(loss.layers) > num_blocks:
             raise ValueError(
                 f"loss conf layers={list(loss.layers)}: block {max(loss.layers)} does not exist, "
@@ -121,6 +152,7 @@ class ILSSSLTask(SSLTask):
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ESPnetSSLModel:
         check_pretraining_encoder_conf(args.encoder_conf)
+        args.loss = with_num_classes(args)  # before ESPnet reads a token list file into a list
         model = super().build_model(args)
         check_ils_model(model, args.encoder_conf)
         return model
@@ -130,7 +162,7 @@ class ILSSSLTask(SSLTask):
         collate = super().build_collate_fn(args, train)
         return ILSCollateFn(
             collate,
-            num_classes=len(_token_list(args.token_list)) - 1,  # the last token is <unk>
+            num_classes=token_list_classes(args),
             max_sample_size=args.collate_fn_conf.get("max_sample_size"),
             label_length_tolerance=args.collate_fn_conf.get("label_length_tolerance", 1),
         )
@@ -203,3 +235,10 @@ def _token_list(token_list: Union[str, List[str]]) -> List[str]:
     if isinstance(token_list, str):
         return Path(token_list).read_text(encoding="utf-8").splitlines()
     return list(token_list)
+
+
+def _token_list_name(args: argparse.Namespace) -> str:
+    """The token list as an error names it: its file, or its length when given as a list."""
+    if isinstance(args.token_list, str):
+        return f"the token list {args.token_list}"
+    return f"the token list ({len(args.token_list)} tokens)"

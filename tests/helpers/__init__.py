@@ -13,6 +13,8 @@
 - ``decoding``: the synthetic CTC log-probs, lexicon words and bigram of the decoding tests, and a
   tiny CTC model over their letters.
 - ``lm``: the grammar texts and the letter Transformer LM of the LM tests.
+- ``hub_cache``: a Hugging Face Hub cache holding a model repository, as ``snapshot_download``
+  leaves it.
 - ``stand_in_wget``: the ``wget`` that conftest.py's ``stand_in`` fixture puts on PATH.
 - ``images``: a written PNG's pixel size.
 

@@ -1,13 +1,16 @@
 """The decoding tests' synthetic CTC outputs: a letter token list, lexicon words, a bigram ARPA,
 references, and per utterance the frames whose best path is misspelled (KAT) or acoustically
 ambiguous (HAT/MAT, HAT/SAT), as log-probs (``ctc_log_probs``); and a tiny CTC model over the same
-token list (``tiny_asr_model``)."""
+token list (``tiny_asr_model``); ``write_scp`` keeps log-probs as the recipe does."""
 
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Mapping, Tuple
 
+import numpy as np
 import torch
 from torch import nn
+
+from espnet_ils.data.shards import feature_shard_writer
 
 TOKENS = [
     "<blank>",
@@ -102,3 +105,11 @@ def tiny_asr_model(tmp_path: Path) -> Tuple[nn.Module, Path, Path]:
     config.write_text(yaml.safe_dump(vars(args)))
     torch.save(model.state_dict(), weights)
     return model, config, weights
+
+
+def write_scp(log_probs: Mapping[str, np.ndarray], outdir: Path) -> Path:
+    """Keep ``{utt: (T, V) log-probs}`` as dump_ctc_logprobs does (one shard); its scp."""
+    with feature_shard_writer(outdir, 1) as writer:
+        for utt, matrix in log_probs.items():
+            writer[utt] = matrix
+    return outdir / "feats.1.scp"

@@ -97,7 +97,9 @@ rescore_beam_size=50   # lm_rescore: hypotheses the lexicon-free search keeps, a
 lm_weights=0.5,1       # lm_fusion, lm_rescore: LM weights tried on --valid_set.
 lm_penalties=0,1       # lm_fusion, lm_rescore: per-letter bonuses tried on --valid_set.
 inference_model=valid.cer_ctc.best.pth  # Checkpoint of the fine-tuned model to decode and pack; valid.cer_ctc.ave.pth or valid.loss.ave.pth: ESPnet's average of the keep_nbest_models best.
-hf_repo=               # Hugging Face repository for stage 12; empty skips the upload.
+hf_license=cc-by-4.0   # Stage 12: licence of the shared models' files, a Hub licence id (LibriSpeech's is CC BY 4.0).
+hf_upload=true         # Stage 12: true uploads each run's Hub folder; false only writes it (<asr exp>/hub), to inspect it before a later upload.
+hf_repo=               # Stage 12: Hugging Face repository (user/name) that Speech2Text.from_pretrained loads; with several runs (--baseline true, several --it2_seeds) one per run, user/name_<run>; empty skips stage 12.
 
 # Option parsing: the options are exactly the variables assigned from "# General options" down to
 # this line; the parser accepts these names and --help lists them (one source of truth).
@@ -142,7 +144,9 @@ Stages:
      the ILS vs HuBERT table (error rates, per-layer PNMI, probes, seed spread) in \${expdir}/comparison_<set>.md,
      shown in the log; the runs it compares are listed in \${expdir}/runs.tsv (written from stage 6 on)
  11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
- 12: upload to Hugging Face (skipped unless --hf_repo is set)
+ 12: sharing on the Hugging Face Hub (skipped unless --hf_repo is set): each packed model as ESPnet's
+     Hub models hold it (the zip's files and a model card with \${expdir}/RESULTS.md, the configs,
+     licence and citations) in <asr exp>/hub, then uploaded (--hf_upload)
 
 Options (defaults in brackets):
 ${option_help}
@@ -215,6 +219,9 @@ if [ -n "${label_model}" ] && [ "${it2_layer}" = auto ]; then
     die "--it2_layer auto scores the iteration-1 model's blocks; with --label_model give the block (the paper's LARGE: 9 of HuBERT BASE)"
 fi
 case ${kmeans_feats_storage} in float32 | two_byte) ;; *) die "--kmeans_feats_storage ${kmeans_feats_storage}: float32 or two_byte" ;; esac
+case ${hf_upload} in true | false) ;; *) die "--hf_upload ${hf_upload}: true or false" ;; esac
+[ -z "${hf_repo}" ] || [[ ${hf_repo} =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ ]] \
+    || die "--hf_repo ${hf_repo}: a Hugging Face repository is user/name (letters, digits, . _ -)"
 is_number "${quality_fit_hours}" || die "--quality_fit_hours must be a non-negative number, got '${quality_fit_hours}'"
 if [ "${stage}" -lt 1 ] || [ "${stage}" -gt 12 ]; then die "--stage ${stage}: stages are 1..12 (see --help)"; fi
 if [ "${stop_stage}" -lt 1 ] || [ "${stop_stage}" -gt 12 ]; then die "--stop_stage ${stop_stage}: stages are 1..12"; fi
@@ -321,10 +328,7 @@ run_args=(--train_set "${train_set}" --valid_set "${valid_set}" --finetune_set "
     --num_splits_ssl "${num_splits_ssl}" --num_splits_asr "${num_splits_asr}"
     --decode_modes "${decode_modes}" --probe_tasks "${probe_tasks}" --lm_exp "${lm_exp}" --ngram_arpa "${ngram_arpa}")
 
-# Where the stages write what several of them read.
-# The frozen probes of stage 7 (espnet_ils.analysis.probes): their data in ${probe_data}/{pr,sid}, each
-# run's probe experiment in $(probes_dir)/<task>_<run>, decoded into decode_<set>/text.
-probe_data=${dumpdir}/probe
+# Where the stages write what several of them read (the probes' layout: load_probe_layout).
 token_dir=${dumpdir}/token_list/char
 ngram_dir=${expdir}/lm/ngram_${ngram_order}gram
 ngram_lm=${ngram_arpa:-${ngram_dir}/lm.arpa}  # the word n-gram decode mode ngram searches with
@@ -348,10 +352,11 @@ case ${disk_check} in
             --kmeans_feats_storage "${kmeans_feats_storage}" --asr_config "${asr_config}" \
             --asr_exps "${asr_exps}" --token_list "${token_dir}/tokens.txt" \
             --probe_pr_config "${probe_pr_config}" --probe_sid_config "${probe_sid_config}" \
-            --probes_dir "$(probes_dir)" --lm_config "${lm_config}" \
+            --lm_config "${lm_config}" \
             --lm_dir "${lm_dir}" --lm_text "${lm_text}" --lm_train_corpus "${lm_train_corpus}" \
             --pretrain_args="${pretrain_args}" \
             --asr_args="${asr_args}" --lm_args="${lm_args}" --probe_args="${probe_args}" \
+            --hub_folders "$([ -n "${hf_repo}" ] && echo true || echo false)" \
             || die "disk plan: see above (--disk_check false skips it)" ;;
     false) log "Disk plan skipped (--disk_check false)" ;;
     *) die "--disk_check ${disk_check}: true or false" ;;
@@ -390,6 +395,6 @@ if run_stage 8; then finetune_runs; fi  # steps/finetune.sh
 if run_stage 9; then each_run decode_run; fi  # steps/decode.sh
 if run_stage 10; then score_runs; fi  # steps/score.sh
 if run_stage 11; then pack_runs; fi  # steps/pack.sh
-if run_stage 12; then upload_runs; fi  # steps/pack.sh
+if run_stage 12; then share_runs; fi  # steps/pack.sh
 
 log "Successfully finished. [elapsed=${SECONDS}s]"

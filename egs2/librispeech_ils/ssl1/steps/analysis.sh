@@ -62,23 +62,26 @@ layer_quality() {
     step_finished "${out}/.done"
 }
 
-# "prepare_probe_data <ready>": phone transcripts (from the phone alignments) of the pr probe's
-# sets, and the speakers' train / valid / test split of the sid probe's set. Sets the variable named
-# <ready> to the tasks of --probe_tasks whose data is there (pr is skipped, saying so, without phone
-# alignments, as the cluster quality is).
+# The frozen probes of stage 7 (espnet_ils.analysis.probes) read their paths from the probe layout
+# that analyse_runs loads (load_probe_layout), passed on by the name of its array (<layout>).
+
+# "prepare_probe_data <layout> <ready>": phone transcripts (from the phone alignments) of the pr
+# probe's sets, and the speakers' train / valid / test split of the sid probe's set. Sets the
+# variable named <ready> to the tasks of --probe_tasks whose data is there (pr is skipped, saying
+# so, without phone alignments, as the cluster quality is).
 prepare_probe_data() {
-    local -n probes_ready=$1
-    local pr_sets="${probe_pr_train_set} ${valid_set} ${test_sets}" sets=() dset utt2spk inputs=()
+    local -n data_paths=$1 probes_ready=$2
+    local pr_sets="${data_paths[pr/sets]:-}" sets=() dset utt2spk inputs=()
     probes_ready=""
     if [[ " ${probe_tasks} " == *" pr "* ]]; then
         if prepare_alignments inputs "Stage 7" "${pr_sets}"; then
-            for dset in ${pr_sets}; do sets+=(--set "${dumpdir}/raw/${dset}" "${probe_data}/pr/${dset}"); done
-            if ! step_done "${probe_data}/pr/.done" "Stage 7: phone-recognition probe data ${probe_data}/pr" \
+            for dset in ${pr_sets}; do sets+=(--set "${dumpdir}/raw/${dset}" "${data_paths[pr/set/${dset}]}"); done
+            if ! step_done "${data_paths[pr/done]}" "Stage 7: phone-recognition probe data ${data_paths[pr/data]}" \
                     --option "sets=${pr_sets}" "${inputs[@]}"; then
-                log "Stage 7: phone transcripts of ${pr_sets} -> ${probe_data}/pr"
-                ${python} -m espnet_ils.bin.prepare_probes pr "${sets[@]}" --token_list "${probe_data}/pr/tokens.txt" \
+                log "Stage 7: phone transcripts of ${pr_sets} -> ${data_paths[pr/data]}"
+                ${python} -m espnet_ils.bin.prepare_probes pr "${sets[@]}" --token_list "${data_paths[pr/tokens]}" \
                     || die "Stage 7: the phone transcripts failed (see above)"
-                step_finished "${probe_data}/pr/.done"
+                step_finished "${data_paths[pr/done]}"
             fi
             probes_ready+=" pr"
         else
@@ -88,34 +91,36 @@ prepare_probe_data() {
     if [[ " ${probe_tasks} " == *" sid "* ]]; then
         utt2spk=${dumpdir}/raw/${probe_sid_set}/utt2spk
         [ -f "${utt2spk}" ] || die "Stage 7: ${utt2spk} missing: run stage 2 (the sid probe's set, --probe_sid_set)"
-        if ! step_done "${probe_data}/sid/.done" "Stage 7: speaker-identification probe data ${probe_data}/sid" \
+        if ! step_done "${data_paths[sid/done]}" "Stage 7: speaker-identification probe data ${data_paths[sid/data]}" \
                 --option "held_out=${probe_held_out}" --option "seed=${seed}" --input "utt2spk=${utt2spk}" \
                 --input "wav_scp=${dumpdir}/raw/${probe_sid_set}/wav.scp"; then
-            log "Stage 7: the utterances of ${probe_sid_set} split per speaker -> ${probe_data}/sid/{train,valid,test}"
-            ${python} -m espnet_ils.bin.prepare_probes sid --src "${dumpdir}/raw/${probe_sid_set}" \
-                --outdir "${probe_data}/sid" --held_out "${probe_held_out}" --seed "${seed}" \
+            sets=()
+            for dset in ${data_paths[sid/sets]}; do sets+=(--split "${dset}" "${data_paths[sid/set/${dset}]}"); done
+            log "Stage 7: the utterances of ${probe_sid_set} split per speaker into ${data_paths[sid/sets]} -> ${data_paths[sid/data]}"
+            ${python} -m espnet_ils.bin.prepare_probes sid --src "${dumpdir}/raw/${probe_sid_set}" "${sets[@]}" \
+                --token_list "${data_paths[sid/tokens]}" --held_out "${probe_held_out}" --seed "${seed}" \
                 || die "Stage 7: the speaker split failed (see above)"
-            step_finished "${probe_data}/sid/.done"
+            step_finished "${data_paths[sid/done]}"
         fi
         probes_ready+=" sid"
     fi
 }
 
-# One probe of one run: probe_train <run> <task>, through ESPnet's ASR (pr) or classification (sid)
-# task, on the frozen model of the run's iteration-2 pretraining.
+# One probe of one run: probe_train <layout> <run> <task>, through ESPnet's ASR (pr) or
+# classification (sid) task, on the frozen model of the run's iteration-2 pretraining.
 probe_train() {
-    local run=$1 task=$2 exp ssl_model config module train valid label data=()
-    exp=$(probe_exp_of "${run}" "${task}") ssl_model=$(ssl_exp_of "${run}")/valid.loss.best.pth
+    local -n train_paths=$1
+    local run=$2 task=$3 exp ssl_model config module train valid label data=()
+    exp=${train_paths[${task}/exp/${run}]} ssl_model=$(ssl_exp_of "${run}")/valid.loss.best.pth
+    train=${train_paths[${task}/train]} valid=${train_paths[${task}/valid]}
     [ -f "${ssl_model}" ] || die "${ssl_model} missing: run stage 6 first"
     case ${task} in
-        pr) config=${probe_pr_config} module=espnet_ils.bin.asr_train label=text
-            train=${probe_data}/pr/${probe_pr_train_set} valid=${probe_data}/pr/${valid_set} ;;
-        sid) config=${probe_sid_config} module=espnet_ils.bin.cls_train label=label
-            train=${probe_data}/sid/train valid=${probe_data}/sid/valid ;;
+        pr) config=${probe_pr_config} module=espnet_ils.bin.asr_train label=text ;;
+        sid) config=${probe_sid_config} module=espnet_ils.bin.cls_train label=label ;;
     esac
     if step_done "${exp}/.done" "Stage 7: ${task} probe ${exp}" --resumable true --option "seed=${seed_of[${run}]}" \
             --option "probe_args=${probe_args}" --input "config=${config}" --input "ssl_model=${ssl_model}" \
-            --input "data=${probe_data}/${task}/.done"; then
+            --input "data=${train_paths[${task}/done]}"; then
         return
     fi
     data_args data train "${train}" "${train}/text" "${label}"
@@ -123,67 +128,67 @@ probe_train() {
     log "Stage 7: ${task} probe of ${ssl_model} -> ${exp}; log: ${exp}/train.log"
     launch_training "${exp}" valid.loss.best.pth "${module}" --config "${config}" \
         --frontend_conf "frontend_conf.path_or_url=${ssl_model}" \
-        --token_list "${probe_data}/${task}/tokens.txt" --token_type word --use_preprocessor true \
+        --token_list "${train_paths[${task}/tokens]}" --token_type word --use_preprocessor true \
         "${data[@]}" --seed "${seed_of[${run}]}" "${probe_argv[@]}"
     step_finished "${exp}/.done"
 }
 
-# A probe's output on its test sets: probe_decode <run> <task> -> <exp>/decode_<set>/text: the
-# phone recogniser's best paths on --test_sets (pr), the predicted speakers of the held-out
-# utterances (sid).
+# A probe's output on its test sets: probe_decode <layout> <run> <task> -> text in each of its
+# decode dirs: the phone recogniser's best paths on --test_sets (pr), the predicted speakers of the
+# held-out utterances (sid).
 probe_decode() {
-    local run=$1 task=$2 exp dset dir model shards scps=() inputs=()
-    exp=$(probe_exp_of "${run}" "${task}")
-    model=${exp}/valid.loss.best.pth
-    if [ "${task}" = pr ]; then
-        for dset in ${test_sets}; do
-            dir=${exp}/decode_${dset}
-            scps=() inputs=()
-            dump_logprobs scps inputs "${exp}" "${dset}" "${model}" "${probe_data}/pr/${dset}/wav.scp"
-            step_done "${dir}.done" "Stage 7: pr probe decoding ${dir}" --input "tokens=${probe_data}/pr/tokens.txt" \
-                "${inputs[@]}" && continue
-            ${python} -m espnet_ils.bin.ctc_decode greedy --token_type word --logprobs_scp "${scps[@]}" \
-                --token_list "${probe_data}/pr/tokens.txt" --output "${dir}/text"
-            step_finished "${dir}.done"
-        done
-    else
-        dir=${exp}/decode_test
-        step_done "${dir}.done" "Stage 7: sid probe decoding ${dir}" --input "model=${model}" \
-            --input "config=${exp}/config.yaml" --input "wav_scp=${probe_data}/sid/test/wav.scp" && return 0
-        shards=$(decode_shards "${probe_data}/sid/test/wav.scp")
-        split_keys "${probe_data}/sid/test/wav.scp" "${dir}" "${shards}"
-        ${decode_cmd} JOB=1:"${shards}" "${dir}/log/classify.JOB.log" \
-            ${python} -m espnet_ils.bin.cls_inference --ngpu 0 --batch_size 1 \
-                --data_path_and_name_and_type "${probe_data}/sid/test/wav.scp,speech,sound" \
-                --key_file "${dir}/split/keys.JOB" --classification_train_config "${exp}/config.yaml" \
-                --classification_model_file "${model}" --output_dir "${dir}/output.JOB"
-        ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${shards}" \
-            --hypotheses prediction/text --output "${dir}/text"
-        step_finished "${dir}.done"
-    fi
-}
-
-probe_run() {  # probe_run <run> <tasks>: the probes <tasks> of <run>
-    local task
-    for task in $2; do
-        probe_train "$1" "${task}"
-        probe_decode "$1" "${task}"
+    local -n decode_paths=$1
+    local run=$2 task=$3 exp dset
+    exp=${decode_paths[${task}/exp/${run}]}
+    for dset in ${decode_paths[${task}/tests]}; do
+        "probe_decode_${task}" "${exp}" "${decode_paths[${task}/decode/${run}/${dset}]}" "${dset}" \
+            "${decode_paths[${task}/set/${dset}]}" "${decode_paths[${task}/tokens]}"
     done
 }
 
-# PER and accuracy of every run's probes of the tasks $1 and their layer weights ->
-# $(probes_dir)/{probes.tsv,layer_weights.tsv,layer_weights.png} (cheap: redone on every run of stage 7).
+# probe_decode_<task> <exp> <decode dir> <set> <set's probe data dir> <token list>
+probe_decode_pr() {
+    local exp=$1 dir=$2 tokens=$5 scps=() inputs=()
+    dump_logprobs scps inputs "${exp}" "$3" "${exp}/valid.loss.best.pth" "$4/wav.scp"
+    step_done "${dir}.done" "Stage 7: pr probe decoding ${dir}" --input "tokens=${tokens}" "${inputs[@]}" && return 0
+    ${python} -m espnet_ils.bin.ctc_decode greedy --token_type word --logprobs_scp "${scps[@]}" \
+        --token_list "${tokens}" --output "${dir}/text"
+    step_finished "${dir}.done"
+}
+
+probe_decode_sid() {
+    local exp=$1 dir=$2 wav_scp=$4/wav.scp model=$1/valid.loss.best.pth shards
+    step_done "${dir}.done" "Stage 7: sid probe decoding ${dir}" --input "model=${model}" \
+        --input "config=${exp}/config.yaml" --input "wav_scp=${wav_scp}" && return 0
+    shards=$(decode_shards "${wav_scp}")
+    split_keys "${wav_scp}" "${dir}" "${shards}"
+    ${decode_cmd} JOB=1:"${shards}" "${dir}/log/classify.JOB.log" \
+        ${python} -m espnet_ils.bin.cls_inference --ngpu 0 --batch_size 1 \
+            --data_path_and_name_and_type "${wav_scp},speech,sound" \
+            --key_file "${dir}/split/keys.JOB" --classification_train_config "${exp}/config.yaml" \
+            --classification_model_file "${model}" --output_dir "${dir}/output.JOB"
+    ${python} -m espnet_ils.bin.merge_decoding --decode_dir "${dir}" --nj "${shards}" \
+        --hypotheses prediction/text --output "${dir}/text"
+    step_finished "${dir}.done"
+}
+
+probe_run() {  # probe_run <run> <layout> <tasks>: the probes <tasks> of <run>
+    local task
+    for task in $3; do
+        probe_train "$2" "$1" "${task}"
+        probe_decode "$2" "$1" "${task}"
+    done
+}
+
+# "probe_report <layout> <tasks>": PER and accuracy of every run's probes of <tasks> and their
+# layer weights -> probes.tsv, layer_weights.tsv and layer_weights.png in the probes' experiments
+# folder (cheap: redone on every run of stage 7).
 probe_report() {
-    local tasks=$1 references=() dset
-    if [[ " ${tasks} " == *" pr "* ]]; then
-        for dset in ${test_sets}; do references+=(--reference pr "${dset}" "${probe_data}/pr/${dset}/text"); done
-    fi
-    if [[ " ${tasks} " == *" sid "* ]]; then
-        references+=(--reference sid test "${probe_data}/sid/test/text")
-    fi
-    ${python} -m espnet_ils.bin.probe_report --runs "${expdir}/runs.tsv" --probe_dir "$(probes_dir)" \
-        "${references[@]}" || die "Stage 7: the probes' report failed (see above)"
-    log "Stage 7: probes -> $(probes_dir)/{probes.tsv,layer_weights.png}: $(tail -n +2 "$(probes_dir)/probes.tsv" | cut -f 1,3,4 | tr '\t\n' ' ;')"
+    local -n report_paths=$1
+    ${python} -m espnet_ils.bin.probe_report --runs "${expdir}/runs.tsv" --dumpdir "${dumpdir}" \
+        --expdir "${expdir}" --it2_tag "${it2_tag}" --probe_tasks "$2" --test_sets "${test_sets}" \
+        || die "Stage 7: the probes' report failed (see above)"
+    log "Stage 7: probes -> ${report_paths[results]} and the layer weights' plot beside it: $(tail -n +2 "${report_paths[results]}" | cut -f 1,3,4 | tr '\t\n' ' ;')"
 }
 
 # Stage 5 with --it2_layer auto: the block of the iteration-1 model whose k-means labels score the
@@ -204,6 +209,8 @@ choose_it2_layer() {
 # Stage 7: the cluster quality per block of every run's iteration-2 model, and the frozen probes.
 analyse_runs() {
     local models=() run probe_tasks_ready
+    # shellcheck disable=SC2034  # filled and read by name (load_probe_layout, the probe_* functions)
+    local -A probe_paths=()
     if [ "${it2_encoder}" != ils_transformer ]; then
         # LayerFeatureExtractor takes ILSTransformerEncoder only (the others convolve over padding).
         log "Stage 7: cluster quality skipped: the per-block analysis needs the ils_transformer encoder; ${it2_config} has ${it2_encoder}"
@@ -215,9 +222,10 @@ analyse_runs() {
         log "Stage 7: no probes (--probe_tasks is empty)"
         return
     fi
-    prepare_probe_data probe_tasks_ready
+    load_probe_layout probe_paths
+    prepare_probe_data probe_paths probe_tasks_ready
     if [ -n "${probe_tasks_ready}" ]; then
-        each_run probe_run "${probe_tasks_ready}"
-        probe_report "${probe_tasks_ready}"
+        each_run probe_run probe_paths "${probe_tasks_ready}"
+        probe_report probe_paths "${probe_tasks_ready}"
     fi
 }

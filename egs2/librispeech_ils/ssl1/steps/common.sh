@@ -126,9 +126,20 @@ ssl_config_of() {
 
 asr_exp_of() { echo "${expdir}/asr_${it2_tag}_$1_$(basename "${asr_config}" .yaml)"; }
 
-probes_dir() { echo "${expdir}/probes_${it2_tag}"; }
-
-probe_exp_of() { echo "$(probes_dir)/$2_$1"; }  # probe_exp_of <run> <task>
+# "load_probe_layout <array>": where the frozen probes' data and experiments go
+# (espnet_ils.analysis.probes.ProbeLayout) into the associative array named <array>, one path per key
+# (the keys: python -m espnet_ils.bin.probe_layout --help). Read when needed, as it names the
+# iteration-2 tag that stage 5 may have chosen (--it2_layer auto).
+load_probe_layout() {
+    local -n layout_out=$1
+    local layout key value
+    layout=$(${python} -m espnet_ils.bin.probe_layout --dumpdir "${dumpdir}" --expdir "${expdir}" \
+        --it2_tag "${it2_tag}" --probe_tasks "${probe_tasks}" --runs "${runs}" \
+        --pr_train_set "${probe_pr_train_set}" --valid_set "${valid_set}" --test_sets "${test_sets}") \
+        || die "the probes' layout failed (see above)"
+    layout_out=()
+    while IFS=$'\t' read -r key value; do layout_out+=(["${key}"]="${value}"); done <<< "${layout}"
+}
 
 # The run manifest: what the runs are, as data for the tools that read them (compare_runs).
 write_runs_manifest() {

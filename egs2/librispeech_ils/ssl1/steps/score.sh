@@ -7,6 +7,7 @@
 # and with --baseline true the ILS vs HuBERT table of each test set.
 score_runs() {
     local decode_dirs=() inputs=() dset run mode dir quality probes report
+    local -A probe_paths=()
     for dset in ${test_sets}; do inputs+=(--input "ref_${dset}=${dumpdir}/raw/${dset}/text"); done
     for run in ${runs}; do
         for mode in ${decode_modes}; do
@@ -18,7 +19,8 @@ score_runs() {
             done
         done
     done
-    quality=${expdir}/cluster_quality_${it2_tag}/cluster_quality.tsv probes=$(probes_dir)/probes.tsv
+    load_probe_layout probe_paths
+    quality=${expdir}/cluster_quality_${it2_tag}/cluster_quality.tsv probes=${probe_paths[results]}
     [ "${baseline}" = true ] && [ -f "${quality}" ] && inputs+=(--input "cluster_quality=${quality}")
     [ "${baseline}" = true ] && [ -f "${probes}" ] && inputs+=(--input "probes=${probes}")
     if step_done "${expdir}/.scoring.done" "Stage 10: scoring into ${expdir}" --option "runs=${runs}" \

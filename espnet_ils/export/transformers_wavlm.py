@@ -1,0 +1,843 @@
+"""Export ILS-SSL models to Hugging Face ``transformers`` as WavLM (``WavLMModel``, ``WavLMForCTC``).
+
+ILS-SSL's encoder is WavLM's with the gated relative position bias turned off. ``transformers``'
+WavLM computes the bucket bias in block 0 (``rel_attn_embed``), passes it to every block, and
+each block multiplies it by a gate ``a * (b * gru_rel_pos_const - 1) + 2`` with
+``a, b = sigmoid(gru_rel_pos_linear(x))``. WavLM has no switch for the gate, so the export writes
+``gru_rel_pos_linear`` weight and bias 0 (``a = b = 1/2``) and ``gru_rel_pos_const = -2``: the
+gate is ``0.25 * -2 + 1.5 = 1`` exactly. A model of ours without relative bias (HuBERT,
+``relative_position_bias: false``) gets an all-zero bucket table: a bias of exactly 0.
+``transformers`` computes the bucket of ``|offset|`` with ``max_exact`` added before truncating,
+ours after; both give the same buckets (``tests/test_export_transformers.py`` checks offsets
+-20000..20000).
+
+What becomes what (``transformers`` keys of ``WavLMModel``; ``WavLMForCTC`` prefixes them with
+``wavlm.`` and adds ``lm_head``):
+
+* post-LN encoders (BASE) -> ``WavLMEncoder``: our LayerNorm before block 1 is its
+  ``encoder.layer_norm``, applied to the input of block 1 as ours.
+* pre-LN encoders (LARGE) -> ``WavLMEncoderStableLayerNorm``, which always applies
+  ``encoder.layer_norm`` to the last block's output (``last_hidden_state``; ``hidden_states[-1]``
+  stays the raw block output). Ours has no such norm: it takes the LayerNorm that reads the top
+  block in our model, i.e. the top ILS head's input norm of a pretrained model (the original's
+  ``post_layer_norm[-1]``, what its ``features_only`` path returns), or the ``after_norm`` of the
+  ASR model's ``linear`` encoder. Where there is none, it is written as a plain LayerNorm (weight
+  1, bias 0), and ``last_hidden_state`` is the top block normalised without scale or shift.
+* ``hidden_states[k]`` (``output_hidden_states=True``) is our layer k: ``0`` the input of block 1,
+  ``k`` the output of block k; :func:`export_to_transformers` loads what it wrote and the tests
+  compare every one within 1e-5 of the largest value.
+* The conv front ``ils_cnn`` -> ``feature_extractor`` (``feat_extract_norm`` ``group`` or
+  ``layer``), ``feature_projection`` -> ``feature_projection``. Ours normalises the GroupNorm
+  of BASE over each utterance's own frames; ``transformers`` over the padded batch, so a padded
+  batch changes its features of the shorter utterances (ours stay), as for every group-norm
+  wav2vec 2.0 model in ``transformers``. Without padding, and with the LayerNorm front (LARGE)
+  in any batch, the two agree.
+* Waveform normalisation (``normalize_audio``, LARGE) is the feature extractor's ``do_normalize``,
+  which divides by ``sqrt(var + 1e-7)`` where ours uses ``1e-5``, as fairseq does.
+* The mask embedding -> ``masked_spec_embed``; a fine-tuned model's masks (its ``espnet_ssl``
+  front end's ``masking_conf``) become ``mask_time_*`` / ``mask_feature_*``; a pretrained model's
+  pretraining masks do not (0.8 of the frames would be masked in fine-tuning), it keeps
+  ``transformers``' defaults. ``transformers`` draws its spans its own way: training only.
+* The CTC head ``ctc.ctc_lo`` -> ``lm_head``; ESPnet's char token list -> the vocabulary of a
+  ``Wav2Vec2CTCTokenizer`` in the same order: ``<blank>`` (id 0) is its pad token (the CTC blank),
+  ``<unk>`` its unknown token, ``<space>`` (or ``▁``) its word delimiter, ``<sos/eos>`` its
+  begin/end token.
+
+Every tensor of the target model is written (ours, or the fixed values above) and every tensor of
+ours is used or dropped for a reason stated in :data:`DROPPED` (the ILS heads, step counters);
+anything else is an error naming the keys. What WavLM cannot express is refused by name: other
+encoders (E-Branchformer, Conformer), other front ends (the mini configs' log-mel front),
+feature normalisation, other pre-encoders, depthwise conv blocks, self-conditioned intermediate
+CTC, and for ``WavLMForCTC`` a CTC head on anything but the top block as WavLM reads it.
+"""
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+import torch
+import yaml
+from espnet2.asr.encoder.linear_encoder import LinearEncoder
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.asr.frontend.cnn import TransposedLayerNorm
+from espnet2.asr.frontend.espnet_ssl import ESPnetSSLFrontend
+from espnet2.ssl.espnet_model import ESPnetSSLModel
+from torch import nn
+
+from espnet_ils.converters import unispeech
+from espnet_ils.model.encoder import ILSTransformerEncoder
+from espnet_ils.model.frontend import ILSCNNFrontend
+from espnet_ils.model.loss import ILSLoss
+from espnet_ils.model.preencoder import FeatureProjection
+from espnet_ils.train.tasks import ILSASRTask, ILSSSLTask
+
+logger = logging.getLogger(__name__)
+
+WAVLM_MODEL = "WavLMModel"
+WAVLM_CTC = "WavLMForCTC"
+#: ``WavLMForCTC`` keeps its ``WavLMModel`` under this name.
+CTC_BASE_PREFIX = "wavlm."
+
+ESPNET_CONFIG = "config.yaml"
+#: Weights of an ESPnet model directory (``convert_unispeech``, ``ssl_train``), unless named.
+ESPNET_WEIGHTS = ("model.pth", "valid.loss.best.pth")
+#: ESPnet's ``pack`` / ``unpack`` index of an unpacked model.
+ESPNET_META = "meta.yaml"
+
+#: The gate of every block: ``a * (b * CONST - 1) + 2`` with ``a = b = sigmoid(0)`` is 1.
+GATE_CONST = -2.0
+SAMPLE_RATE = 16000
+WORD_DELIMITERS = ("<space>", "▁")
+BLANK = "<blank>"
+UNK = "<unk>"
+SOS_EOS = "<sos/eos>"
+
+_BLOCK = r"encoder\.encoders\.(\d+)\."
+
+#: Our key (see :func:`canonical_state`) -> the ``WavLMModel`` key (old -> new in each comment).
+KEY_FAMILIES: Tuple[Tuple[str, str], ...] = (
+    # frontend.layers.J.conv.{weight,bias} -> feature_extractor.conv_layers.J.conv.{weight,bias}
+    (r"frontend\.layers\.(\d+)\.conv\.(weight|bias)", r"feature_extractor.conv_layers.\1.conv.\2"),
+    # GroupNorm of block 0 or LayerNorm of every block:
+    # frontend.layers.J.layer_norm.* -> feature_extractor.conv_layers.J.layer_norm.*
+    (
+        r"frontend\.layers\.(\d+)\.layer_norm\.(weight|bias)",
+        r"feature_extractor.conv_layers.\1.layer_norm.\2",
+    ),
+    # preencoder.layer_norm.* -> feature_projection.layer_norm.*
+    (r"preencoder\.layer_norm\.(weight|bias)", r"feature_projection.layer_norm.\1"),
+    # preencoder.linear.* -> feature_projection.projection.*
+    (r"preencoder\.linear\.(weight|bias)", r"feature_projection.projection.\1"),
+    # encoder.pos_conv.conv.bias -> encoder.pos_conv_embed.conv.bias
+    (r"encoder\.pos_conv\.conv\.bias", "encoder.pos_conv_embed.conv.bias"),
+    # weight norm over dim 2, g (1, 1, K) and v (D, D / groups, K), both parametrized:
+    # encoder.pos_conv.conv.parametrizations.weight.originalN
+    #   -> encoder.pos_conv_embed.conv.parametrizations.weight.originalN
+    (
+        r"encoder\.pos_conv\.conv\.parametrizations\.weight\.(original[01])",
+        r"encoder.pos_conv_embed.conv.parametrizations.weight.\1",
+    ),
+    # post-LN: the LayerNorm before block 1, encoder.layer_norm.* -> encoder.layer_norm.*
+    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
+    # the one bucket table (num_buckets, H) lives in WavLM's block 0:
+    # encoder.relative_bias.embedding.weight -> encoder.layers.0.attention.rel_attn_embed.weight
+    (
+        r"encoder\.relative_bias\.embedding\.weight",
+        "encoder.layers.0.attention.rel_attn_embed.weight",
+    ),
+    # encoder.encoders.I.self_attn.{q,k,v,out}_proj.* -> encoder.layers.I.attention.{q,k,v,out}_proj.*
+    (
+        _BLOCK + r"self_attn\.((?:q|k|v|out)_proj\.(?:weight|bias))",
+        r"encoder.layers.\1.attention.\2",
+    ),
+    # encoder.encoders.I.self_attn_layer_norm.* -> encoder.layers.I.layer_norm.*
+    (_BLOCK + r"self_attn_layer_norm\.(weight|bias)", r"encoder.layers.\1.layer_norm.\2"),
+    # encoder.encoders.I.fc1.* -> encoder.layers.I.feed_forward.intermediate_dense.*
+    (_BLOCK + r"fc1\.(weight|bias)", r"encoder.layers.\1.feed_forward.intermediate_dense.\2"),
+    # encoder.encoders.I.fc2.* -> encoder.layers.I.feed_forward.output_dense.*
+    (_BLOCK + r"fc2\.(weight|bias)", r"encoder.layers.\1.feed_forward.output_dense.\2"),
+    # encoder.encoders.I.final_layer_norm.* -> encoder.layers.I.final_layer_norm.*
+    (_BLOCK + r"final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_layer_norm.\2"),
+    # util_modules.mask.mask_embedding (D,) -> masked_spec_embed
+    (r"util_modules\.mask\.mask_embedding", "masked_spec_embed"),
+)
+
+#: ``WavLMForCTC`` only: ctc.ctc_lo.{weight,bias} (V, D) -> lm_head.{weight,bias} (no prefix).
+CTC_FAMILY = (r"ctc\.ctc_lo\.(weight|bias)", r"lm_head.\1")
+
+#: The ASR model's ``linear`` encoder's LayerNorm, under our key (see :func:`canonical_state`).
+ASR_NORM = "asr_encoder.after_norm"
+
+#: Our keys that no WavLM tensor takes, with the reason (always, or for a given export).
+DROPPED: Dict[str, str] = {
+    r"losses\.\d+\..*": "ILS prediction heads and their input norms: pretraining only, WavLM has "
+    "no heads (the top block's input norm of a pre-LN model is kept, as encoder.layer_norm)",
+    r"(?:frontend\.)?global_step": "ESPnet's step counter",
+}
+ENCODER_ONLY_DROPPED: Dict[str, str] = {
+    r"ctc\.ctc_lo\.(weight|bias)": "CTC head: the WavLMModel export holds the encoder only",
+    ASR_NORM.replace(".", r"\.") + r"\.(weight|bias)": "the ASR encoder's LayerNorm after the SSL "
+    "front end: the WavLMModel export holds the SSL encoder only",
+}
+NO_MASK_DROPPED = {
+    r"util_modules\.mask\.mask_embedding": "mask embedding of a model fine-tuned without masks: "
+    "WavLM has masked_spec_embed only when it masks"
+}
+
+
+@dataclass
+class ExportSource:
+    """An ILS encoder model of ours, in the parts the export reads.
+
+    Attributes:
+        frontend: The conv front end.
+        preencoder: The feature projection.
+        encoder: The ILS Transformer encoder.
+        state: Every tensor of the model under our key (:func:`canonical_state`).
+        top_norm: Our key prefix of the LayerNorm that reads the top block, or None.
+        mask_conf: ``transformers`` masking options to set (empty: its defaults).
+        token_list: CTC tokens of an ASR model, else None.
+        ctc_refusal: Why ``WavLMForCTC`` cannot express this model's CTC path (None: it can, or
+            there is no CTC head).
+        ctc_dropout: Dropout before the CTC head (``final_dropout``).
+        description: What the model is, for logs.
+    """
+
+    frontend: ILSCNNFrontend
+    preencoder: FeatureProjection
+    encoder: ILSTransformerEncoder
+    state: Dict[str, torch.Tensor]
+    top_norm: Optional[str]
+    mask_conf: Dict[str, Any] = field(default_factory=dict)
+    token_list: Optional[List[str]] = None
+    ctc_refusal: Optional[str] = None
+    ctc_dropout: float = 0.0
+    description: str = ""
+
+
+def _listing(items: List[str]) -> str:
+    return "\n  " + "\n  ".join(items)
+
+
+def _refuse(what: str, why: str) -> ValueError:
+    return ValueError(f"{what}: WavLM cannot express it ({why})")
+
+
+def check_frontend(frontend: nn.Module, normalize: Optional[nn.Module]) -> str:
+    """Check the front end against WavLM's feature encoder.
+
+    Args:
+        frontend: The SSL model's front end.
+        normalize: The SSL model's feature normalisation (must be None).
+
+    Returns:
+        ``feat_extract_norm``: ``"group"`` (GroupNorm in block 0 only) or ``"layer"``.
+
+    Raises:
+        ValueError: Another front end (e.g. the mini configs' log-mel ``frontend: default``),
+            depthwise conv blocks, other norms, or a feature normalisation.
+    """
+    if not isinstance(frontend, ILSCNNFrontend):
+        raise _refuse(
+            f"front end {type(frontend).__name__}",
+            "its feature encoder is the waveform conv stack of ils_cnn only; the mini configs' "
+            "log-mel front (frontend: default) and other front ends have no counterpart",
+        )
+    if normalize is not None:
+        raise _refuse(
+            f"feature normalisation {type(normalize).__name__} (normalize:)",
+            "WavLM feeds the conv features to its projection as they are",
+        )
+    blocks = list(frontend.layers)
+    for index, block in enumerate(blocks):
+        if not isinstance(block.conv, nn.Conv1d) or block.conv.groups != 1:
+            raise _refuse(
+                f"frontend_conf.conv_mode of conv block {index} (depthwise)",
+                "its conv blocks are standard convolutions",
+            )
+    norms = [block.layer_norm for block in blocks]
+    first = norms[0]
+    if (
+        isinstance(first, nn.GroupNorm)
+        and first.num_groups == first.num_channels
+        and all(norm is None for norm in norms[1:])
+    ):
+        return "group"
+    if all(isinstance(norm, TransposedLayerNorm) for norm in norms):
+        return "layer"
+    raise _refuse(
+        f"conv block norms {[type(n).__name__ for n in norms]}",
+        "feat_extract_norm is per-channel GroupNorm in block 0 (group_norm) or LayerNorm in "
+        "every block (layer_norm)",
+    )
+
+
+def check_encoder(encoder: nn.Module, preencoder: Optional[nn.Module]) -> None:
+    """Check the pre-encoder and encoder against WavLM's projection and Transformer.
+
+    Raises:
+        ValueError: Another pre-encoder or encoder (E-Branchformer, Conformer, ...), or
+            self-conditioned intermediate CTC.
+    """
+    if not isinstance(preencoder, FeatureProjection):
+        raise _refuse(
+            f"pre-encoder {type(preencoder).__name__}",
+            "its feature projection is LayerNorm + Linear (preencoder: feature_projection)",
+        )
+    if not isinstance(encoder, ILSTransformerEncoder):
+        raise _refuse(
+            f"encoder {type(encoder).__name__}",
+            "WavLM's encoder is the Transformer of encoder: ils_transformer; E-Branchformer, "
+            "Conformer and other encoders have no counterpart",
+        )
+    if encoder.interctc_layer_idx and encoder.interctc_use_conditioning:
+        raise _refuse(
+            "encoder_conf.interctc_use_conditioning",
+            "self-conditioned intermediate CTC adds CTC posteriors back into the blocks",
+        )
+
+
+def top_input_norm(ssl_model: ESPnetSSLModel, num_blocks: int) -> Optional[str]:
+    """Our key prefix of the ILS head input norm that reads the top block, or None.
+
+    Args:
+        ssl_model: A pretrained model (with its losses).
+        num_blocks: Blocks of its encoder.
+    """
+    for loss_index, loss in enumerate(getattr(ssl_model, "losses", None) or []):
+        if isinstance(loss, ILSLoss) and num_blocks in loss.layers:
+            index = list(loss.layers).index(num_blocks)
+            if isinstance(loss.input_norms[index], nn.LayerNorm):
+                return f"losses.{loss_index}.input_norms.{index}"
+    return None
+
+
+def canonical_state(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Every tensor of an ESPnet SSL or ASR model under our canonical keys.
+
+    The SSL model's keys (``frontend.``, ``preencoder.``, ``encoder.``, ``util_modules.``,
+    ``losses.``) are kept. An ASR model fine-tuned through ``espnet_ssl`` holds that model under
+    ``frontend.upstream.``, which is stripped; its ``linear`` encoder's LayerNorm becomes
+    :data:`ASR_NORM`. A converted fine-tuned model (``ils_cnn``, ``feature_projection`` and
+    ``ils_transformer`` in the ASR model itself) keeps its keys. ``ctc.`` stays.
+    """
+    state = {}
+    nested = isinstance(model, ESPnetASRModel) and isinstance(model.frontend, ESPnetSSLFrontend)
+    for key, value in model.state_dict().items():
+        if nested and key.startswith("frontend.upstream."):
+            key = key[len("frontend.upstream.") :]
+        elif nested and key.startswith("encoder.after_norm."):
+            key = ASR_NORM + key[len("encoder.after_norm") :]
+        state[key] = value
+    return state
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """The SSL modules inside an ASR model and what sits between them and the CTC head."""
+
+    frontend: nn.Module
+    normalize: Optional[nn.Module]
+    preencoder: Optional[nn.Module]
+    encoder: nn.Module
+    mask: Optional[nn.Module]
+    asr_norm: bool
+    refusal: Optional[str]
+
+
+def _asr_parts(model: ESPnetASRModel) -> _Parts:
+    """The SSL modules of a fine-tuned model: inside its ``espnet_ssl`` front end (our recipe), or
+    in the ASR model itself (a converted fairseq ``hubert_ctc``)."""
+    if not isinstance(model.frontend, ESPnetSSLFrontend):
+        if model.postencoder is not None:
+            raise _refuse(f"postencoder {type(model.postencoder).__name__}", "no counterpart")
+        return _Parts(
+            model.frontend, model.normalize, model.preencoder, model.encoder, None, False, None
+        )
+    frontend, ssl = model.frontend, model.frontend.upstream
+    for name in ("normalize", "preencoder", "postencoder"):  # between the SSL model and CTC
+        module = getattr(model, name)
+        if module is not None:
+            raise _refuse(f"the ASR model's {name} {type(module).__name__}", "no counterpart")
+    if not isinstance(model.encoder, LinearEncoder) or model.encoder.embed is not None:
+        raise _refuse(
+            f"the ASR encoder {type(model.encoder).__name__} after the espnet_ssl front end",
+            "the CTC head must read the SSL encoder directly (encoder: linear, input_layer: "
+            "null, output_size the SSL width)",
+        )
+    refusal = None
+    num_blocks = len(getattr(ssl.encoder, "encoders", []))
+    if frontend.multilayer_feature:
+        refusal = "frontend_conf.multilayer_feature: the CTC head reads a weighted sum of blocks"
+    elif frontend.layer not in (-1, num_blocks - 1):
+        refusal = (
+            f"frontend_conf.layer {frontend.layer}: the CTC head reads block {frontend.layer + 1} "
+            f"of {num_blocks}"
+        )
+    mask = ssl.util_modules["mask"] if frontend.mask_feats and "mask" in ssl.util_modules else None
+    return _Parts(
+        ssl.frontend,
+        ssl.normalize,
+        ssl.preencoder,
+        ssl.encoder,
+        mask,
+        model.encoder.normalize_before,
+        refusal,
+    )
+
+
+def _asr_source(model: ESPnetASRModel, token_type: str) -> ExportSource:
+    """The parts of a fine-tuned CTC model; see :class:`ExportSource`."""
+    parts = _asr_parts(model)
+    check_frontend(parts.frontend, parts.normalize)
+    check_encoder(parts.encoder, parts.preencoder)
+    pre_ln = parts.encoder.normalize_before
+    refusal = parts.refusal
+    if refusal is None and (model.decoder is not None or model.ctc_weight < 1.0):
+        refusal = f"decoder {type(model.decoder).__name__}, ctc_weight {model.ctc_weight}"
+    if refusal is None and token_type != "char":
+        refusal = f"token_type {token_type!r}: Wav2Vec2CTCTokenizer joins characters"
+    if refusal is None and parts.asr_norm and not pre_ln:
+        refusal = "the ASR linear encoder's normalize_before on a post-LN model"
+    if refusal is None and pre_ln and not parts.asr_norm:
+        refusal = (
+            "the CTC head reads the raw top block of a pre-LN model, and WavLMForCTC normalises "
+            "it with encoder.layer_norm first"
+        )
+    mask = parts.mask
+    mask_conf = {
+        "mask_time_prob": float(mask.mask_prob) if mask else 0.0,
+        "mask_time_length": int(mask.mask_length) if mask else 10,
+        "mask_feature_prob": float(mask.mask_channel_prob) if mask else 0.0,
+        "mask_feature_length": int(mask.mask_channel_length) if mask else 10,
+    }
+    return ExportSource(
+        frontend=parts.frontend,
+        preencoder=parts.preencoder,
+        encoder=parts.encoder,
+        state=canonical_state(model),
+        top_norm=ASR_NORM if parts.asr_norm and pre_ln else None,
+        mask_conf=mask_conf,
+        token_list=list(model.token_list),
+        ctc_refusal=refusal,
+        ctc_dropout=float(model.ctc.dropout_rate),
+        description="fine-tuned CTC model",
+    )
+
+
+def _ssl_source(model: ESPnetSSLModel) -> ExportSource:
+    """The parts of a pretrained SSL model; see :class:`ExportSource`."""
+    check_frontend(model.frontend, model.normalize)
+    check_encoder(model.encoder, model.preencoder)
+    encoder = model.encoder
+    top = top_input_norm(model, len(encoder.encoders)) if encoder.normalize_before else None
+    return ExportSource(
+        frontend=model.frontend,
+        preencoder=model.preencoder,
+        encoder=encoder,
+        state=canonical_state(model),
+        top_norm=top,
+        description="pretrained SSL model",
+    )
+
+
+def export_source(model: nn.Module, token_type: Optional[str] = None) -> ExportSource:
+    """What the export reads from an ESPnet SSL model or fine-tuned ASR model.
+
+    Args:
+        model: ``ESPnetSSLModel`` (``ILSSSLTask``) or ``ESPnetASRModel``.
+        token_type: The ASR model's ``token_type`` (only char token lists become a tokenizer).
+
+    Raises:
+        ValueError: Another model, or parts WavLM cannot express, naming them.
+    """
+    if isinstance(model, ESPnetSSLModel):
+        return _ssl_source(model)
+    if isinstance(model, ESPnetASRModel):
+        return _asr_source(model, token_type or "")
+    raise ValueError(
+        f"{type(model).__name__}: only ESPnet SSL models and fine-tuned ASR models export"
+    )
+
+
+def wavlm_config(source: ExportSource, ctc: bool) -> Dict[str, Any]:
+    """``WavLMConfig`` keyword arguments that rebuild ``source``'s network.
+
+    Args:
+        source: From :func:`export_source`.
+        ctc: For ``WavLMForCTC`` (vocabulary and blank from the token list).
+
+    Returns:
+        The keyword arguments; masking keeps ``transformers``' defaults unless ``source`` sets
+        it, and is off where ``source`` has no mask embedding.
+    """
+    encoder, frontend = source.encoder, source.frontend
+    first = encoder.encoders[0]
+    convs = [block.conv for block in frontend.layers]
+    relative_bias = encoder.relative_bias
+    config = {
+        "hidden_size": encoder.output_size(),
+        "num_hidden_layers": len(encoder.encoders),
+        "num_attention_heads": first.self_attn.heads,
+        "intermediate_size": first.fc1.out_features,
+        "hidden_act": "gelu",
+        "hidden_dropout": encoder.dropout.p,
+        "attention_dropout": first.self_attn.dropout_rate,
+        "activation_dropout": first.activation_dropout.p,
+        "feat_proj_dropout": source.preencoder.dropout.p,
+        "layerdrop": encoder.layer_drop_rate,
+        "layer_norm_eps": first.final_layer_norm.eps,
+        "feat_extract_norm": check_frontend(frontend, None),
+        "feat_extract_activation": "gelu",
+        "conv_dim": [conv.out_channels for conv in convs],
+        "conv_kernel": [conv.kernel_size[0] for conv in convs],
+        "conv_stride": [conv.stride[0] for conv in convs],
+        "conv_bias": convs[0].bias is not None,
+        "num_conv_pos_embeddings": encoder.pos_conv.conv.kernel_size[0],
+        "num_conv_pos_embedding_groups": encoder.pos_conv.conv.groups,
+        "num_buckets": 320 if relative_bias is None else relative_bias.num_buckets,
+        "max_bucket_distance": 800 if relative_bias is None else relative_bias.max_distance,
+        "do_stable_layer_norm": encoder.normalize_before,
+        **source.mask_conf,
+    }
+    if "util_modules.mask.mask_embedding" not in source.state:
+        config.update(mask_time_prob=0.0, mask_feature_prob=0.0)
+    if ctc:
+        tokens = source.token_list
+        config.update(
+            vocab_size=len(tokens),
+            pad_token_id=tokens.index(BLANK),
+            bos_token_id=tokens.index(SOS_EOS) if SOS_EOS in tokens else None,
+            eos_token_id=tokens.index(SOS_EOS) if SOS_EOS in tokens else None,
+            final_dropout=source.ctc_dropout,
+        )
+    return config
+
+
+def fixed_weights(source: ExportSource, expected: Mapping[str, torch.Tensor]) -> Dict[str, str]:
+    """The WavLM tensors no tensor of ours becomes, and the value each gets (see the module
+    docstring): the gates of every block, and where ``source`` lacks them the bucket table and
+    the pre-LN ``encoder.layer_norm``.
+
+    Returns:
+        WavLM key -> ``"zeros"``, ``"ones"`` or ``"gate_const"``.
+    """
+    fixed = {}
+    for key in expected:
+        if re.search(r"\.attention\.gru_rel_pos_linear\.(weight|bias)$", key):
+            fixed[key] = "zeros"
+        elif key.endswith(".attention.gru_rel_pos_const"):
+            fixed[key] = "gate_const"
+        elif key.endswith("rel_attn_embed.weight") and source.encoder.relative_bias is None:
+            fixed[key] = "zeros"  # HuBERT: a bias of 0 for every offset
+        elif (
+            re.search(r"(^|\.)encoder\.layer_norm\.(weight|bias)$", key)
+            and source.encoder.normalize_before
+            and source.top_norm is None
+        ):
+            fixed[key] = "ones" if key.endswith("weight") else "zeros"
+    return fixed
+
+
+FIXED_VALUES = {
+    "zeros": lambda like: torch.zeros_like(like),
+    "ones": lambda like: torch.ones_like(like),
+    "gate_const": lambda like: torch.full_like(like, GATE_CONST),
+}
+
+
+def map_weights(
+    source: ExportSource, expected: Mapping[str, torch.Tensor], ctc: bool
+) -> Dict[str, torch.Tensor]:
+    """Every tensor of the WavLM model, from ours or fixed, checked both ways.
+
+    Args:
+        source: From :func:`export_source`.
+        expected: The target model's ``state_dict()`` (keys and shapes).
+        ctc: ``WavLMForCTC`` (keys under ``wavlm.``, plus ``lm_head``) or ``WavLMModel``.
+
+    Returns:
+        The complete state dict for ``load_state_dict(strict=True)``.
+
+    Raises:
+        ValueError: Tensors of ours that map nowhere and are not dropped for a reason, WavLM
+            tensors nothing fills, and shape mismatches, all named.
+    """
+    prefix = CTC_BASE_PREFIX if ctc else ""
+    families = [(pattern, prefix + target) for pattern, target in KEY_FAMILIES]
+    if source.top_norm is not None:  # before DROPPED, which drops the other ILS head norms
+        top = re.escape(source.top_norm) + r"\.(weight|bias)"
+        families.insert(0, (top, prefix + r"encoder.layer_norm.\1"))
+    if ctc:
+        families.append(CTC_FAMILY)
+    dropped = dict(DROPPED)
+    if not ctc:
+        dropped.update(ENCODER_ONLY_DROPPED)
+    if prefix + "masked_spec_embed" not in expected:
+        dropped.update(NO_MASK_DROPPED)
+    compiled = [(re.compile(pattern), target) for pattern, target in families]
+    weights, sources, problems = {}, {}, []
+    for key, value in source.state.items():
+        match = next(((m, t) for m, t in ((p.fullmatch(key), t) for p, t in compiled) if m), None)
+        reason = next((why for pattern, why in dropped.items() if re.fullmatch(pattern, key)), None)
+        if match is not None:
+            target = match[0].expand(match[1])
+            weights[target], sources[target] = value, key
+        elif reason is not None:
+            logger.info("not exported: %s (%s)", key, reason)
+        else:
+            problems.append(f"ours {key}: no WavLM tensor takes it")
+    for key, kind in fixed_weights(source, expected).items():
+        if key in weights:
+            problems.append(f"{key}: both fixed ({kind}) and from ours {sources[key]}")
+        weights[key] = FIXED_VALUES[kind](expected[key])
+        sources[key] = kind
+    problems += [f"WavLM {key}: nothing of ours fills it" for key in expected if key not in weights]
+    problems += [
+        f"WavLM has no {key} (from ours {sources[key]})" for key in weights if key not in expected
+    ]
+    problems += [
+        f"shape of {key}: ours {sources[key]} {tuple(weights[key].shape)}, WavLM "
+        f"{tuple(expected[key].shape)}"
+        for key in weights
+        if key in expected and weights[key].shape != expected[key].shape
+    ]
+    if problems:
+        raise ValueError(
+            f"the {source.description} does not map onto {WAVLM_CTC if ctc else WAVLM_MODEL} "
+            f"tensor for tensor:{_listing(sorted(problems))}"
+        )
+    return weights
+
+
+#: ``Wav2Vec2CTCTokenizer``'s word delimiter; ESPnet's ``<space>`` / ``▁`` is renamed to it
+#: (its tokenizer splits a multi-character delimiter into letters when it encodes text).
+HF_WORD_DELIMITER = "|"
+
+
+def ctc_vocabulary(token_list: List[str]) -> Dict[str, int]:
+    """The tokenizer vocabulary of an ESPnet char token list: same ids, the word separator
+    renamed to :data:`HF_WORD_DELIMITER`.
+
+    Raises:
+        ValueError: No ``<blank>`` at id 0 (ESPnet's CTC blank), no ``<unk>``, duplicates, or a
+            ``|`` of its own beside a word separator.
+    """
+    if not token_list or token_list[0] != BLANK:
+        raise ValueError(
+            f"token list starts with {token_list[:1]}: ESPnet's CTC blank {BLANK} must be id 0"
+        )
+    if UNK not in token_list:
+        raise ValueError(f"token list has no {UNK}")
+    duplicates = sorted({token for token in token_list if token_list.count(token) > 1})
+    if duplicates:
+        raise ValueError(f"token list has duplicates {duplicates}")
+    delimiters = [token for token in WORD_DELIMITERS if token in token_list]
+    if (delimiters and HF_WORD_DELIMITER in token_list) or len(delimiters) > 1:
+        raise ValueError(
+            f"token list has {delimiters + [HF_WORD_DELIMITER]} : which one separates words is "
+            "ambiguous"
+        )
+    return {
+        HF_WORD_DELIMITER if token in WORD_DELIMITERS else token: index
+        for index, token in enumerate(token_list)
+    }
+
+
+def ctc_processor(token_list: List[str], do_normalize: bool) -> Any:
+    """A ``Wav2Vec2Processor``: the feature extractor and a ``Wav2Vec2CTCTokenizer`` of the token
+    list (:func:`ctc_vocabulary`), decoding as ESPnet's char tokenizer does."""
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2Processor
+
+    vocabulary = ctc_vocabulary(token_list)
+    with tempfile.TemporaryDirectory() as workdir:
+        vocab_file = Path(workdir) / "vocab.json"
+        vocab_file.write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
+        tokenizer = Wav2Vec2CTCTokenizer(
+            str(vocab_file),
+            pad_token=BLANK,  # transformers' CTC blank is the pad token
+            unk_token=UNK,
+            bos_token=SOS_EOS if SOS_EOS in vocabulary else None,
+            eos_token=SOS_EOS if SOS_EOS in vocabulary else None,
+            word_delimiter_token=HF_WORD_DELIMITER,
+            clean_up_tokenization_spaces=False,
+        )
+    added = sorted(set(tokenizer.get_vocab()) - set(vocabulary))
+    assert not added, f"the tokenizer added tokens {added}"
+    return Wav2Vec2Processor(feature_extractor=feature_extractor(do_normalize), tokenizer=tokenizer)
+
+
+def feature_extractor(do_normalize: bool) -> Any:
+    """``Wav2Vec2FeatureExtractor`` for 16 kHz waveforms, with attention masks (our models are
+    trained on padded batches with masks)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=SAMPLE_RATE,
+        padding_value=0.0,
+        do_normalize=do_normalize,
+        return_attention_mask=True,
+    )
+
+
+def locate_espnet_model(
+    model_dir: Optional[Path], config: Optional[Path], model_file: Optional[Path]
+) -> Tuple[Path, Path]:
+    """The ``config.yaml`` and weights of an ESPnet model.
+
+    Args:
+        model_dir: An experiment or converted model directory (``config.yaml`` and one of
+            :data:`ESPNET_WEIGHTS`), or an unpacked ESPnet model (``meta.yaml``); None when both
+            files are given.
+        config: Overrides the directory's config.
+        model_file: Overrides the directory's weights.
+
+    Raises:
+        ValueError: A file is missing or the weights are ambiguous, naming the directory.
+    """
+    meta: Dict[str, Any] = {}
+    if model_dir is not None and (model_dir / ESPNET_META).is_file():
+        meta = yaml.safe_load((model_dir / ESPNET_META).read_text(encoding="utf-8")) or {}
+
+    def from_meta(section: str, suffix: str) -> Optional[Path]:
+        found = [v for k, v in (meta.get(section) or {}).items() if k.endswith(suffix)]
+        return model_dir / found[0] if len(found) == 1 else None
+
+    if config is None and model_dir is not None:
+        config = from_meta("yaml_files", "_train_config") or model_dir / ESPNET_CONFIG
+    if model_file is None and model_dir is not None:
+        model_file = from_meta("files", "_model_file")
+        if model_file is None:
+            present = [model_dir / n for n in ESPNET_WEIGHTS if (model_dir / n).is_file()]
+            if len(present) != 1:
+                raise ValueError(
+                    f"--model_dir {model_dir}: holds {[p.name for p in present]} of "
+                    f"{list(ESPNET_WEIGHTS)}; pass the weights with --model_file"
+                )
+            model_file = present[0]
+    for option, path in (("--config", config), ("--model_file", model_file)):
+        if path is None or not path.is_file():
+            raise ValueError(f"{option} {path}: no such file (give --model_dir or both files)")
+    return config, model_file
+
+
+def load_model(
+    model_dir: Optional[Path] = None,
+    config: Optional[Path] = None,
+    model_file: Optional[Path] = None,
+    checkpoint: Optional[Path] = None,
+    dictionary: Optional[Path] = None,
+) -> Tuple[nn.Module, Optional[str]]:
+    """Build the model to export, in eval mode on the CPU.
+
+    Args:
+        model_dir: ESPnet model directory (see :func:`locate_espnet_model`).
+        config: ESPnet ``config.yaml`` (``ILSSSLTask`` or ASR task).
+        model_file: ESPnet weights.
+        checkpoint: Instead of the above, an original ILS-SSL / HuBERT fairseq checkpoint,
+            converted in memory by :mod:`espnet_ils.converters.unispeech`.
+        dictionary: The letter dictionary of a fine-tuned fairseq checkpoint.
+
+    Returns:
+        The model and its ``token_type`` (None for SSL models).
+    """
+    if checkpoint is not None:
+        if model_dir is not None or config is not None or model_file is not None:
+            raise ValueError("--checkpoint (fairseq) excludes --model_dir, --config, --model_file")
+        contents = unispeech.read_checkpoint(checkpoint)
+        dictionary = dictionary or unispeech.default_dictionary(checkpoint, contents)
+        task, conf, tokens, mapped = unispeech.prepare(contents, dictionary)
+        model, args = unispeech.build_converted_model(task, conf, tokens, mapped)
+    else:
+        config, model_file = locate_espnet_model(model_dir, config, model_file)
+        conf = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        if "loss" in conf:
+            task = ILSSSLTask
+        elif "ctc_conf" in conf:
+            task = ILSASRTask
+        else:
+            raise ValueError(f"{config}: neither an SSL (loss:) nor an ASR (ctc_conf:) config")
+        model, args = task.build_model_from_file(config, model_file, device="cpu")
+    return model.eval(), getattr(args, "token_type", None)
+
+
+def _check_output_dir(output_dir: Path) -> None:
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise ValueError(f"--output_dir {output_dir} exists and is not empty")
+
+
+def build_wavlm(source: ExportSource, ctc: bool) -> nn.Module:
+    """The ``transformers`` model of ``source``, every tensor loaded (:func:`map_weights`),
+    in eval mode."""
+    import transformers
+
+    config = transformers.WavLMConfig(**wavlm_config(source, ctc))
+    model_class = transformers.WavLMForCTC if ctc else transformers.WavLMModel
+    model = model_class(config)
+    model.load_state_dict(map_weights(source, model.state_dict(), ctc), strict=True)
+    return model.eval()
+
+
+def _check_reload(directory: Path, model_class: type) -> None:
+    """The written directory loads offline with every tensor from the file."""
+    _, info = model_class.from_pretrained(
+        directory, local_files_only=True, output_loading_info=True
+    )
+    problems = [f"{kind} {sorted(info[kind])}" for kind in info if info[kind]]
+    assert not problems, f"{directory} reloads with {problems}"
+
+
+def export_to_transformers(
+    output_dir: Path,
+    model_dir: Optional[Path] = None,
+    config: Optional[Path] = None,
+    model_file: Optional[Path] = None,
+    checkpoint: Optional[Path] = None,
+    dictionary: Optional[Path] = None,
+    encoder_only: bool = False,
+) -> Path:
+    """Write an ILS-SSL model as a ``transformers`` WavLM directory.
+
+    A pretrained SSL model (or ``encoder_only``) becomes ``WavLMModel`` with a feature
+    extractor; a fine-tuned CTC model ``WavLMForCTC`` with a ``Wav2Vec2Processor``
+    (feature extractor and ``Wav2Vec2CTCTokenizer``), which
+    ``pipeline("automatic-speech-recognition", model=output_dir)`` transcribes with.
+
+    Args:
+        output_dir: Directory to create (must not exist or be empty); written only when the
+            whole export succeeded.
+        model_dir, config, model_file, checkpoint, dictionary: The model (:func:`load_model`).
+        encoder_only: Export a fine-tuned model's SSL encoder as ``WavLMModel``, without its CTC
+            head.
+
+    Returns:
+        ``output_dir`` with ``config.json``, ``model.safetensors``, the feature extractor's
+        config and, for ``WavLMForCTC``, the tokenizer's files.
+
+    Raises:
+        ValueError: Unreadable model, or what WavLM cannot express, named.
+    """
+    import transformers
+
+    _check_output_dir(output_dir)
+    model, token_type = load_model(model_dir, config, model_file, checkpoint, dictionary)
+    source = export_source(model, token_type)
+    ctc = source.token_list is not None and not encoder_only
+    if ctc and source.ctc_refusal is not None:
+        raise _refuse(
+            f"WavLMForCTC for this {source.description}",
+            f"{source.ctc_refusal}; --encoder_only exports its SSL encoder as WavLMModel",
+        )
+    wavlm = build_wavlm(source, ctc)
+    do_normalize = bool(source.frontend.normalize_audio)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        wavlm.save_pretrained(staging)
+        if ctc:
+            ctc_processor(source.token_list, do_normalize).save_pretrained(staging)
+        else:
+            feature_extractor(do_normalize).save_pretrained(staging)
+        _check_reload(staging, type(wavlm))
+        if output_dir.exists():
+            output_dir.rmdir()  # empty, checked above
+        os.rename(staging, output_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    logger.info(
+        "wrote %s: %s %s of the %s (transformers %s)",
+        output_dir,
+        "pre-LN" if source.encoder.normalize_before else "post-LN",
+        type(wavlm).__name__,
+        source.description,
+        transformers.__version__,
+    )
+    return output_dir

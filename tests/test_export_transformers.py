@@ -1,0 +1,526 @@
+"""Export to Hugging Face transformers as WavLM: parity, measured, and what is refused.
+
+A tensor matches when ``max|ours - transformers| <= 1e-5 * max|ours|`` over the valid frames
+(fp32, eval mode). Our models here are tiny ones of every layout with random weights and their
+norms moved off their defaults (``helpers.models.write_model``), the original implementation's
+fixtures in ``../shared/data/ils_reference`` (skipped without them), and a fine-tuned CTC model
+trained for a few steps in the test, whose ``pipeline`` transcript must equal ESPnet's greedy
+``Speech2Text`` output.
+"""
+
+import copy
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+import transformers
+from espnet2.bin.asr_inference import Speech2Text
+from helpers.corpus import write_corpus
+from helpers.models import tiny_config, write_model
+from helpers.shared_data import SHARED_DATA
+from torch import nn
+
+import espnet_ils  # noqa: F401  (registers our classes)
+from espnet_ils.bin import export_transformers
+from espnet_ils.data.labels import cluster_token_list
+from espnet_ils.export.transformers_wavlm import (
+    GATE_CONST,
+    HF_WORD_DELIMITER,
+    ctc_vocabulary,
+    export_to_transformers,
+)
+from espnet_ils.model.frontend import normalize_waveform
+from espnet_ils.model.relative_bias import relative_position_bucket
+from espnet_ils.train.tasks import ILSASRTask, ILSSSLTask
+
+TOLERANCE = 1e-5
+REFERENCE = SHARED_DATA / "ils_reference"
+needs_reference = pytest.mark.skipif(
+    not REFERENCE.is_dir(),
+    reason=f"ILS-SSL parity fixtures not found at {REFERENCE} (test data outside the repository)",
+)
+LETTERS = ["<blank>", "<unk>", "<space>", "A", "B", "C", "D", "E", "F", "<sos/eos>"]
+LENGTHS = (16000, 9000)  # samples: 49 and 28 frames, a padded batch
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    return float((actual.detach() - expected.detach()).abs().max() / expected.abs().max())
+
+
+def assert_match(errors: dict) -> None:
+    bad = {name: f"{error:.2e}" for name, error in errors.items() if not error <= TOLERANCE}
+    assert not bad, f"relative errors above {TOLERANCE}: {bad}"
+
+
+def ils_parts(model: nn.Module) -> Tuple[nn.Module, nn.Module, nn.Module]:
+    """Front end, pre-encoder and encoder of an SSL model or of a fine-tuned model's SSL model."""
+    ssl = getattr(model.frontend, "upstream", model)
+    return ssl.frontend, ssl.preencoder, ssl.encoder
+
+
+@torch.no_grad()
+def our_layers(model: nn.Module, wav: torch.Tensor) -> List[torch.Tensor]:
+    """Layers 0..N of one utterance alone (``(T, D)`` each), as our encoder numbers them."""
+    frontend, preencoder, encoder = ils_parts(model)
+    feats, lengths = frontend(wav[None], torch.tensor([wav.numel()]))
+    projected, _ = preencoder(feats, lengths)
+    layers, _ = encoder.layer_outputs(projected, lengths)
+    return [layer[0] for layer in layers]
+
+
+def waveforms() -> List[torch.Tensor]:
+    return [0.1 * torch.randn(n) for n in LENGTHS]
+
+
+def padded_batch(wavs: List[torch.Tensor], normalize: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(B, N)`` zero-padded waveforms (normalised as our front end does, where it does) and
+    the ``(B, N)`` attention mask."""
+    lengths = torch.tensor([w.numel() for w in wavs])
+    batch = nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+    mask = (torch.arange(batch.size(1))[None] < lengths[:, None]).long()
+    return (normalize_waveform(batch, lengths) if normalize else batch), mask
+
+
+def frames(samples: int) -> int:
+    return (samples - 400) // 320 + 1
+
+
+def ssl_model_dir(root: Path, norm_mode: str, pre_ln: bool, **encoder_conf) -> Path:
+    config = tiny_config(norm_mode, pre_ln)
+    config["encoder_conf"].update(encoder_conf)
+    if pre_ln:  # LARGE: the top head's input norm becomes WavLM's encoder.layer_norm
+        config["loss"][0]["conf"]["layer_norm_inputs"] = True
+    write_model(ILSSSLTask, config, cluster_token_list(5), root)
+    return root
+
+
+def load(model_dir: Path):
+    return ILSSSLTask.build_model_from_file(
+        model_dir / "config.yaml", model_dir / "valid.loss.best.pth"
+    )[0].eval()
+
+
+# --- the bucket function -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("num_buckets, max_distance", [(320, 800), (320, 1280), (64, 200)])
+def test_transformers_bucket_function_equals_ours_for_every_offset(num_buckets, max_distance):
+    """transformers adds max_exact before truncating the logarithmic bucket, ours after; both
+    apply it to |offset| (the sign picks the half), so every offset gets the same bucket."""
+    attention = transformers.models.wavlm.modeling_wavlm.WavLMAttention(
+        embed_dim=8, num_heads=2, num_buckets=num_buckets, max_distance=max_distance
+    )
+    offsets = torch.arange(-20000, 20001)
+    theirs = attention._relative_positions_bucket(offsets)
+    ours = relative_position_bucket(offsets, num_buckets, max_distance)
+    assert torch.equal(theirs, ours)
+    assert int(ours.max()) == num_buckets - 1 and int(ours.min()) == 0
+
+
+# --- WavLMModel against ours --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "norm_mode, pre_ln, relative_position_bias",
+    [("group_norm", False, True), ("layer_norm", True, True), ("group_norm", False, False)],
+    ids=["base_post_ln", "large_pre_ln", "hubert_no_bias"],
+)
+def test_every_hidden_state_matches_ours(tmp_path, norm_mode, pre_ln, relative_position_bias):
+    model_dir = ssl_model_dir(
+        tmp_path / "ssl", norm_mode, pre_ln, relative_position_bias=relative_position_bias
+    )
+    out = export_transformers.main(
+        ["--model_dir", str(model_dir), "--output_dir", str(tmp_path / "hf")]
+    )
+    assert out is None
+    wavlm = transformers.AutoModel.from_pretrained(tmp_path / "hf", local_files_only=True).eval()
+    assert isinstance(wavlm, transformers.WavLMModel)
+    assert wavlm.config.do_stable_layer_norm is pre_ln
+    ours = load(model_dir)
+    for index, wav in enumerate(waveforms()):
+        layers = our_layers(ours, wav)
+        values, _ = padded_batch([wav], normalize=pre_ln)
+        with torch.no_grad():
+            output = wavlm(values, output_hidden_states=True)
+        assert len(output.hidden_states) == len(layers)
+        errors = {
+            f"utt{index}/layer_{k}": relative_error(theirs[0], mine)
+            for k, (theirs, mine) in enumerate(zip(output.hidden_states, layers))
+        }
+        # post-LN: the top block; pre-LN: the top block through the top ILS head's input norm
+        with torch.no_grad():
+            top = ours.losses[0].input_norms[-1](layers[-1]) if pre_ln else layers[-1]
+        errors[f"utt{index}/last"] = relative_error(output.last_hidden_state[0], top)
+        assert_match(errors)
+
+
+@torch.no_grad()
+def test_padded_batch_matches_ours_with_the_layer_norm_front(tmp_path):
+    model_dir = ssl_model_dir(tmp_path / "ssl", "layer_norm", pre_ln=True)
+    export_to_transformers(tmp_path / "hf", model_dir=model_dir)
+    wavlm = transformers.WavLMModel.from_pretrained(tmp_path / "hf", local_files_only=True)
+    ours, wavs = load(model_dir), waveforms()
+    values, mask = padded_batch(wavs, normalize=True)
+    output = wavlm.eval()(values, attention_mask=mask, output_hidden_states=True)
+    errors = {}
+    for b, wav in enumerate(wavs):
+        valid = frames(wav.numel())
+        for k, layer in enumerate(our_layers(ours, wav)):
+            errors[f"utt{b}/layer_{k}"] = relative_error(output.hidden_states[k][b, :valid], layer)
+    assert_match(errors)
+
+
+@torch.no_grad()
+def test_padded_batch_changes_transformers_group_norm_features_of_the_shorter_utterance(tmp_path):
+    """The truth for BASE's front: transformers normalises block 0 over the padded batch, ours over
+    each utterance's frames. The longest utterance matches; the shorter one does not."""
+    model_dir = ssl_model_dir(tmp_path / "ssl", "group_norm", pre_ln=False)
+    export_to_transformers(tmp_path / "hf", model_dir=model_dir)
+    wavlm = transformers.WavLMModel.from_pretrained(tmp_path / "hf", local_files_only=True)
+    ours, wavs = load(model_dir), waveforms()
+    values, mask = padded_batch(wavs, normalize=False)
+    output = wavlm.eval()(values, attention_mask=mask, output_hidden_states=True)
+    longest, shorter = (our_layers(ours, wav)[-1] for wav in wavs)
+    assert relative_error(output.hidden_states[-1][0], longest) <= TOLERANCE
+    short_frames = frames(wavs[1].numel())
+    assert relative_error(output.hidden_states[-1][1, :short_frames], shorter) > 100 * TOLERANCE
+
+
+def test_the_gates_are_written_as_exactly_one(tmp_path):
+    model_dir = ssl_model_dir(tmp_path / "ssl", "group_norm", pre_ln=False)
+    export_to_transformers(tmp_path / "hf", model_dir=model_dir)
+    wavlm = transformers.WavLMModel.from_pretrained(tmp_path / "hf", local_files_only=True)
+    for layer in wavlm.encoder.layers:
+        attention = layer.attention
+        assert not attention.gru_rel_pos_linear.weight.any()
+        assert not attention.gru_rel_pos_linear.bias.any()
+        assert torch.all(attention.gru_rel_pos_const == GATE_CONST)
+        gate = 0.5 * (0.5 * attention.gru_rel_pos_const - 1.0) + 2.0  # sigmoid(0) = 0.5
+        assert torch.all(gate == 1.0)
+    ours = load(model_dir)
+    torch.testing.assert_close(
+        wavlm.encoder.layers[0].attention.rel_attn_embed.weight,
+        ours.encoder.relative_bias.embedding.weight,
+        rtol=0,
+        atol=0,
+    )
+    torch.testing.assert_close(
+        wavlm.masked_spec_embed, ours.util_modules["mask"].mask_embedding, rtol=0, atol=0
+    )
+
+
+# --- the original implementation's fixtures -----------------------------------------------------
+
+
+@needs_reference
+@pytest.mark.parametrize("config", ["base-like", "large-like"])
+@torch.no_grad()
+def test_released_checkpoint_layout_matches_the_original_outputs(tmp_path, config):
+    """A UniSpeech ILS checkpoint, exported through convert_unispeech's mapping: every hidden
+    state equals the original's layer; LARGE's last_hidden_state its top head's input."""
+    export_to_transformers(tmp_path / "hf", checkpoint=REFERENCE / config / "checkpoint.pt")
+    wavlm = transformers.AutoModel.from_pretrained(tmp_path / "hf", local_files_only=True).eval()
+    inputs = torch.load(REFERENCE / config / "inputs.pt")
+    expected = torch.load(REFERENCE / config / "expected.pt")
+    pre_ln = config == "large-like"  # also task.normalize
+    errors = {}
+    for wav, utt in zip(inputs["wavs"], expected["utts"]):
+        values, _ = padded_batch([wav], normalize=pre_ln)
+        output = wavlm(values, output_hidden_states=True)
+        for k, hidden in enumerate(output.hidden_states):
+            errors[f"{utt['name']}/layer_{k}"] = relative_error(hidden[0], utt[f"layer_{k}"])
+        top = utt["ils_input_layer_4"] if pre_ln else utt["layer_4"]
+        errors[f"{utt['name']}/last"] = relative_error(output.last_hidden_state[0], top)
+    assert_match(errors)
+
+
+@needs_reference
+@torch.no_grad()
+def test_released_fine_tuned_checkpoint_gives_the_original_ctc_logits(tmp_path):
+    export_to_transformers(tmp_path / "hf", checkpoint=REFERENCE / "base-like/checkpoint_ft.pt")
+    wavlm = transformers.WavLMForCTC.from_pretrained(tmp_path / "hf", local_files_only=True)
+    inputs = torch.load(REFERENCE / "base-like/inputs.pt")
+    expected = torch.load(REFERENCE / "base-like/expected_ft.pt")
+    errors = {
+        utt["name"]: relative_error(wavlm.eval()(wav[None]).logits[0], utt["ctc_logits"])
+        for wav, utt in zip(inputs["wavs"], expected["utts"])
+    }
+    assert_match(errors)
+    processor = transformers.AutoProcessor.from_pretrained(tmp_path / "hf", local_files_only=True)
+    vocab = processor.tokenizer.get_vocab()
+    assert vocab["<blank>"] == 0 and vocab[HF_WORD_DELIMITER] == 4 and vocab["<unk>"] == 3
+
+
+@needs_reference
+def test_released_pre_ln_fine_tuned_checkpoint_exports_its_encoder_only(tmp_path):
+    """Its CTC head reads the raw top block; WavLMForCTC would normalise it first."""
+    checkpoint = REFERENCE / "large-like/checkpoint_ft.pt"
+    with pytest.raises(ValueError, match=r"raw top block of a pre-LN model.*--encoder_only"):
+        export_to_transformers(tmp_path / "ctc", checkpoint=checkpoint)
+    assert not (tmp_path / "ctc").exists()
+    export_to_transformers(tmp_path / "hf", checkpoint=checkpoint, encoder_only=True)
+    wavlm = transformers.AutoModel.from_pretrained(tmp_path / "hf", local_files_only=True).eval()
+    wav = torch.load(REFERENCE / "large-like/inputs.pt")["wavs"][0]
+    expected = torch.load(REFERENCE / "large-like/expected_ft.pt")["utts"][0]
+    values, _ = padded_batch([wav], normalize=True)
+    with torch.no_grad():
+        top = wavlm(values, output_hidden_states=True).hidden_states[-1][0]
+    assert_match({"encoder_out": relative_error(top, expected["encoder_out"])})
+
+
+# --- fine-tuned CTC models ----------------------------------------------------------------------
+
+
+def asr_config(ssl_weights: Path, **frontend_conf) -> dict:
+    """CTC fine-tuning of an SSL model as the recipe's configs do it (tiny)."""
+    return {
+        "frontend": "espnet_ssl",
+        "frontend_conf": {
+            "frontend_conf": {"path_or_url": str(ssl_weights)},
+            "layer": -1,
+            "freeze_encoder_steps": 0,
+            "masking_conf": {"mask_prob": 0.3, "mask_length": 2},
+            **frontend_conf,
+        },
+        "normalize": None,
+        "specaug": None,
+        "encoder": "linear",
+        "encoder_conf": {"output_size": 32, "input_layer": None, "normalize_before": False},
+        "decoder": None,
+        "model_conf": {"ctc_weight": 1.0},
+        "token_type": "char",
+    }
+
+
+@pytest.fixture(scope="module")
+def ssl_weights(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ssl") / "ssl"
+    return write_model(ILSSSLTask, tiny_config("group_norm", False), cluster_token_list(5), root)
+
+
+@torch.no_grad()
+def test_fine_tuned_model_gives_our_ctc_logits_and_keeps_its_masks(tmp_path, ssl_weights):
+    weights = write_model(ILSASRTask, asr_config(ssl_weights), LETTERS, tmp_path / "asr")
+    export_to_transformers(tmp_path / "hf", model_dir=weights.parent)
+    wavlm = transformers.AutoModelForCTC.from_pretrained(tmp_path / "hf", local_files_only=True)
+    assert isinstance(wavlm, transformers.WavLMForCTC)
+    assert (wavlm.config.mask_time_prob, wavlm.config.mask_time_length) == (0.3, 2)
+    model, _ = ILSASRTask.build_model_from_file(weights.parent / "config.yaml", weights)
+    model.eval()
+    for wav in waveforms():
+        encoded, _ = model.encode(wav[None], torch.tensor([wav.numel()]))
+        logits = wavlm.eval()(wav[None]).logits[0]
+        assert_match({"ctc_logits": relative_error(logits, model.ctc.ctc_lo(encoded)[0])})
+
+
+def test_fine_tuned_model_exports_its_ssl_encoder_alone(tmp_path, ssl_weights):
+    weights = write_model(ILSASRTask, asr_config(ssl_weights), LETTERS, tmp_path / "asr")
+    export_to_transformers(tmp_path / "hf", model_dir=weights.parent, encoder_only=True)
+    wavlm = transformers.AutoModel.from_pretrained(tmp_path / "hf", local_files_only=True)
+    assert type(wavlm) is transformers.WavLMModel
+    model, _ = ILSASRTask.build_model_from_file(weights.parent / "config.yaml", weights)
+    wav = waveforms()[0]
+    with torch.no_grad():
+        hidden = wavlm.eval()(wav[None], output_hidden_states=True).hidden_states
+    layers = our_layers(model.eval(), wav)
+    assert_match(
+        {
+            f"layer_{k}": relative_error(h[0], ours)
+            for k, (h, ours) in enumerate(zip(hidden, layers))
+        }
+    )
+
+
+TRAIN_STEPS = 10
+
+
+def read_corpus(root: Path) -> List[Tuple[str, np.ndarray, str]]:
+    """``(name, waveform, text)`` of the tone corpus, the text with a word break after 3 letters."""
+    corpus = []
+    for line in (root / "text").read_text().splitlines():
+        name, letters = line.split()
+        wav, _ = soundfile.read(root / "wav" / f"{name}.flac", dtype="float32")
+        corpus.append((name, wav, f"{letters[:3]} {letters[3:]}"))
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(tmp_path_factory, ssl_weights) -> Tuple[Path, list]:
+    """A CTC model fine-tuned from the tiny SSL model for a few steps on the tone corpus (in this
+    process: ESPnet's ASR model and CTC loss, Adam), saved as ESPnet training saves it."""
+    root = tmp_path_factory.mktemp("corpus")
+    write_corpus(root)
+    corpus = read_corpus(root)
+    weights = write_model(ILSASRTask, asr_config(ssl_weights), LETTERS, root / "asr")
+    model, _ = ILSASRTask.build_model_from_file(weights.parent / "config.yaml", weights)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for step in range(TRAIN_STEPS):
+        batch = [corpus[(2 * step + i) % len(corpus)] for i in range(2)]
+        speech = nn.utils.rnn.pad_sequence([torch.from_numpy(w) for _, w, _ in batch], True)
+        ids = [
+            torch.tensor([LETTERS.index(c if c != " " else "<space>") for c in t])
+            for *_, t in batch
+        ]
+        text = nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=-1)
+        lengths = (torch.tensor([w.size for _, w, _ in batch]), torch.tensor([len(i) for i in ids]))
+        loss, _, _ = model(speech, lengths[0], text, lengths[1])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    torch.save(model.state_dict(), weights)
+    return weights, corpus
+
+
+def espnet_best_path(speech2text: Speech2Text, log_probs: torch.Tensor) -> str:
+    """ESPnet's greedy CTC transcript: best path (argmax per frame, repeats merged, blanks
+    dropped), through Speech2Text's own token converter and char tokenizer."""
+    ids = torch.unique_consecutive(log_probs.argmax(-1))
+    ids = [int(i) for i in ids if i != speech2text.asr_model.blank_id]
+    return speech2text.tokenizer.tokens2text(speech2text.converter.ids2tokens(ids))
+
+
+def test_pipeline_transcribes_as_espnet_greedy_ctc_with_our_logits(tmp_path, fine_tuned):
+    """ESPnet's Speech2Text searches prefixes (beam 1 is not best path: on this barely trained
+    model it gives letters where every frame's argmax is blank), so the transcript compared is
+    ESPnet's best path from Speech2Text's model, converter and tokenizer."""
+    weights, corpus = fine_tuned
+    export_transformers.main(
+        ["--model_dir", str(weights.parent), "--output_dir", str(tmp_path / "hf")]
+    )
+    speech2text = Speech2Text(
+        weights.parent / "config.yaml", weights, ctc_weight=1.0, beam_size=1, lm_weight=0.0
+    )
+    asr = transformers.pipeline("automatic-speech-recognition", model=str(tmp_path / "hf"))
+    assert isinstance(asr.model, transformers.WavLMForCTC)
+    for name, wav, _ in corpus:
+        with torch.no_grad():
+            encoded, _ = speech2text.asr_model.encode(
+                torch.from_numpy(wav)[None], torch.tensor([wav.size])
+            )
+            logits = asr.model(torch.from_numpy(wav)[None]).logits[0]
+            ours = speech2text.asr_model.ctc.ctc_lo(encoded)[0]
+        assert_match({name: relative_error(logits, ours)})
+        expected = espnet_best_path(speech2text, ours)
+        assert asr({"raw": wav, "sampling_rate": 16000})["text"] == expected, name
+
+
+def test_tokenizer_decodes_as_espnet_char_tokenizer(tmp_path, fine_tuned):
+    """Blank dropped, repeats merged, <space> a word break, <unk> kept, on a path with each."""
+    weights, _ = fine_tuned
+    export_to_transformers(tmp_path / "hf", model_dir=weights.parent)
+    processor = transformers.AutoProcessor.from_pretrained(tmp_path / "hf", local_files_only=True)
+    speech2text = Speech2Text(weights.parent / "config.yaml", weights, ctc_weight=1.0)
+    path = ["A", "A", "<blank>", "B", "<space>", "<space>", "C", "<unk>", "<blank>", "C"]
+    log_probs = torch.nn.functional.one_hot(torch.tensor([LETTERS.index(t) for t in path]))
+    expected = espnet_best_path(speech2text, log_probs.float())
+    assert expected == "AB C<unk>C"
+    assert processor.decode(log_probs.argmax(-1).tolist()) == expected
+
+
+def test_tokenizer_vocabulary_keeps_espnet_ids_and_names_the_word_separator():
+    assert ctc_vocabulary(LETTERS) == {
+        ("|" if token == "<space>" else token): index for index, token in enumerate(LETTERS)
+    }
+    with pytest.raises(ValueError, match="<blank> must be id 0"):
+        ctc_vocabulary(LETTERS[1:])
+    with pytest.raises(ValueError, match="ambiguous"):
+        ctc_vocabulary(LETTERS + ["▁"])
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+TINY_ENCODERS = {
+    "e_branchformer": {
+        "output_size": 32,
+        "attention_heads": 4,
+        "cgmlp_linear_units": 64,
+        "cgmlp_conv_kernel": 3,
+        "num_blocks": 3,
+        "input_layer": None,
+        "merge_conv_kernel": 3,
+        "use_ffn": False,
+    },
+    "conformer": {
+        "output_size": 32,
+        "attention_heads": 4,
+        "linear_units": 64,
+        "num_blocks": 3,
+        "input_layer": None,
+        "cnn_module_kernel": 3,
+    },
+}
+
+
+def _other_encoder(name):
+    def make(config):
+        config.update(encoder=name, encoder_conf=TINY_ENCODERS[name])
+
+    return make
+
+
+def _log_mel_front(config):
+    config.update({k: v for k, v in tiny_config("fbank", False).items() if "front" in k})
+    config["normalize"] = "utterance_mvn"
+
+
+def _utterance_mvn(config):
+    config["normalize"] = "utterance_mvn"
+
+
+@pytest.mark.parametrize(
+    "modify, match",
+    [
+        (_other_encoder("e_branchformer"), r"encoder EBranchformerEncoder: WavLM cannot"),
+        (_other_encoder("conformer"), r"encoder ConformerEncoder: WavLM cannot"),
+        (_log_mel_front, r"front end DefaultFrontend: WavLM cannot.*log-mel"),
+        (_utterance_mvn, r"feature normalisation UtteranceMVN"),
+    ],
+    ids=["e_branchformer", "conformer", "log_mel_front", "feature_normalisation"],
+)
+def test_what_wavlm_cannot_express_is_refused_by_name(tmp_path, modify, match):
+    config = copy.deepcopy(tiny_config("group_norm", False))
+    modify(config)
+    write_model(ILSSSLTask, config, cluster_token_list(5), tmp_path / "ssl")
+    with pytest.raises(SystemExit, match=match):
+        export_transformers.main(
+            ["--model_dir", str(tmp_path / "ssl"), "--output_dir", str(tmp_path / "hf")]
+        )
+    assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize(
+    "frontend_conf, match",
+    [
+        ({"layer": 1}, r"frontend_conf.layer 1: the CTC head reads block 2 of 3"),
+        ({"multilayer_feature": True}, r"multilayer_feature"),
+    ],
+    ids=["lower_block", "weighted_sum"],
+)
+def test_ctc_head_on_another_block_is_refused(tmp_path, ssl_weights, frontend_conf, match):
+    weights = write_model(
+        ILSASRTask, asr_config(ssl_weights, **frontend_conf), LETTERS, tmp_path / "asr"
+    )
+    with pytest.raises(ValueError, match=match + r".*--encoder_only"):
+        export_to_transformers(tmp_path / "hf", model_dir=weights.parent)
+
+
+def test_unknown_tensor_of_ours_is_named(tmp_path, monkeypatch):
+    from espnet_ils.export import transformers_wavlm
+
+    model_dir = ssl_model_dir(tmp_path / "ssl", "group_norm", pre_ln=False)
+    families = tuple(f for f in transformers_wavlm.KEY_FAMILIES if "fc2" not in f[0])
+    monkeypatch.setattr(transformers_wavlm, "KEY_FAMILIES", families)
+    with pytest.raises(ValueError, match=r"ours encoder\.encoders\.0\.fc2\.bias: no WavLM tensor"):
+        export_to_transformers(tmp_path / "hf", model_dir=model_dir)
+
+
+def test_existing_output_dir_is_never_overwritten(tmp_path):
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="exists and is not empty"):
+        export_to_transformers(tmp_path / "hf", model_dir=tmp_path)
