@@ -1,5 +1,6 @@
 """Every config is built once before any work: the recipe's own build, the wrong ones stop with
-their own error, named by the recipe option (espnet_ils.recipe.config_check)."""
+their own error, named by the recipe option, and with stage 12's transformers export a model WavLM
+cannot express stops too (espnet_ils.recipe.config_check)."""
 
 import shutil
 import subprocess
@@ -33,14 +34,28 @@ def edited(tmp_path: Path, source: Path, edit) -> Path:
 def test_the_recipe_configs_build(size):
     if size == "mini":
         check_pipeline_configs(**MINI)
-    else:
+    else:  # and stage 12 can export BASE's fine-tuned model to transformers
         check_pipeline_configs(
             CONF / "train_ssl_hubert_base_it1.yaml",
             100,
             CONF / "train_ssl_ils_base_it2.yaml",
             500,
             CONF / "train_asr_ctc_base_10h.yaml",
+            transformers_export=True,
         )
+
+
+def test_a_log_mel_front_is_refused_for_the_transformers_export_naming_the_option():
+    """The mini profile's log-mel front has no WavLM counterpart: with --hf_repo and
+    --hf_transformers true the run stops before stage 1; with false it goes on."""
+    with pytest.raises(ConfigError) as error:
+        check_pipeline_configs(**MINI, transformers_export=True)
+    message = str(error.value)
+    assert message.startswith(f"--asr_config {MINI['asr_config']}: stage 12 exports")
+    assert "front end DefaultFrontend: WavLM cannot express it" in message
+    assert "log-mel front (frontend: default)" in message
+    assert message.endswith("Share the ESPnet model only with --hf_transformers false")
+    check_pipeline_configs(**MINI, transformers_export=False)
 
 
 def test_configs_of_the_other_task_are_named_as_such():
@@ -127,3 +142,9 @@ def test_a_check_that_passed_in_the_expdir_is_skipped_until_a_config_changes(tmp
     assert "espnet2" not in check()
     asr_config.write_text(asr_config.read_text() + "\n# edited\n")
     assert "espnet2.tasks.asr" in check()
+    # whether stage 12 exports to transformers is part of what passed: checked again, refused
+    command = [sys.executable, "-m", "espnet_ils.bin.check_configs", *args, f"--marker={marker}"]
+    result = subprocess.run(
+        [*command, "--transformers_export=true"], capture_output=True, text=True
+    )
+    assert result.returncode == 1 and "--hf_transformers false" in result.stderr

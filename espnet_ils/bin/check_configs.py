@@ -8,7 +8,9 @@
 
 Exits 1 with the config's own error, naming the recipe option, when a config cannot be used.
 Without ``--it1_config`` (a run whose targets come from ``ils.sh --label_model``) only the
-iteration-2 and fine-tuning configs are built.
+iteration-2 and fine-tuning configs are built. With ``--transformers_export true`` (``ils.sh
+--hf_repo`` with ``--hf_transformers true``) the fine-tuned model must also be one that stage 12 can
+export to transformers' WavLMForCTC.
 
 With ``--marker`` a check that passed before with the same options and config contents is skipped
 before ESPnet is imported (10 of the 15 s it takes on 2 cores). The marker is written after a
@@ -38,6 +40,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--it2_n_clusters", type=int, required=True)
     parser.add_argument("--asr_config", type=Path, required=True)
     parser.add_argument(
+        "--transformers_export",
+        choices=["true", "false"],
+        default="false",
+        help="stage 12 exports the fine-tuned models to transformers: check that it can",
+    )
+    parser.add_argument(
         "--marker", type=Path, default=None, help="skip when it holds these options and configs"
     )
     return parser
@@ -47,7 +55,11 @@ def check_identity(args: argparse.Namespace) -> dict:
     """The options and the checksums of the configs a check is made from."""
     configs = {"it1": args.it1_config, "it2": args.it2_config, "asr": args.asr_config}
     return step_identity(
-        {"it1_n_clusters": args.it1_n_clusters, "it2_n_clusters": args.it2_n_clusters},
+        {
+            "it1_n_clusters": args.it1_n_clusters,
+            "it2_n_clusters": args.it2_n_clusters,
+            "transformers_export": args.transformers_export,
+        },
         {name: file_checksum(path) for name, path in configs.items() if path is not None},
     )
 
@@ -69,6 +81,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
             args.it2_config,
             args.it2_n_clusters,
             args.asr_config,
+            transformers_export=args.transformers_export == "true",
         )
     except ConfigError as error:
         print(f"Error: {error}", file=sys.stderr)

@@ -4,10 +4,14 @@ A config that cannot build (an unknown key, ``layers: [13]`` for a 4-block encod
 CTC in pretraining, a fine-tuning config that does not fit the SSL model) would otherwise pass the
 data and k-means stages and fail hours later at the training stage. Here each config is parsed by
 its task's parser and built by its task (``ILSSSLTask``, ``ILSASRTask``: every build-time check of
-``espnet_ils.train.tasks`` runs), and a config of the other task is named as such.
+``espnet_ils.train.tasks`` runs), and a config of the other task is named as such. When stage 12
+will export the fine-tuned models to transformers, the built ASR model also goes through the
+exporter's structural check (``espnet_ils.export.transformers_wavlm.export_source``): a model
+WavLM cannot express stops the run before stage 1 rather than after its training.
 """
 
 import argparse
+import importlib.util
 import tempfile
 from pathlib import Path
 from typing import Optional, Tuple, Type
@@ -18,6 +22,7 @@ from espnet2.tasks.abs_task import AbsTask
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_ils.data.labels import UNK, cluster_token_list
+from espnet_ils.export.transformers_wavlm import export_source
 from espnet_ils.train.tasks import ILSASRTask, ILSSSLTask
 
 TASKS = {"pretraining (SSL task)": ILSSSLTask, "fine-tuning (ASR task)": ILSASRTask}
@@ -90,7 +95,7 @@ def build_ssl(
 
 def build_asr(
     option: str, config: Path, ssl_model: torch.nn.Module, ssl_args: argparse.Namespace
-) -> None:
+) -> Tuple[torch.nn.Module, argparse.Namespace]:
     """Build a fine-tuning config on ``ssl_model`` (saved as stage 6 saves it, in a temporary dir)."""
     check_task(option, config, "fine-tuning (ASR task)")
     with tempfile.TemporaryDirectory(prefix="ils_config_check_") as tmp:
@@ -99,17 +104,47 @@ def build_asr(
         args = parse(
             ILSASRTask,
             config,
-            *("--token_list", str(Path(tmp) / "tokens.txt")),
+            *("--token_list", str(Path(tmp) / "tokens.txt"), "--token_type", "char"),  # stage 8's
             *("--frontend_conf", f"frontend_conf.path_or_url={Path(tmp) / 'model.pth'}"),
         )
         args.token_list = list(LETTER_TOKENS)
         try:
-            ILSASRTask.build_model(args)
+            model = ILSASRTask.build_model(args)
         except Exception as error:  # whatever the build raises, it comes from these configs
             raise ConfigError(
                 f"{option} {config} does not build on the model of the pretraining config: "
                 f"{_describe(error)}"
             ) from error
+    return model, args
+
+
+def check_transformers_export(
+    option: str, config: Path, model: torch.nn.Module, args: argparse.Namespace
+) -> None:
+    """Stop when stage 12 could not export the fine-tuned model built from ``config`` to
+    transformers' ``WavLMForCTC``, or transformers is not installed.
+
+    Raises:
+        ConfigError: Naming the part WavLM cannot express (a log-mel front end, an E-Branchformer
+            or Conformer encoder, ...) and ``--hf_transformers false``, which shares the ESPnet
+            model only.
+    """
+    why = None
+    if importlib.util.find_spec("transformers") is None:
+        why = "the transformers package is not installed (pip install transformers)"
+    else:
+        try:
+            refusal = export_source(model, args.token_type).ctc_refusal
+        except ValueError as error:  # the parts WavLM cannot express, named by the exporter
+            refusal = str(error)
+        if refusal is not None:
+            why = f"the model does not fit WavLMForCTC: {refusal}"
+    if why is not None:
+        raise ConfigError(
+            f"{option} {config}: stage 12 exports each run's CTC model to transformers "
+            f"(--hf_repo with --hf_transformers true), but {why}. Share the ESPnet model "
+            "only with --hf_transformers false"
+        )
 
 
 def check_pipeline_configs(
@@ -118,6 +153,7 @@ def check_pipeline_configs(
     it2_config: Path,
     it2_n_clusters: int,
     asr_config: Path,
+    transformers_export: bool = False,
 ) -> None:
     """Build the iteration-1, iteration-2 and fine-tuning configs as the recipe will use them.
 
@@ -128,6 +164,8 @@ def check_pipeline_configs(
         it2_config: Iteration 2's pretraining config.
         it2_n_clusters: Its k-means size.
         asr_config: The fine-tuning config, built on the iteration-2 model.
+        transformers_export: Stage 12 will export the fine-tuned models to transformers
+            (``ils.sh --hf_repo`` with ``--hf_transformers true``): check that it can.
 
     Raises:
         ConfigError: The first config that cannot be used, named by its recipe option.
@@ -135,4 +173,6 @@ def check_pipeline_configs(
     if it1_config is not None:
         build_ssl("--it1_config", it1_config, it1_n_clusters, "--it1_n_clusters")
     it2_model, it2_args = build_ssl("--it2_config", it2_config, it2_n_clusters, "--it2_n_clusters")
-    build_asr("--asr_config", asr_config, it2_model, it2_args)
+    asr_model, asr_args = build_asr("--asr_config", asr_config, it2_model, it2_args)
+    if transformers_export:
+        check_transformers_export("--asr_config", asr_config, asr_model, asr_args)
