@@ -109,7 +109,7 @@ def test_tiny_run_plans_the_bytes_its_docstring_states_per_stage(tmp_path):
     (labels / "text").write_text("dev-00 1 22 333\n")  # 9 bytes for 3 labels
     (tmp_path / "dump" / "mfcc" / "train").mkdir(parents=True)
     (tmp_path / "dump" / "mfcc" / "train" / "feats.1.ark").write_bytes(b"\0" * 1000)
-    opts = mini_options(tmp_path, hub_folders=True)  # with --hf_repo
+    opts = mini_options(tmp_path, hub_folders=True, hub_transformers=True)  # with --hf_repo
     rows, sizes = plan_rows(opts)
     by_stage = {}
     for row in rows:
@@ -149,7 +149,10 @@ def test_tiny_run_plans_the_bytes_its_docstring_states_per_stage(tmp_path):
     assert [r.bytes for r in by_stage[9]] == [pytest.approx(decoded, abs=1)] * 2
     assert [r.bytes for r in by_stage[11]] == [asr + it2] * 2
     hub_folders = [(exp / "hub", asr + it2) for exp in opts.asr_exps]
-    assert [(r.folder, r.bytes) for r in by_stage[12]] == hub_folders
+    exports = [(exp / "hub_transformers", asr) for exp in opts.asr_exps]  # the model in float32
+    assert [(r.folder, r.bytes) for r in by_stage[12]] == hub_folders + exports
+    without_export = plan_rows(mini_options(tmp_path, stage=12, hub_folders=True))[0]
+    assert [(r.folder, r.bytes) for r in without_export] == hub_folders  # --hf_transformers false
     assert not plan_rows(mini_options(tmp_path, stage=12))[0]  # without --hf_repo: nothing
     assert {r.folder for r in by_stage[9]} == {e / "ctc_logprobs" for e in opts.asr_exps}
 

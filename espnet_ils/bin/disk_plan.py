@@ -75,6 +75,12 @@ def get_parser() -> argparse.ArgumentParser:
     add("--lm_args", type=words, default=[])
     add("--probe_args", type=words, default=[])
     add("--hub_folders", choices=["true", "false"], default="false", help="stage 12 writes them")
+    add(
+        "--hub_transformers",
+        choices=["true", "false"],
+        default="false",
+        help="stage 12 writes the transformers exports too",
+    )
     add_run_arguments(parser)
     return parser
 
@@ -134,6 +140,7 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         lm_args=args.lm_args,
         probe_args=args.probe_args,
         hub_folders=args.hub_folders == "true",
+        hub_transformers=args.hub_transformers == "true",
     )
 
 

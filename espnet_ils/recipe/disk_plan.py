@@ -46,7 +46,9 @@ partial or sample copy is sized as such), else unknown (0 h).
 10. Tables only: nothing counted.
 11. Per run, a zip of the fine-tuned model and its SSL model (stored as they are).
 12. With ``--hf_repo``, per run, the Hub folder: the zip's files unpacked (as many bytes) and the
-    model card; the upload itself writes nothing here.
+    model card; with ``--hf_transformers true`` also its transformers export, the fine-tuned
+    model's weights in float32 (as stage 8's model: the SSL encoder and the CTC layer; the
+    tokenizer's files and the card are a few kB). The upload itself writes nothing here.
 
 With ``--num_splits_ssl`` / ``--num_splits_asr`` above 1 the training set's wav.scp, labels (or
 text) and shape file are copied once more into the parts (stages 4, 6, 8).
@@ -311,6 +313,7 @@ class RunOptions:
     label_model: Optional[Path] = None  # targets from another model: no iteration 1 (stages 3-4)
     label_kmeans: Optional[Path] = None  # a given k-means model: stage 5 writes no features
     hub_folders: bool = False  # stage 12 writes each run's Hub folder (ils.sh with --hf_repo)
+    hub_transformers: bool = False  # and its transformers export (with --hf_transformers true)
 
     def roots(self) -> Dict[str, Path]:
         """The folders a run writes under, by the option (or db.sh variable) that names them."""
@@ -922,36 +925,50 @@ class _Planner:
         ]
 
     # stage 11 ---------------------------------------------------------------------------------
+    def finetuned_bytes(self) -> int:
+        """The fine-tuned model's weights (the SSL model without its heads, the CTC layer)."""
+        o = self.o
+        vocabulary = token_count(o.token_list, LETTERS)
+        return self.models.finetuned(o.asr_config, o.asr_args, o.it2_config, vocabulary).model_bytes
+
     def packed_bytes(self) -> int:
         """A packed model: the fine-tuned model and its SSL model, stored as they are."""
         o = self.o
-        vocabulary = token_count(o.token_list, LETTERS)
-        asr = self.models.finetuned(o.asr_config, o.asr_args, o.it2_config, vocabulary)
-        return asr.model_bytes + self.models.ssl(o.it2_config, o.pretrain_args)[0].model_bytes
+        return (
+            self.finetuned_bytes() + self.models.ssl(o.it2_config, o.pretrain_args)[0].model_bytes
+        )
 
-    def packed_rows(self, stage: int, folder: str, marker: str, what: str) -> List[Row]:
-        """Per run, ``<asr exp>/<folder>`` holding a packed model's bytes; what it holds when
-        ``<asr exp>/<marker>`` says it is done."""
+    def model_rows(
+        self, stage: int, folder: str, marker: str, what: str, size_of: Callable[[], int]
+    ) -> List[Row]:
+        """Per run, ``<asr exp>/<folder>`` holding ``size_of()`` bytes (computed once); what it
+        holds when ``<asr exp>/<marker>`` says it is done."""
         rows, size = [], None
         for exp in self.o.asr_exps:
             if list(exp.glob(marker)):
                 there = folder_bytes(exp / folder)
                 rows.append(_row(stage, "--expdir", exp / folder, f"{what} (done)", None, 1, there))
                 continue
-            size = self.packed_bytes() if size is None else size
+            size = size_of() if size is None else size
             rows.append(_row(stage, "--expdir", exp / folder, what, None, 1, size))
         return rows
 
     def stage11(self) -> List[Row]:
         what = "zip of the fine-tuned model and its SSL model"
-        return self.packed_rows(11, "packed", "packed/*.zip.done", what)
+        return self.model_rows(11, "packed", "packed/*.zip.done", what, self.packed_bytes)
 
     # stage 12 ---------------------------------------------------------------------------------
     def stage12(self) -> List[Row]:
         if not self.o.hub_folders:
             return []
         what = "Hub folder: the zip unpacked, its model card"
-        return self.packed_rows(12, "hub", "hub.done", what)
+        rows = self.model_rows(12, "hub", "hub.done", what, self.packed_bytes)
+        if self.o.hub_transformers:
+            what = "transformers export: the fine-tuned model in float32, its card"
+            rows += self.model_rows(
+                12, "hub_transformers", "hub_transformers.done", what, self.finetuned_bytes
+            )
+        return rows
 
     def rows(self) -> List[Row]:
         stages: Dict[int, Callable[[], List[Row]]] = {
