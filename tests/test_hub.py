@@ -203,6 +203,28 @@ def test_transformers_export_gets_its_own_card_pointing_at_the_espnet_model(tmp_
     assert f"(https://huggingface.co/{REPO})" in body
 
 
+def test_hub_folder_writes_the_exports_card_alone_leaving_the_hub_folder(packed, tmp_path, capsys):
+    """Stage 12 exports from the Hub folder, then writes the export's card without rewriting it."""
+    hub = write_hub_folder(packed, tmp_path / "hub", CardInfo(repo=REPO))
+    before = {path: path.stat().st_mtime_ns for path in hub.rglob("*")}
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "config.json").write_text('{"model_type": "wavlm"}')
+    hub_folder.main(["--repo", REPO, "--results", str(packed.parent / "RESULTS.md"),
+                     "--transformers_dir", str(export)])  # fmt: skip
+    front, body = card_of(export / "README.md")
+    assert front["library_name"] == "transformers" and f"### `{REPO}-transformers`" in body
+    assert RESULTS.splitlines()[-1] in body
+    assert {path: path.stat().st_mtime_ns for path in hub.rglob("*")} == before
+    for cmd, message in (
+        (["--repo", REPO], "nothing to write"),
+        (["--repo", REPO, "--zip", str(packed)], "--zip and --outdir go together"),
+    ):
+        with pytest.raises(SystemExit):
+            hub_folder.main(cmd)
+        assert message in capsys.readouterr().err
+
+
 class RecordingHfApi:
     """Stands in for ``huggingface_hub.HfApi``: records the calls the upload makes."""
 

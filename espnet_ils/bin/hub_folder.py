@@ -6,7 +6,9 @@
 
 No network: the folder is what ``espnet_ils.bin.upload_model`` uploads, to inspect first (see
 ``espnet_ils.export.hub``). With ``--transformers_dir`` (a transformers export of the same model) the
-export's own card is written there too, for the repository ``<repo>-transformers``.
+export's own card is written there too, for the repository ``<repo>-transformers``; without
+``--zip`` and ``--outdir`` only that card is written (the export is made from the Hub folder, so the
+recipe writes its card once the export exists, leaving the Hub folder as it is).
 """
 
 import argparse
@@ -26,8 +28,8 @@ from espnet_ils.export.hub import (
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--zip", type=Path, required=True, help="Packed model (stage 11)")
-    parser.add_argument("--outdir", type=Path, required=True, help="Folder to write")
+    parser.add_argument("--zip", type=Path, help="Packed model (stage 11), with --outdir")
+    parser.add_argument("--outdir", type=Path, help="Hub folder to write from --zip")
     parser.add_argument("--repo", required=True, help="Hugging Face repository, e.g. user/ils_base")
     parser.add_argument(
         "--results", type=Path, action="append", default=[], help="Markdown shown in the card"
@@ -45,7 +47,12 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
-    args = get_parser().parse_args(cmd)
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    if (args.zip is None) != (args.outdir is None):
+        parser.error("--zip and --outdir go together: the packed model and its Hub folder")
+    if args.zip is None and args.transformers_dir is None:
+        parser.error("nothing to write: give --zip and --outdir, --transformers_dir, or both")
     setup_logging(args)
     card = CardInfo(
         repo=args.repo,
@@ -55,7 +62,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
         language=args.language,
         license=args.license,
     )
-    write_hub_folder(args.zip, args.outdir, card)
+    if args.zip is not None:
+        write_hub_folder(args.zip, args.outdir, card)
     if args.transformers_dir is not None:
         export_card = dataclasses.replace(card, repo=transformers_repo(args.repo))
         write_transformers_card(args.transformers_dir, export_card, args.repo)
