@@ -2,9 +2,11 @@
 the folder is the zip's files and ESPnet's model card; ``Speech2Text.from_pretrained("org/name")``
 loads it offline from a Hugging Face cache and decodes as the model from the zip does; zips that
 would load files of the training machine are refused; the upload sends exactly the folders; the
-recipe's stage 12 writes one folder per run before the upload, the only networked step."""
+recipe's stage 12 writes one folder per run, and its transformers export with its own card, before
+the upload, the only networked step."""
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -22,7 +24,7 @@ from espnet2.bin.asr_inference import Speech2Text
 from espnet2.main_funcs.pack_funcs import unpack
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 from espnet_model_zoo import downloader
-from helpers.corpus import ASR_CONFIG
+from helpers.corpus import ASR_CONFIG, LETTERS, SSL_CONFIG
 from helpers.hub_cache import populate_hub_cache
 from huggingface_hub.errors import OfflineModeIsEnabled
 
@@ -40,8 +42,9 @@ DECODING = dict(ctc_weight=1.0, lm_weight=0.0, beam_size=1)
 @pytest.fixture(scope="module")
 def packed(ssl_dir, tmp_path_factory) -> Path:
     """A CTC model (random weights) fine-tuned through ``espnet_ssl`` on a copy of the tiny SSL
-    model, saved as asr_train saves it and packed by ``pack_model`` with a RESULTS.md; the
-    experiment directories are removed, so that nothing but the zip can serve the model."""
+    model, over letters and a word separator as stage 8's token list, saved as asr_train saves
+    it and packed by ``pack_model`` with a RESULTS.md; the experiment directories are removed, so
+    that nothing but the zip can serve the model."""
     root = tmp_path_factory.mktemp("packed")
     ssl_exp, asr_exp = root / "exp" / "ssl_tiny", root / "exp" / "asr_tiny"
     ssl_exp.mkdir(parents=True)
@@ -49,8 +52,10 @@ def packed(ssl_dir, tmp_path_factory) -> Path:
     shutil.copy(ssl_dir / "config.yaml", ssl_exp / "config.yaml")
     shutil.copy(ssl_dir / "model.pth", ssl_exp / "valid.loss.best.pth")
     (root / "asr.yaml").write_text(yaml.safe_dump(ASR_CONFIG))
+    tokens = ["<blank>", "<unk>", *LETTERS, "<space>", "<sos/eos>"]
+    (root / "tokens.txt").write_text("\n".join(tokens) + "\n")
     args = ILSASRTask.get_parser().parse_args(
-        ["--config", str(root / "asr.yaml"), "--token_list", str(ssl_dir / "char_tokens.txt"),
+        ["--config", str(root / "asr.yaml"), "--token_list", str(root / "tokens.txt"),
          "--token_type", "char",
          "--frontend_conf", f"frontend_conf.path_or_url={ssl_exp / 'valid.loss.best.pth'}"]
     )  # fmt: skip
@@ -272,27 +277,36 @@ def test_upload_without_the_hub_says_what_it_needs(packed, tmp_path, monkeypatch
 
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
-MINI = ["--corpus", "mini", "--it2_layer", "2", "--it2_n_clusters", "100", "--test_sets", "test",
-        "--it1_config", "conf/tuning/train_ssl_hubert_mini_it1.yaml",
-        "--it2_config", "conf/tuning/train_ssl_ils_mini.yaml",
-        "--asr_config", "conf/tuning/train_asr_ctc_mini.yaml"]  # fmt: skip
+MINI = ["--corpus", "mini", "--it2_layer", "2", "--it2_n_clusters", "100", "--test_sets", "test"]
+
+
+def tiny_configs(root: Path) -> list:
+    """ils.sh's config options naming the configs of the ``packed`` model (its pretraining config
+    without a cluster count, which the checks take from the token list): ones the config check
+    before stage 1 builds, and stage 12 can export to transformers."""
+    ssl = dict(SSL_CONFIG, loss=[dict(name="ils", conf=dict(layers=[2, 4], final_dim=16))])
+    (root / "train_ssl_tiny.yaml").write_text(yaml.safe_dump(ssl))
+    (root / "train_asr_tiny.yaml").write_text(yaml.safe_dump(ASR_CONFIG))
+    return ["--it1_config", str(root / "train_ssl_tiny.yaml"),
+            "--it2_config", str(root / "train_ssl_tiny.yaml"),
+            "--asr_config", str(root / "train_asr_tiny.yaml")]  # fmt: skip
 
 
 def run_stage_12(expdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """``ils.sh``'s stage 12 for the mini configs' ILS run and baseline (seed 0) in ``expdir``,
-    with huggingface_hub offline: an upload fails before any request leaves."""
+    """``ils.sh``'s stage 12 for the ILS run and baseline (seed 0) in ``expdir``, with
+    huggingface_hub offline: an upload fails before any request leaves."""
     return subprocess.run(
-        ["./ils.sh", *MINI, "--baseline", "true", "--stage", "12", "--disk_check", "false",
-         "--expdir", str(expdir), *args],
+        ["./ils.sh", *MINI, *tiny_configs(expdir.parent), "--baseline", "true", "--stage", "12",
+         "--disk_check", "false", "--expdir", str(expdir), *args],
         cwd=RECIPE, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"),
     )  # fmt: skip
 
 
-def test_stage_12_writes_each_runs_folder_first_and_only_uploads_when_asked(packed, tmp_path):
+def test_stage_12_writes_each_runs_folders_first_and_only_uploads_when_asked(packed, tmp_path):
     expdir = tmp_path / "exp"
     hubs = {}
     for run in ("ils_seed0", "hubert_seed0"):
-        asr_exp = expdir / f"asr_it2_L2_km100_{run}_train_asr_ctc_mini"
+        asr_exp = expdir / f"asr_it2_L2_km100_{run}_train_asr_tiny"
         (asr_exp / "packed").mkdir(parents=True)
         shutil.copy(packed, asr_exp / "packed" / f"{asr_exp.name}.zip")
         (asr_exp / "packed" / f"{asr_exp.name}.zip.done").write_text("{}")
@@ -302,19 +316,40 @@ def test_stage_12_writes_each_runs_folder_first_and_only_uploads_when_asked(pack
     (expdir / "comparison_test.md").write_text(
         "| | ils | hubert |\n|---|---|---|\n| WER | 1 | 2 |\n"
     )
+    with zipfile.ZipFile(packed) as archive:
+        tokens = yaml.safe_load(archive.read("asr/config.yaml"))["token_list"]
 
     result = run_stage_12(expdir, "--hf_repo", REPO, "--hf_upload", "false")
     assert result.returncode == 0, result.stderr[-3000:]
     for run, hub in hubs.items():  # two runs: one repository each
+        repo, export = f"{REPO}_{run}", hub.with_name("hub_transformers")
         front, body = card_of(hub / "README.md")
-        assert f"### `{REPO}_{run}`" in body and front["datasets"] == ["mini"]
+        assert f"### `{repo}`" in body and front["datasets"] == ["mini"]
         assert "| WER | 1 | 2 |" in body and RESULTS.splitlines()[-1] in body
         assert (hub / "meta.yaml").is_file() and (hub.parent / "hub.done").is_file()
-        assert f"{hub} not uploaded (--hf_upload false)" in result.stderr
+        # the transformers export of the Hub folder's model, with its own card
+        config = json.loads((export / "config.json").read_text())
+        assert config["architectures"] == ["WavLMForCTC"] and config["vocab_size"] == len(tokens)
+        assert json.loads((export / "vocab.json").read_text()) == {  # word separator: "|"
+            {"<space>": "|"}.get(token, token): index for index, token in enumerate(tokens)
+        }
+        for name in ("model.safetensors", "tokenizer_config.json", "processor_config.json"):
+            assert (export / name).is_file(), name
+        front, body = card_of(export / "README.md")
+        assert front["library_name"] == "transformers" and front["datasets"] == ["mini"]
+        assert f'pipeline("automatic-speech-recognition", model="{repo}-transformers")' in body
+        assert f"(https://huggingface.co/{repo})" in body and "| WER | 1 | 2 |" in body
+        assert (hub.parent / "hub_transformers.done").is_file()
+        assert (
+            f"not uploaded (--hf_upload false): {hub} -> https://huggingface.co/{repo}, {export} "
+            f"-> https://huggingface.co/{repo}-transformers"
+        ) in result.stderr
 
-    result = run_stage_12(expdir, "--hf_repo", REPO)
+    result = run_stage_12(expdir, "--hf_repo", REPO)  # stops at the first run's upload
     assert result.returncode != 0
-    assert f"{hubs['ils_seed0']}: skipped: done with the same options" in result.stderr
+    for folder in ("hub", "hub_transformers"):
+        path = hubs["ils_seed0"].with_name(folder)
+        assert f"{path}: skipped: done with the same options" in result.stderr
     assert f"cannot upload {hubs['ils_seed0']} to Hugging Face repository {REPO}_ils_seed0" in (
         result.stderr
     )

@@ -198,6 +198,7 @@ def test_help_lists_every_stage():
         (["--kmeans_portion", "0e3"], "--kmeans_portion must be a positive number, got '0e3'"),
         (["--mini_hours", "1h"], "--mini_hours must be a positive number, got '1h'"),
         (["--hf_upload", "yes"], "--hf_upload yes: true or false"),
+        (["--hf_transformers", "no"], "--hf_transformers no: true or false"),
         (["--hf_repo", "ils_base"], "--hf_repo ils_base: a Hugging Face repository is user/name"),
         (["--bogus", "1"], "Unknown option --bogus"),
         # Variables of the script that are not options are refused, not overwritten.
@@ -205,7 +206,7 @@ def test_help_lists_every_stage():
         (["--help_message", "x"], "Unknown option --help_message"),
         (["--it1_exp", "x"], "Unknown option --it1_exp"),
         (["--nj", "2", "--stage"], "Option --stage needs a value"),
-        # These three build every config (15 s of ESPnet's import) first: the full suite only.
+        # These four build every config (15 s of ESPnet's import) first: the full suite only.
         pytest.param(
             ["--it1_n_clusters", "50"],
             "with the token list of --it1_n_clusters 50: ValueError: loss conf num_classes=100 "
@@ -218,6 +219,22 @@ def test_help_lists_every_stage():
             "--asr_config conf/tuning/train_ssl_ils_mini.yaml is a pretraining (SSL task) config",
             marks=pytest.mark.slow,
         ),
+        pytest.param(  # stage 12 could not export the log-mel front to transformers
+            [
+                "--hf_repo",
+                "user/ils_mini",
+                "--asr_config",
+                "conf/tuning/train_asr_ctc_mini.yaml",
+                "--it1_config",
+                "conf/tuning/train_ssl_hubert_mini_it1.yaml",
+                "--it2_config",
+                "conf/tuning/train_ssl_ils_mini.yaml",
+                "--it2_n_clusters",
+                "100",
+            ],
+            "front end DefaultFrontend: WavLM cannot express it",
+            marks=pytest.mark.slow,
+        ),  # fmt: skip
         pytest.param(
             ["--stage", "2", "--stop_stage", "2", "--datadir", "/nonexistent"],
             "/nonexistent/dev_clean does not exist: run the stage that makes it (stage 1)",

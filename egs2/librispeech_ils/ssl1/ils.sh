@@ -98,7 +98,8 @@ lm_weights=0.5,1       # lm_fusion, lm_rescore: LM weights tried on --valid_set.
 lm_penalties=0,1       # lm_fusion, lm_rescore: per-letter bonuses tried on --valid_set.
 inference_model=valid.cer_ctc.best.pth  # Checkpoint of the fine-tuned model to decode and pack; valid.cer_ctc.ave.pth or valid.loss.ave.pth: ESPnet's average of the keep_nbest_models best.
 hf_license=cc-by-4.0   # Stage 12: licence of the shared models' files, a Hub licence id (LibriSpeech's is CC BY 4.0).
-hf_upload=true         # Stage 12: true uploads each run's Hub folder; false only writes it (<asr exp>/hub), to inspect it before a later upload.
+hf_upload=true         # Stage 12: true uploads each run's Hub folder (and its transformers export); false only writes them (<asr exp>/hub, <asr exp>/hub_transformers), to inspect them before a later upload.
+hf_transformers=true   # Stage 12: also export each run's CTC model to transformers (WavLMForCTC + tokenizer + processor, python -m espnet_ils.bin.export_transformers) into <asr exp>/hub_transformers with its own model card, uploaded beside the ESPnet model to <repo>-transformers; false: the ESPnet model only.
 hf_repo=               # Stage 12: Hugging Face repository (user/name) that Speech2Text.from_pretrained loads; with several runs (--baseline true, several --it2_seeds) one per run, user/name_<run>; empty skips stage 12.
 
 # Option parsing: the options are exactly the variables assigned from "# General options" down to
@@ -146,7 +147,8 @@ Stages:
  11: packing each fine-tuned model with its SSL model into a zip for Speech2Text
  12: sharing on the Hugging Face Hub (skipped unless --hf_repo is set): each packed model as ESPnet's
      Hub models hold it (the zip's files and a model card with \${expdir}/RESULTS.md, the configs,
-     licence and citations) in <asr exp>/hub, then uploaded (--hf_upload)
+     licence and citations) in <asr exp>/hub, with --hf_transformers true its transformers export
+     (WavLMForCTC) and card in <asr exp>/hub_transformers, then uploaded (--hf_upload)
 
 Options (defaults in brackets):
 ${option_help}
@@ -219,7 +221,9 @@ if [ -n "${label_model}" ] && [ "${it2_layer}" = auto ]; then
     die "--it2_layer auto scores the iteration-1 model's blocks; with --label_model give the block (the paper's LARGE: 9 of HuBERT BASE)"
 fi
 case ${kmeans_feats_storage} in float32 | two_byte) ;; *) die "--kmeans_feats_storage ${kmeans_feats_storage}: float32 or two_byte" ;; esac
-case ${hf_upload} in true | false) ;; *) die "--hf_upload ${hf_upload}: true or false" ;; esac
+for option in hf_upload hf_transformers; do
+    case ${!option} in true | false) ;; *) die "--${option} ${!option}: true or false" ;; esac
+done
 [ -z "${hf_repo}" ] || [[ ${hf_repo} =~ ^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$ ]] \
     || die "--hf_repo ${hf_repo}: a Hugging Face repository is user/name (letters, digits, . _ -)"
 is_number "${quality_fit_hours}" || die "--quality_fit_hours must be a non-negative number, got '${quality_fit_hours}'"
@@ -244,14 +248,19 @@ for task in ${probe_tasks}; do
     [ -f "${!config}" ] || die "--${config} ${!config}: no such file"
 done
 [[ ${probe_held_out} =~ ^0?\.[0-9]+$ ]] || die "--probe_held_out must be a share in (0, 0.5), got '${probe_held_out}'"
-# Every config is built once (CPU, 15 s) so that one which cannot build stops the run now; again
-# only when a config or a cluster count changed since it passed in this expdir (the marker).
+# Stage 12 exports each run's CTC model to transformers when it shares the models at all.
+transformers_export=false
+[ -n "${hf_repo}" ] && transformers_export=${hf_transformers}
+# Every config is built once (CPU, 15 s) so that one which cannot build (or, with
+# transformers_export, one that WavLM cannot express) stops the run now; again only when a config
+# or an option of the check changed since it passed in this expdir (the marker).
 # (with --label_model there is no iteration 1, and its config is not built)
 it1_check=(--it1_config "${it1_config}" --it1_n_clusters "${it1_n_clusters}")
 [ -z "${label_model}" ] || it1_check=()
 ${python} -m espnet_ils.bin.check_configs "${it1_check[@]}" \
     --it2_config "${it2_config}" --it2_n_clusters "${it2_n_clusters}" --asr_config "${asr_config}" \
-    --marker "${expdir}/.configs_checked" || die "the configs do not fit the options (see the error above)"
+    --transformers_export "${transformers_export}" --marker "${expdir}/.configs_checked" \
+    || die "the configs do not fit the options (see the error above)"
 for mode in ${decode_modes}; do
     case ${mode} in
         greedy | beam | ngram | lm_fusion | lm_rescore) ;;
@@ -357,6 +366,7 @@ case ${disk_check} in
             --pretrain_args="${pretrain_args}" \
             --asr_args="${asr_args}" --lm_args="${lm_args}" --probe_args="${probe_args}" \
             --hub_folders "$([ -n "${hf_repo}" ] && echo true || echo false)" \
+            --hub_transformers "${transformers_export}" \
             || die "disk plan: see above (--disk_check false skips it)" ;;
     false) log "Disk plan skipped (--disk_check false)" ;;
     *) die "--disk_check ${disk_check}: true or false" ;;
