@@ -2,7 +2,8 @@
 # (SC2154, SC2086: the options and names are ils.sh's, set before it sources this file; ${python}
 # and the *_cmd runners are command lines, as in ils.sh)
 # ils.sh's helpers for every stage (sourced): option tests, skip markers, the stage filter, runs at
-# once, ESPnet's data and training arguments, the experiments' names and the run manifest.
+# once, ESPnet's data and training arguments, the experiments' names, the probes' layout and the
+# run manifest.
 
 die() { log "Error: $*"; exit 1; }
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
