@@ -275,16 +275,16 @@ def test_released_pre_ln_fine_tuned_checkpoint_exports_its_encoder_only(tmp_path
 # --- fine-tuned CTC models ----------------------------------------------------------------------
 
 
-def asr_config(ssl_weights: Path, **frontend_conf) -> dict:
-    """CTC fine-tuning of an SSL model as the recipe's configs do it (tiny)."""
-    return {
+def asr_config(ssl_weights: Path, **changes) -> dict:
+    """CTC fine-tuning of an SSL model as the recipe's configs do it (tiny); ``changes`` replace
+    top-level keys, a dict value updating the dict that is there."""
+    config = {
         "frontend": "espnet_ssl",
         "frontend_conf": {
             "frontend_conf": {"path_or_url": str(ssl_weights)},
             "layer": -1,
             "freeze_encoder_steps": 0,
             "masking_conf": {"mask_prob": 0.3, "mask_length": 2},
-            **frontend_conf,
         },
         "normalize": None,
         "specaug": None,
@@ -294,6 +294,9 @@ def asr_config(ssl_weights: Path, **frontend_conf) -> dict:
         "model_conf": {"ctc_weight": 1.0},
         "token_type": "char",
     }
+    for key, value in changes.items():
+        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+    return config
 
 
 @pytest.fixture(scope="module")
@@ -315,6 +318,55 @@ def test_fine_tuned_model_gives_our_ctc_logits_and_keeps_its_masks(tmp_path, ssl
         encoded, _ = model.encode(wav[None], torch.tensor([wav.numel()]))
         logits = wavlm.eval()(wav[None]).logits[0]
         assert_match({"ctc_logits": relative_error(logits, model.ctc.ctc_lo(encoded)[0])})
+
+
+@pytest.fixture(scope="module")
+def large_ctc_weights(tmp_path_factory) -> Path:
+    """A LARGE-like fine-tuned CTC model: a pre-LN SSL model with the LayerNorm front and
+    waveform normalisation, then the ASR linear encoder's LayerNorm (``normalize_before``) before
+    the CTC head, which WavLMForCTC reads as its ``encoder.layer_norm``."""
+    torch.manual_seed(0)  # a module fixture runs before the per-test seed
+    root = tmp_path_factory.mktemp("large")
+    config = tiny_config("layer_norm", pre_ln=True)
+    ssl = write_model(ILSSSLTask, config, cluster_token_list(5), root / "ssl")
+    config = asr_config(ssl, encoder_conf={"normalize_before": True})
+    return write_model(ILSASRTask, config, LETTERS, root / "asr")
+
+
+def load_asr(weights: Path) -> nn.Module:
+    return ILSASRTask.build_model_from_file(weights.parent / "config.yaml", weights)[0].eval()
+
+
+@torch.no_grad()
+def our_ctc_logits(model: nn.Module, wav: torch.Tensor) -> torch.Tensor:
+    """``(T, V)`` CTC logits of one utterance alone, from the waveform as ESPnet reads it."""
+    encoded, _ = model.encode(wav[None], torch.tensor([wav.numel()]))
+    return model.ctc.ctc_lo(encoded)[0]
+
+
+@torch.no_grad()
+def test_pre_ln_fine_tuned_model_gives_our_ctc_logits_in_a_padded_batch(
+    tmp_path, large_ctc_weights
+):
+    """The ASR linear encoder's ``after_norm`` becomes WavLMForCTC's ``encoder.layer_norm``. It is
+    ESPnet's LayerNorm (eps 1e-12) and WavLM has one ``layer_norm_eps`` for every LayerNorm (our
+    blocks' 1e-5), so ours is compared with its eps set to WavLM's: with 1e-12 a frame whose top
+    block has variance ``v`` over channels is divided by ``sqrt(v + 1e-12)`` instead of
+    ``sqrt(v + 1e-5)``, about ``5e-6 / v`` relative."""
+    export_to_transformers(tmp_path / "hf", model_dir=large_ctc_weights.parent)
+    wavlm = transformers.AutoModelForCTC.from_pretrained(tmp_path / "hf", local_files_only=True)
+    assert isinstance(wavlm, transformers.WavLMForCTC) and wavlm.config.do_stable_layer_norm
+    model, wavs = load_asr(large_ctc_weights), waveforms()
+    assert wavlm.wavlm.encoder.layer_norm.eps == wavlm.config.layer_norm_eps
+    assert model.encoder.after_norm.eps == 1e-12 != wavlm.config.layer_norm_eps
+    model.encoder.after_norm.eps = wavlm.config.layer_norm_eps
+    values, mask = padded_batch(wavs, normalize=True)
+    logits = wavlm.eval()(values, attention_mask=mask).logits
+    errors = {
+        f"utt{b}": relative_error(logits[b, : frames(wav.numel())], our_ctc_logits(model, wav))
+        for b, wav in enumerate(wavs)
+    }
+    assert_match(errors)
 
 
 def test_fine_tuned_model_exports_its_ssl_encoder_alone(tmp_path, ssl_weights):
@@ -570,19 +622,37 @@ def test_what_wavlm_cannot_express_is_refused_by_name(tmp_path, modify, match):
 
 
 @pytest.mark.parametrize(
-    "frontend_conf, match",
+    "changes, match",
     [
-        ({"layer": 1}, r"frontend_conf.layer 1: the CTC head reads block 2 of 3"),
-        ({"multilayer_feature": True}, r"multilayer_feature"),
+        (
+            {"frontend_conf": {"layer": 1}},
+            r"frontend_conf.layer 1: the CTC head reads block 2 of 3",
+        ),
+        ({"frontend_conf": {"multilayer_feature": True}}, r"multilayer_feature"),
+        (
+            {
+                "decoder": "transformer",
+                "decoder_conf": {"attention_heads": 4, "linear_units": 64, "num_blocks": 1},
+                "model_conf": {"ctc_weight": 0.3},
+            },
+            r"decoder TransformerDecoder, ctc_weight 0.3",
+        ),
+        ({"token_type": "word"}, r"token_type 'word': Wav2Vec2CTCTokenizer joins characters"),
+        (
+            {"encoder_conf": {"normalize_before": True}},
+            r"the ASR linear encoder's normalize_before on a post-LN model",
+        ),
     ],
-    ids=["lower_block", "weighted_sum"],
+    ids=["lower_block", "weighted_sum", "attention_decoder", "word_tokens", "post_ln_after_norm"],
 )
-def test_ctc_head_on_another_block_is_refused(tmp_path, ssl_weights, frontend_conf, match):
-    weights = write_model(
-        ILSASRTask, asr_config(ssl_weights, **frontend_conf), LETTERS, tmp_path / "asr"
-    )
+def test_ctc_model_wavlm_for_ctc_cannot_express_is_refused(tmp_path, ssl_weights, changes, match):
+    """The CTC path of these models is not WavLMForCTC's; their SSL encoder still exports."""
+    weights = write_model(ILSASRTask, asr_config(ssl_weights, **changes), LETTERS, tmp_path / "asr")
     with pytest.raises(ValueError, match=match + r".*--encoder_only"):
         export_to_transformers(tmp_path / "hf", model_dir=weights.parent)
+    assert not (tmp_path / "hf").exists()
+    export_to_transformers(tmp_path / "hf", model_dir=weights.parent, encoder_only=True)
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
 
 
 def test_unknown_tensor_of_ours_is_named(tmp_path, monkeypatch):
@@ -593,6 +663,27 @@ def test_unknown_tensor_of_ours_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(transformers_wavlm, "KEY_FAMILIES", families)
     with pytest.raises(ValueError, match=r"ours encoder\.encoders\.0\.fc2\.bias: no WavLM tensor"):
         export_to_transformers(tmp_path / "hf", model_dir=model_dir)
+
+
+def test_wavlm_tensor_that_nothing_of_ours_fills_is_named(tmp_path, monkeypatch):
+    """As a tensor a later transformers might add: here the gate constants, left unwritten."""
+    from espnet_ils.export import transformers_wavlm
+
+    model_dir = ssl_model_dir(tmp_path / "ssl", "group_norm", pre_ln=False)
+    fixed = transformers_wavlm.fixed_weights
+
+    def without_gate_constants(source, expected):
+        return {k: v for k, v in fixed(source, expected).items() if v != "gate_const"}
+
+    monkeypatch.setattr(transformers_wavlm, "fixed_weights", without_gate_constants)
+    with pytest.raises(ValueError) as error:
+        export_to_transformers(tmp_path / "hf", model_dir=model_dir)
+    problems = str(error.value).splitlines()[1:]
+    assert problems == [
+        f"  WavLM encoder.layers.{i}.attention.gru_rel_pos_const: nothing of ours fills it"
+        for i in range(3)
+    ]
+    assert not (tmp_path / "hf").exists()
 
 
 def test_existing_output_dir_is_never_overwritten(tmp_path):
