@@ -369,6 +369,37 @@ def test_pre_ln_fine_tuned_model_gives_our_ctc_logits_in_a_padded_batch(
     assert_match(errors)
 
 
+@pytest.mark.parametrize("rms", [0.1, 0.01], ids=["-20dBFS", "-40dBFS"])
+@torch.no_grad()
+def test_pipeline_normalisation_eps_leaves_large_logits_within_tolerance(
+    tmp_path, large_ctc_weights, rms
+):
+    """The pipeline's feature extractor (``do_normalize``) divides by ``sqrt(var + 1e-7)``, ours
+    by ``sqrt(var + 1e-5)``; both subtract the mean and use the biased variance, so the pipeline
+    feeds our normalised waveform times ``s = sqrt((var + 1e-5) / (var + 1e-7))``, a scale per
+    utterance (``s - 1``: 5e-4 at -20 dBFS, 5% at -40 dBFS). The LARGE front's first conv has no bias and its
+    LayerNorm over channels divides the scale out, up to its own eps against the conv output's
+    variance, so the logits from raw audio stay within the export's tolerance of those from our
+    normalisation, at speech levels. (Near silence, ``var`` below the eps, ``s`` grows to
+    ``sqrt(10)`` and the LayerNorm's eps is no longer small: not covered.)"""
+    export_to_transformers(tmp_path / "hf", model_dir=large_ctc_weights.parent)
+    asr = transformers.pipeline("automatic-speech-recognition", model=str(tmp_path / "hf"))
+    assert asr.feature_extractor.do_normalize
+    errors = {}
+    for index, wav in enumerate(waveforms()):
+        wav = wav * (rms / wav.pow(2).mean().sqrt())
+        ours = normalize_waveform(wav[None], torch.tensor([wav.numel()]))
+        theirs = asr.feature_extractor(wav.numpy(), sampling_rate=16000, return_tensors="pt")
+        var = wav.var(unbiased=False)
+        scale = torch.sqrt((var + 1e-5) / (var + 1e-7))
+        torch.testing.assert_close(theirs["input_values"], ours * scale)
+        assert scale - 1 > 10 * TOLERANCE  # the inputs differ well beyond the tolerance
+        raw_audio = asr.model(**theirs).logits  # as the pipeline runs its model
+        errors[f"utt{index}"] = relative_error(raw_audio, asr.model(ours).logits)
+    print(f"rms {rms}: pipeline logits from raw audio vs our normalisation, relative: {errors}")
+    assert_match(errors)
+
+
 def test_fine_tuned_model_exports_its_ssl_encoder_alone(tmp_path, ssl_weights):
     weights = write_model(ILSASRTask, asr_config(ssl_weights), LETTERS, tmp_path / "asr")
     export_to_transformers(tmp_path / "hf", model_dir=weights.parent, encoder_only=True)

@@ -36,7 +36,9 @@ What becomes what (``transformers`` keys of ``WavLMModel``; ``WavLMForCTC`` pref
   wav2vec 2.0 model in ``transformers``. Without padding, and with the LayerNorm front (LARGE)
   in any batch, the two agree.
 * Waveform normalisation (``normalize_audio``, LARGE) is the feature extractor's ``do_normalize``,
-  which divides by ``sqrt(var + 1e-7)`` where ours uses ``1e-5``, as fairseq does.
+  which divides by ``sqrt(var + 1e-7)`` where ours uses ``1e-5``, as fairseq does: a scale per
+  utterance, which the LARGE front's bias-free first conv passes on and its LayerNorm divides
+  out, up to that LayerNorm's eps (the tests measure the logits at speech levels).
 * The mask embedding -> ``masked_spec_embed``; a fine-tuned model's masks (its ``espnet_ssl``
   front end's ``masking_conf``) become ``mask_time_*`` / ``mask_feature_*``; a pretrained model's
   pretraining masks do not (0.8 of the frames would be masked in fine-tuning), it keeps
