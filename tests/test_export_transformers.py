@@ -275,6 +275,17 @@ def test_released_pre_ln_fine_tuned_checkpoint_exports_its_encoder_only(tmp_path
 # --- fine-tuned CTC models ----------------------------------------------------------------------
 
 
+def load_asr(weights: Path) -> nn.Module:
+    return ILSASRTask.build_model_from_file(weights.parent / "config.yaml", weights)[0].eval()
+
+
+@torch.no_grad()
+def our_ctc_logits(model: nn.Module, wav: torch.Tensor) -> torch.Tensor:
+    """``(T, V)`` CTC logits of one utterance alone, from the waveform as ESPnet reads it."""
+    encoded, _ = model.encode(wav[None], torch.tensor([wav.numel()]))
+    return model.ctc.ctc_lo(encoded)[0]
+
+
 def asr_config(ssl_weights: Path, **changes) -> dict:
     """CTC fine-tuning of an SSL model as the recipe's configs do it (tiny); ``changes`` replace
     top-level keys, a dict value updating the dict that is there."""
@@ -301,6 +312,7 @@ def asr_config(ssl_weights: Path, **changes) -> dict:
 
 @pytest.fixture(scope="module")
 def ssl_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)  # a module fixture runs before the per-test seed
     root = tmp_path_factory.mktemp("ssl") / "ssl"
     return write_model(ILSSSLTask, tiny_config("group_norm", False), cluster_token_list(5), root)
 
@@ -312,12 +324,10 @@ def test_fine_tuned_model_gives_our_ctc_logits_and_keeps_its_masks(tmp_path, ssl
     wavlm = transformers.AutoModelForCTC.from_pretrained(tmp_path / "hf", local_files_only=True)
     assert isinstance(wavlm, transformers.WavLMForCTC)
     assert (wavlm.config.mask_time_prob, wavlm.config.mask_time_length) == (0.3, 2)
-    model, _ = ILSASRTask.build_model_from_file(weights.parent / "config.yaml", weights)
-    model.eval()
+    model = load_asr(weights)
     for wav in waveforms():
-        encoded, _ = model.encode(wav[None], torch.tensor([wav.numel()]))
         logits = wavlm.eval()(wav[None]).logits[0]
-        assert_match({"ctc_logits": relative_error(logits, model.ctc.ctc_lo(encoded)[0])})
+        assert_match({"ctc_logits": relative_error(logits, our_ctc_logits(model, wav))})
 
 
 @pytest.fixture(scope="module")
@@ -331,17 +341,6 @@ def large_ctc_weights(tmp_path_factory) -> Path:
     ssl = write_model(ILSSSLTask, config, cluster_token_list(5), root / "ssl")
     config = asr_config(ssl, encoder_conf={"normalize_before": True})
     return write_model(ILSASRTask, config, LETTERS, root / "asr")
-
-
-def load_asr(weights: Path) -> nn.Module:
-    return ILSASRTask.build_model_from_file(weights.parent / "config.yaml", weights)[0].eval()
-
-
-@torch.no_grad()
-def our_ctc_logits(model: nn.Module, wav: torch.Tensor) -> torch.Tensor:
-    """``(T, V)`` CTC logits of one utterance alone, from the waveform as ESPnet reads it."""
-    encoded, _ = model.encode(wav[None], torch.tensor([wav.numel()]))
-    return model.ctc.ctc_lo(encoded)[0]
 
 
 @torch.no_grad()
@@ -405,11 +404,10 @@ def test_fine_tuned_model_exports_its_ssl_encoder_alone(tmp_path, ssl_weights):
     export_to_transformers(tmp_path / "hf", model_dir=weights.parent, encoder_only=True)
     wavlm = transformers.AutoModel.from_pretrained(tmp_path / "hf", local_files_only=True)
     assert type(wavlm) is transformers.WavLMModel
-    model, _ = ILSASRTask.build_model_from_file(weights.parent / "config.yaml", weights)
     wav = waveforms()[0]
     with torch.no_grad():
         hidden = wavlm.eval()(wav[None], output_hidden_states=True).hidden_states
-    layers = our_layers(model.eval(), wav)
+    layers = our_layers(load_asr(weights), wav)
     assert_match(
         {
             f"layer_{k}": relative_error(h[0], ours)
@@ -535,12 +533,9 @@ def test_pipeline_transcribes_as_espnet_speech2text_with_our_logits(tmp_path, fi
     asr = transformers.pipeline("automatic-speech-recognition", model=str(tmp_path / "hf"))
     assert isinstance(asr.model, transformers.WavLMForCTC)
     for index, (name, wav, text) in enumerate(corpus):
+        ours = our_ctc_logits(speech2text.asr_model, torch.from_numpy(wav))
         with torch.no_grad():
-            encoded, _ = speech2text.asr_model.encode(
-                torch.from_numpy(wav)[None], torch.tensor([wav.size])
-            )
             logits = asr.model(torch.from_numpy(wav)[None]).logits[0]
-            ours = speech2text.asr_model.ctc.ctc_lo(encoded)[0]
         assert_match({name: relative_error(logits, ours)})
         transcript = asr({"raw": wav, "sampling_rate": 16000})["text"]
         assert transcript == espnet_best_path(speech2text, ours).strip(" "), name
