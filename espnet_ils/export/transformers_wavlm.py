@@ -59,9 +59,7 @@ CTC, and for ``WavLMForCTC`` a CTC head on anything but the top block as WavLM r
 
 import json
 import logging
-import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +75,7 @@ from espnet2.ssl.espnet_model import ESPnetSSLModel
 from torch import nn
 
 from espnet_ils.converters import unispeech
+from espnet_ils.data.staging import check_new_directory, staged_directory
 from espnet_ils.model.encoder import ILSTransformerEncoder
 from espnet_ils.model.frontend import ILSCNNFrontend
 from espnet_ils.model.loss import ILSLoss
@@ -757,11 +756,6 @@ def load_model(
     return model.eval(), getattr(args, "token_type", None)
 
 
-def _check_output_dir(output_dir: Path) -> None:
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise ValueError(f"--output_dir {output_dir} exists and is not empty")
-
-
 def build_wavlm(source: ExportSource, ctc: bool) -> nn.Module:
     """The ``transformers`` model of ``source``, every tensor loaded (:func:`map_weights`),
     in eval mode."""
@@ -815,7 +809,7 @@ def export_to_transformers(
     """
     import transformers
 
-    _check_output_dir(output_dir)
+    check_new_directory(output_dir, "--output_dir")
     model, token_type = load_model(model_dir, config, model_file, checkpoint, dictionary)
     source = export_source(model, token_type)
     ctc = source.token_list is not None and not encoder_only
@@ -826,21 +820,13 @@ def export_to_transformers(
         )
     wavlm = build_wavlm(source, ctc)
     do_normalize = bool(source.frontend.normalize_audio)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with staged_directory(output_dir) as staging:
         wavlm.save_pretrained(staging)
         if ctc:
             ctc_processor(source.token_list, do_normalize).save_pretrained(staging)
         else:
             feature_extractor(do_normalize).save_pretrained(staging)
         _check_reload(staging, type(wavlm))
-        if output_dir.exists():
-            output_dir.rmdir()  # empty, checked above
-        os.rename(staging, output_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     logger.info(
         "wrote %s: %s %s of the %s (transformers %s)",
         output_dir,
