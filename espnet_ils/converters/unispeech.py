@@ -71,10 +71,8 @@ contradicts the ``cfg`` is an error naming the keys, and nothing is written to `
 import argparse
 import ast
 import logging
-import os
 import pickle
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +84,7 @@ from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_ils.converters import MASK_OPTIONS
 from espnet_ils.data.labels import cluster_token_list
+from espnet_ils.data.staging import check_new_directory, staged_directory
 from espnet_ils.train.registration import ENCODER_NAME, FRONTEND_NAME, LOSS_NAME, PREENCODER_NAME
 from espnet_ils.train.tasks import UNK, ILSSSLTask
 
@@ -828,11 +827,6 @@ def letter_token_list(dictionary: Path, num_rows: int) -> List[str]:
     return tokens
 
 
-def _check_outdir(outdir: Path) -> None:
-    if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
-        raise ValueError(f"--outdir {outdir} exists and is not empty; remove it or pick another")
-
-
 def build_converted_model(
     task: type, config: Dict[str, Any], tokens: List[str], mapped: MappedWeights
 ) -> Tuple[torch.nn.Module, argparse.Namespace]:
@@ -965,20 +959,12 @@ def convert_unispeech_checkpoint(
     Raises:
         ValueError: Unreadable or unsupported checkpoint, or weights that contradict the cfg.
     """
-    _check_outdir(outdir)
+    check_new_directory(outdir, "--outdir")
     checkpoint = read_checkpoint(checkpoint_path)
     if dictionary is None:
         dictionary = default_dictionary(checkpoint_path, checkpoint)
     task, config, tokens, mapped = prepare(checkpoint, dictionary)
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    try:
+    with staged_directory(outdir) as staging:
         write_model_dir(staging, task, config, tokens, mapped)
-        if outdir.exists():
-            outdir.rmdir()  # empty, checked above
-        os.rename(staging, outdir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     logger.info("wrote %s (%s for %s)", outdir, CONFIG_FILE, task.__name__)
     return outdir

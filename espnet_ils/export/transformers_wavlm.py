@@ -23,6 +23,9 @@ What becomes what (``transformers`` keys of ``WavLMModel``; ``WavLMForCTC`` pref
   ``post_layer_norm[-1]``, what its ``features_only`` path returns), or the ``after_norm`` of the
   ASR model's ``linear`` encoder. Where there is none, it is written as a plain LayerNorm (weight
   1, bias 0), and ``last_hidden_state`` is the top block normalised without scale or shift.
+  WavLM has one ``layer_norm_eps`` for every LayerNorm (ours: 1e-5); ESPnet's ``after_norm`` has
+  eps 1e-12, so there a frame whose top block has variance ``v`` over channels comes out
+  ``sqrt((v + 1e-12) / (v + 1e-5))`` times ours (about ``5e-6 / v`` less, relative).
 * ``hidden_states[k]`` (``output_hidden_states=True``) is our layer k: ``0`` the input of block 1,
   ``k`` the output of block k; :func:`export_to_transformers` loads what it wrote and the tests
   compare every one within 1e-5 of the largest value.
@@ -33,7 +36,9 @@ What becomes what (``transformers`` keys of ``WavLMModel``; ``WavLMForCTC`` pref
   wav2vec 2.0 model in ``transformers``. Without padding, and with the LayerNorm front (LARGE)
   in any batch, the two agree.
 * Waveform normalisation (``normalize_audio``, LARGE) is the feature extractor's ``do_normalize``,
-  which divides by ``sqrt(var + 1e-7)`` where ours uses ``1e-5``, as fairseq does.
+  which divides by ``sqrt(var + 1e-7)`` where ours uses ``1e-5``, as fairseq does: a scale per
+  utterance, which the LARGE front's bias-free first conv passes on and its LayerNorm divides
+  out, up to that LayerNorm's eps (the tests measure the logits at speech levels).
 * The mask embedding -> ``masked_spec_embed``; a fine-tuned model's masks (its ``espnet_ssl``
   front end's ``masking_conf``) become ``mask_time_*`` / ``mask_feature_*``; a pretrained model's
   pretraining masks do not (0.8 of the frames would be masked in fine-tuning), it keeps
@@ -41,7 +46,8 @@ What becomes what (``transformers`` keys of ``WavLMModel``; ``WavLMForCTC`` pref
 * The CTC head ``ctc.ctc_lo`` -> ``lm_head``; ESPnet's char token list -> the vocabulary of a
   ``Wav2Vec2CTCTokenizer`` in the same order: ``<blank>`` (id 0) is its pad token (the CTC blank),
   ``<unk>`` its unknown token, ``<space>`` (or ``▁``) its word delimiter, ``<sos/eos>`` its
-  begin/end token.
+  begin/end token. It decodes as ESPnet's char tokenizer, except that it strips word breaks at
+  either end of the transcript (``convert_tokens_to_string`` ends with ``.strip()``).
 
 Every tensor of the target model is written (ours, or the fixed values above) and every tensor of
 ours is used or dropped for a reason stated in :data:`DROPPED` (the ILS heads, step counters);
@@ -53,9 +59,7 @@ CTC, and for ``WavLMForCTC`` a CTC head on anything but the top block as WavLM r
 
 import json
 import logging
-import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +75,7 @@ from espnet2.ssl.espnet_model import ESPnetSSLModel
 from torch import nn
 
 from espnet_ils.converters import unispeech
+from espnet_ils.data.staging import check_new_directory, staged_directory
 from espnet_ils.model.encoder import ILSTransformerEncoder
 from espnet_ils.model.frontend import ILSCNNFrontend
 from espnet_ils.model.loss import ILSLoss
@@ -162,8 +167,11 @@ DROPPED: Dict[str, str] = {
 }
 ENCODER_ONLY_DROPPED: Dict[str, str] = {
     r"ctc\.ctc_lo\.(weight|bias)": "CTC head: the WavLMModel export holds the encoder only",
+    r"decoder\..*": "attention decoder: the WavLMModel export holds the encoder only",
     ASR_NORM.replace(".", r"\.") + r"\.(weight|bias)": "the ASR encoder's LayerNorm after the SSL "
     "front end: the WavLMModel export holds the SSL encoder only",
+    r"frontend\.featurizer\.weights": "the espnet_ssl front end's weights of its weighted sum of "
+    "blocks (multilayer_feature): the WavLMModel export holds the SSL encoder only",
 }
 NO_MASK_DROPPED = {
     r"util_modules\.mask\.mask_embedding": "mask embedding of a model fine-tuned without masks: "
@@ -748,11 +756,6 @@ def load_model(
     return model.eval(), getattr(args, "token_type", None)
 
 
-def _check_output_dir(output_dir: Path) -> None:
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise ValueError(f"--output_dir {output_dir} exists and is not empty")
-
-
 def build_wavlm(source: ExportSource, ctc: bool) -> nn.Module:
     """The ``transformers`` model of ``source``, every tensor loaded (:func:`map_weights`),
     in eval mode."""
@@ -806,7 +809,7 @@ def export_to_transformers(
     """
     import transformers
 
-    _check_output_dir(output_dir)
+    check_new_directory(output_dir, "--output_dir")
     model, token_type = load_model(model_dir, config, model_file, checkpoint, dictionary)
     source = export_source(model, token_type)
     ctc = source.token_list is not None and not encoder_only
@@ -817,21 +820,13 @@ def export_to_transformers(
         )
     wavlm = build_wavlm(source, ctc)
     do_normalize = bool(source.frontend.normalize_audio)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    with staged_directory(output_dir) as staging:
         wavlm.save_pretrained(staging)
         if ctc:
             ctc_processor(source.token_list, do_normalize).save_pretrained(staging)
         else:
             feature_extractor(do_normalize).save_pretrained(staging)
         _check_reload(staging, type(wavlm))
-        if output_dir.exists():
-            output_dir.rmdir()  # empty, checked above
-        os.rename(staging, output_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     logger.info(
         "wrote %s: %s %s of the %s (transformers %s)",
         output_dir,

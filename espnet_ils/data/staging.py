@@ -1,0 +1,41 @@
+"""Output directories written whole: into a staging folder beside them, renamed into place at the end.
+
+A converter or an export that fails half-way leaves nothing a later run or a user could take for
+its output, and the rename is atomic on one filesystem.
+"""
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def check_new_directory(outdir: Path, option: str) -> None:
+    """Refuse an ``outdir`` that exists and holds anything (checked before any work starts).
+
+    Raises:
+        ValueError: ``outdir`` is a file or a non-empty directory, naming ``option`` and it.
+    """
+    if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
+        raise ValueError(f"{option} {outdir} exists and is not empty; remove it or pick another")
+
+
+@contextmanager
+def staged_directory(outdir: Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``outdir`` to write into; it becomes ``outdir`` when the block
+    succeeds and is removed when it fails.
+
+    ``outdir`` must be absent or empty (:func:`check_new_directory`) when the block ends.
+    """
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    try:
+        yield staging
+        if outdir.exists():
+            outdir.rmdir()
+        os.rename(staging, outdir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
