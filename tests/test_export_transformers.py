@@ -584,6 +584,8 @@ def test_tokenizer_vocabulary_keeps_espnet_ids_and_names_the_word_separator():
         ctc_vocabulary(LETTERS[1:])
     with pytest.raises(ValueError, match="ambiguous"):
         ctc_vocabulary(LETTERS + ["▁"])
+    with pytest.raises(ValueError, match="no word separator"):
+        ctc_vocabulary([token for token in LETTERS if token != "<space>"])
 
 
 # --- refusals -----------------------------------------------------------------------------------

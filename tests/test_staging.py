@@ -1,11 +1,15 @@
 """Output directories written whole: nothing of a failed write is left where its output belongs."""
 
+import os
+
 import pytest
 
 from espnet_ils.data.staging import check_new_directory, staged_directory
 
 
 def test_a_finished_block_becomes_the_directory_even_where_an_empty_one_stood(tmp_path):
+    umask = os.umask(0o022)
+    os.umask(umask)
     outdir = tmp_path / "out"
     outdir.mkdir()
     with staged_directory(outdir) as staging:
@@ -13,6 +17,7 @@ def test_a_finished_block_becomes_the_directory_even_where_an_empty_one_stood(tm
         (staging / "model.pth").write_bytes(b"weights")
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
     assert (outdir / "model.pth").read_bytes() == b"weights"
+    assert outdir.stat().st_mode & 0o777 == 0o777 & ~umask  # as mkdir would make it, not 0700
 
 
 def test_a_failed_block_leaves_nothing(tmp_path):

@@ -22,6 +22,12 @@ def check_new_directory(outdir: Path, option: str) -> None:
         raise ValueError(f"{option} {outdir} exists and is not empty; remove it or pick another")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def staged_directory(outdir: Path) -> Iterator[Path]:
     """Yield an empty folder beside ``outdir`` to write into; it becomes ``outdir`` when the block
@@ -31,6 +37,7 @@ def staged_directory(outdir: Path) -> Iterator[Path]:
     """
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would keep the output from its group
     try:
         yield staging
         if outdir.exists():

@@ -614,8 +614,8 @@ def ctc_vocabulary(token_list: List[str]) -> Dict[str, int]:
     renamed to :data:`HF_WORD_DELIMITER`.
 
     Raises:
-        ValueError: No ``<blank>`` at id 0 (ESPnet's CTC blank), no ``<unk>``, duplicates, or a
-            ``|`` of its own beside a word separator.
+        ValueError: No ``<blank>`` at id 0 (ESPnet's CTC blank), no ``<unk>``, duplicates, no
+            word separator, or a ``|`` of its own beside a word separator.
     """
     if not token_list or token_list[0] != BLANK:
         raise ValueError(
@@ -627,6 +627,11 @@ def ctc_vocabulary(token_list: List[str]) -> Dict[str, int]:
     if duplicates:
         raise ValueError(f"token list has duplicates {duplicates}")
     delimiters = [token for token in WORD_DELIMITERS if token in token_list]
+    if not delimiters and HF_WORD_DELIMITER not in token_list:
+        raise ValueError(
+            f"token list has no word separator ({', '.join(WORD_DELIMITERS)} or "
+            f"{HF_WORD_DELIMITER}): Wav2Vec2CTCTokenizer needs one between words"
+        )
     if (delimiters and HF_WORD_DELIMITER in token_list) or len(delimiters) > 1:
         raise ValueError(
             f"token list has {delimiters + [HF_WORD_DELIMITER]} : which one separates words is "
