@@ -75,6 +75,14 @@ def check_task(option: str, config: Path, expected: str) -> None:
     raise ConfigError(f"{option} {config}: {reason}")
 
 
+def _build(task: Type[AbsTask], args: argparse.Namespace, failure: str) -> torch.nn.Module:
+    """``task.build_model(args)``; whatever the build raises comes from the configs: ``failure``."""
+    try:
+        return task.build_model(args)
+    except Exception as error:
+        raise ConfigError(f"{failure}: {_describe(error)}") from error
+
+
 def build_ssl(
     option: str, config: Path, num_classes: int, cluster_option: str
 ) -> Tuple[torch.nn.Module, argparse.Namespace]:
@@ -83,14 +91,10 @@ def build_ssl(
     check_task(option, config, "pretraining (SSL task)")
     args = parse(ILSSSLTask, config)
     args.token_list = cluster_token_list(num_classes)
-    try:
-        model = ILSSSLTask.build_model(args)
-    except Exception as error:  # whatever the build raises, it comes from this config
-        raise ConfigError(
-            f"{option} {config} does not build with the token list of {cluster_option} "
-            f"{num_classes}: {_describe(error)}"
-        ) from error
-    return model, args
+    built = (
+        f"{option} {config} does not build with the token list of {cluster_option} {num_classes}"
+    )
+    return _build(ILSSSLTask, args, built), args
 
 
 def build_asr(
@@ -108,14 +112,8 @@ def build_asr(
             *("--frontend_conf", f"frontend_conf.path_or_url={Path(tmp) / 'model.pth'}"),
         )
         args.token_list = list(LETTER_TOKENS)
-        try:
-            model = ILSASRTask.build_model(args)
-        except Exception as error:  # whatever the build raises, it comes from these configs
-            raise ConfigError(
-                f"{option} {config} does not build on the model of the pretraining config: "
-                f"{_describe(error)}"
-            ) from error
-    return model, args
+        built = f"{option} {config} does not build on the model of the pretraining config"
+        return _build(ILSASRTask, args, built), args
 
 
 def check_transformers_export(
