@@ -29,18 +29,21 @@ def _umask() -> int:
 
 
 @contextmanager
-def staged_directory(outdir: Path) -> Iterator[Path]:
+def staged_directory(outdir: Path, replace: bool = False) -> Iterator[Path]:
     """Yield an empty folder beside ``outdir`` to write into; it becomes ``outdir`` when the block
     succeeds and is removed when it fails.
 
-    ``outdir`` must be absent or empty (:func:`check_new_directory`) when the block ends.
+    ``outdir`` must be absent or empty (:func:`check_new_directory`) when the block ends, unless
+    ``replace``: then an older ``outdir`` is removed first (a rebuilt output of a recipe stage).
     """
     outdir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would keep the output from its group
     try:
         yield staging
-        if outdir.exists():
+        if replace:
+            shutil.rmtree(outdir, ignore_errors=True)
+        elif outdir.exists():
             outdir.rmdir()
         os.rename(staging, outdir)
     finally:

@@ -21,13 +21,14 @@ the configs and the citations. Our models' classes come from this plugin, so its
 """
 
 import logging
-import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Dict, List, Sequence
 
 import yaml
+
+from espnet_ils.data.staging import staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ class CardInfo:
 def write_hub_folder(zip_path: Path, outdir: Path, card: CardInfo) -> Path:
     """Write ``outdir``: the packed model's files as its zip holds them, and the model card.
 
-    The folder is built under ``<outdir>.tmp`` and renamed into place, replacing an older one.
+    The folder is built beside ``outdir`` and renamed into place, replacing an older one
+    (:func:`espnet_ils.data.staging.staged_directory`).
 
     Args:
         zip_path: A model packed by ``espnet_ils.bin.pack_model`` (or ESPnet's ``pack``).
@@ -112,9 +114,7 @@ def write_hub_folder(zip_path: Path, outdir: Path, card: CardInfo) -> Path:
     for path in card.results:
         if not Path(path).is_file():
             raise ValueError(f"results file {path} for the model card of {card.repo}: no such file")
-    tmp = outdir.with_name(outdir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_directory(outdir, replace=True) as tmp:
         unpack_zip(zip_path, tmp)
         meta = read_meta(tmp, zip_path)
         if "asr_train_config" not in meta["yaml_files"]:
@@ -125,10 +125,6 @@ def write_hub_folder(zip_path: Path, outdir: Path, card: CardInfo) -> Path:
         for config in meta["yaml_files"].values():
             check_config_paths(tmp, config, zip_path)
         (tmp / "README.md").write_text(espnet_card(tmp, meta, card), encoding="utf-8")
-        shutil.rmtree(outdir, ignore_errors=True)
-        tmp.rename(outdir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("wrote the Hub folder of %s for %s: %s", zip_path, card.repo, outdir)
     return outdir
 
