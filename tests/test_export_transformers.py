@@ -20,7 +20,24 @@ import transformers
 from espnet2.bin.asr_inference import Speech2Text
 from helpers.corpus import write_corpus
 from helpers.models import tiny_config, write_model
-from helpers.shared_data import SHARED_DATA
+from helpers.wavlm_parity import (
+    LETTERS,
+    REFERENCE,
+    TOLERANCE,
+    asr_config,
+    assert_match,
+    frames,
+    load,
+    load_asr,
+    needs_reference,
+    our_ctc_logits,
+    our_layers,
+    padded_batch,
+    relative_error,
+    ssl_model_dir,
+    waveforms,
+    write_large_ctc_model,
+)
 from torch import nn
 
 import espnet_ils  # noqa: F401  (registers our classes)
@@ -35,74 +52,6 @@ from espnet_ils.export.transformers_wavlm import (
 from espnet_ils.model.frontend import normalize_waveform
 from espnet_ils.model.relative_bias import relative_position_bucket
 from espnet_ils.train.tasks import ILSASRTask, ILSSSLTask
-
-TOLERANCE = 1e-5
-REFERENCE = SHARED_DATA / "ils_reference"
-needs_reference = pytest.mark.skipif(
-    not REFERENCE.is_dir(),
-    reason=f"ILS-SSL parity fixtures not found at {REFERENCE} (test data outside the repository)",
-)
-LETTERS = ["<blank>", "<unk>", "<space>", "A", "B", "C", "D", "E", "F", "<sos/eos>"]
-LENGTHS = (16000, 9000)  # samples: 49 and 28 frames, a padded batch
-
-
-def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    return float((actual.detach() - expected.detach()).abs().max() / expected.abs().max())
-
-
-def assert_match(errors: dict) -> None:
-    bad = {name: f"{error:.2e}" for name, error in errors.items() if not error <= TOLERANCE}
-    assert not bad, f"relative errors above {TOLERANCE}: {bad}"
-
-
-def ils_parts(model: nn.Module) -> Tuple[nn.Module, nn.Module, nn.Module]:
-    """Front end, pre-encoder and encoder of an SSL model or of a fine-tuned model's SSL model."""
-    ssl = getattr(model.frontend, "upstream", model)
-    return ssl.frontend, ssl.preencoder, ssl.encoder
-
-
-@torch.no_grad()
-def our_layers(model: nn.Module, wav: torch.Tensor) -> List[torch.Tensor]:
-    """Layers 0..N of one utterance alone (``(T, D)`` each), as our encoder numbers them."""
-    frontend, preencoder, encoder = ils_parts(model)
-    feats, lengths = frontend(wav[None], torch.tensor([wav.numel()]))
-    projected, _ = preencoder(feats, lengths)
-    layers, _ = encoder.layer_outputs(projected, lengths)
-    return [layer[0] for layer in layers]
-
-
-def waveforms() -> List[torch.Tensor]:
-    return [0.1 * torch.randn(n) for n in LENGTHS]
-
-
-def padded_batch(wavs: List[torch.Tensor], normalize: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(B, N)`` zero-padded waveforms (normalised as our front end does, where it does) and
-    the ``(B, N)`` attention mask."""
-    lengths = torch.tensor([w.numel() for w in wavs])
-    batch = nn.utils.rnn.pad_sequence(wavs, batch_first=True)
-    mask = (torch.arange(batch.size(1))[None] < lengths[:, None]).long()
-    return (normalize_waveform(batch, lengths) if normalize else batch), mask
-
-
-def frames(samples: int) -> int:
-    return (samples - 400) // 320 + 1
-
-
-def ssl_model_dir(root: Path, norm_mode: str, pre_ln: bool, **encoder_conf) -> Path:
-    config = tiny_config(norm_mode, pre_ln)
-    config["encoder_conf"].update(encoder_conf)
-    if pre_ln:  # LARGE: the top head's input norm becomes WavLM's encoder.layer_norm
-        config["loss"][0]["conf"]["layer_norm_inputs"] = True
-    write_model(ILSSSLTask, config, cluster_token_list(5), root)
-    return root
-
-
-def load(model_dir: Path):
-    return ILSSSLTask.build_model_from_file(
-        model_dir / "config.yaml", model_dir / "valid.loss.best.pth"
-    )[0].eval()
-
 
 # --- the bucket function -----------------------------------------------------------------------
 
@@ -275,41 +224,6 @@ def test_released_pre_ln_fine_tuned_checkpoint_exports_its_encoder_only(tmp_path
 # --- fine-tuned CTC models ----------------------------------------------------------------------
 
 
-def load_asr(weights: Path) -> nn.Module:
-    return ILSASRTask.build_model_from_file(weights.parent / "config.yaml", weights)[0].eval()
-
-
-@torch.no_grad()
-def our_ctc_logits(model: nn.Module, wav: torch.Tensor) -> torch.Tensor:
-    """``(T, V)`` CTC logits of one utterance alone, from the waveform as ESPnet reads it."""
-    encoded, _ = model.encode(wav[None], torch.tensor([wav.numel()]))
-    return model.ctc.ctc_lo(encoded)[0]
-
-
-def asr_config(ssl_weights: Path, **changes) -> dict:
-    """CTC fine-tuning of an SSL model as the recipe's configs do it (tiny); ``changes`` replace
-    top-level keys, a dict value updating the dict that is there."""
-    config = {
-        "frontend": "espnet_ssl",
-        "frontend_conf": {
-            "frontend_conf": {"path_or_url": str(ssl_weights)},
-            "layer": -1,
-            "freeze_encoder_steps": 0,
-            "masking_conf": {"mask_prob": 0.3, "mask_length": 2},
-        },
-        "normalize": None,
-        "specaug": None,
-        "encoder": "linear",
-        "encoder_conf": {"output_size": 32, "input_layer": None, "normalize_before": False},
-        "decoder": None,
-        "model_conf": {"ctc_weight": 1.0},
-        "token_type": "char",
-    }
-    for key, value in changes.items():
-        config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    return config
-
-
 @pytest.fixture(scope="module")
 def ssl_weights(tmp_path_factory) -> Path:
     torch.manual_seed(0)  # a module fixture runs before the per-test seed
@@ -332,15 +246,8 @@ def test_fine_tuned_model_gives_our_ctc_logits_and_keeps_its_masks(tmp_path, ssl
 
 @pytest.fixture(scope="module")
 def large_ctc_weights(tmp_path_factory) -> Path:
-    """A LARGE-like fine-tuned CTC model: a pre-LN SSL model with the LayerNorm front and
-    waveform normalisation, then the ASR linear encoder's LayerNorm (``normalize_before``) before
-    the CTC head, which WavLMForCTC reads as its ``encoder.layer_norm``."""
     torch.manual_seed(0)  # a module fixture runs before the per-test seed
-    root = tmp_path_factory.mktemp("large")
-    config = tiny_config("layer_norm", pre_ln=True)
-    ssl = write_model(ILSSSLTask, config, cluster_token_list(5), root / "ssl")
-    config = asr_config(ssl, encoder_conf={"normalize_before": True})
-    return write_model(ILSASRTask, config, LETTERS, root / "asr")
+    return write_large_ctc_model(tmp_path_factory.mktemp("large"))
 
 
 @torch.no_grad()

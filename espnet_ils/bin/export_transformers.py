@@ -17,15 +17,13 @@ is written to ``--output_dir`` unless the whole export succeeds.
 """
 
 import argparse
-import logging
 from pathlib import Path
 from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
 from espnet_ils.bin import setup_logging
 from espnet_ils.export.transformers_wavlm import export_to_transformers
-
-logger = logging.getLogger("export_transformers")
+from espnet_ils.export.wavlm_source import add_model_arguments, model_arguments
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -33,27 +31,7 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--model_dir",
-        type=Path,
-        default=None,
-        help="ESPnet model: an experiment or converted directory (config.yaml and model.pth or "
-        "valid.loss.best.pth) or an unpacked ESPnet model (meta.yaml)",
-    )
-    parser.add_argument("--config", type=Path, default=None, help="config.yaml to use instead")
-    parser.add_argument("--model_file", type=Path, default=None, help="weights to use instead")
-    parser.add_argument(
-        "--checkpoint",
-        type=Path,
-        default=None,
-        help="instead of an ESPnet model: a fairseq ILS-SSL / HuBERT .pt (convert_unispeech)",
-    )
-    parser.add_argument(
-        "--dict",
-        type=Path,
-        default=None,
-        help="letter dictionary of a fine-tuned --checkpoint; None: dict.<label>.txt beside it",
-    )
+    add_model_arguments(parser)
     parser.add_argument(
         "--encoder_only",
         action="store_true",
@@ -71,13 +49,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     setup_logging(args, args.log_level)
     try:
         export_to_transformers(
-            args.output_dir,
-            model_dir=args.model_dir,
-            config=args.config,
-            model_file=args.model_file,
-            checkpoint=args.checkpoint,
-            dictionary=args.dict,
-            encoder_only=args.encoder_only,
+            args.output_dir, encoder_only=args.encoder_only, **model_arguments(args)
         )
     except ValueError as error:
         raise SystemExit(f"export_transformers: error: {error}") from error

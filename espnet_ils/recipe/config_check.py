@@ -6,7 +6,7 @@ data and k-means stages and fail hours later at the training stage. Here each co
 its task's parser and built by its task (``ILSSSLTask``, ``ILSASRTask``: every build-time check of
 ``espnet_ils.train.tasks`` runs), and a config of the other task is named as such. When stage 12
 will export the fine-tuned models to transformers, the built ASR model also goes through the
-exporter's structural check (``espnet_ils.export.transformers_wavlm.export_source``): a model
+exporter's structural check (``espnet_ils.export.wavlm_source.export_source``): a model
 WavLM cannot express stops the run before stage 1 rather than after its training.
 """
 
@@ -22,7 +22,7 @@ from espnet2.tasks.abs_task import AbsTask
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_ils.data.labels import UNK, cluster_token_list
-from espnet_ils.export.transformers_wavlm import export_source
+from espnet_ils.export.wavlm_source import export_source
 from espnet_ils.train.tasks import ILSASRTask, ILSSSLTask
 
 TASKS = {"pretraining (SSL task)": ILSSSLTask, "fine-tuning (ASR task)": ILSASRTask}
