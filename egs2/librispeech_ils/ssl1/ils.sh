@@ -61,7 +61,7 @@ quality_sets=          # Aligned sets scored (paper: dev_clean dev_other); empty
 phone_alignments=      # Forced alignments of those sets: MFA TextGrids (a folder, any layout) or fairseq's frame-level .tsv files; empty: the data directories' own phone_alignment (mini corpus).
 quality_fit_hours=1    # k-means per block is fitted on a random subset of --train_set of this many hours (paper: 100; memory: about 0.5 GB per 10 min of audio for BASE's 13 layers).
 quality_n_clusters=500 # k-means clusters per block (paper: 500).
-train_threads=0        # CPU threads per training process (0: the cores / --train_jobs; sharded jobs use 1 each).
+train_threads=0        # CPU threads per training process (0: the cores / the trainings running at once, all of them for one that runs alone; sharded jobs use 1 each).
 train_jobs=1           # Trainings at once in stages 6, 7 (probes) and 8, and decodings in stage 9, one per run (on 2 CPU cores two mini trainings of 1 thread each make 1.5x the steps of one of 2 threads).
 
 # Frozen probes per iteration-2 model (stage 7; SUPERB's protocol, the paper's table 2)

@@ -54,7 +54,7 @@ layer_quality() {
         --option "n_clusters=${quality_n_clusters}" --option "fit_hours=${quality_fit_hours}" \
         --option "seed=${seed}" "${inputs[@]}" && return 0
     log "${what}: cluster quality per block, k-means fitted on ${quality_fit_hours} h of ${train_set}, scored on ${quality_sets} -> ${out}/cluster_quality.{tsv,png}"
-    ${train_cmd} "${out}/log/cluster_quality.log" ${python} -m espnet_ils.bin.cluster_quality layers \
+    solo ${train_cmd} "${out}/log/cluster_quality.log" ${python} -m espnet_ils.bin.cluster_quality layers \
         "${models[@]}" --checkpoint valid.loss.best.pth "${quality_dirs[@]}" \
         --fit_dir "${dumpdir}/raw/${train_set}" --fit_hours "${quality_fit_hours}" \
         --n_clusters "${quality_n_clusters}" --seed "${seed}" --outdir "${out}" \

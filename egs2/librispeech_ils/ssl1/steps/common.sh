@@ -6,6 +6,13 @@
 # run manifest.
 
 die() { log "Error: $*"; exit 1; }
+
+# path.sh gives every process one thread (OMP_NUM_THREADS=1) because most steps run --nj or
+# --train_jobs processes side by side. "solo <command>..." runs a train_cmd job that runs alone (a
+# k-means fit, the cluster quality of stage 7) with cmd.sh's train_cmd_threads instead; a training
+# gets a share of this machine's cores (launch_training; GNU nproc honours OMP_NUM_THREADS).
+solo() { OMP_NUM_THREADS=${train_cmd_threads} "$@"; }
+cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_number() { [[ $1 =~ ^[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?$ ]]; }  # non-negative: 0.5, 2, 1e9
 is_positive_number() { is_number "$1" && awk -v x="$1" 'BEGIN { exit !(x > 0) }'; }
@@ -47,6 +54,10 @@ run_stage() { [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ]; }
 # messages say why).
 each_run() {
     local func=$1 run pids=() failed=() i=0; shift
+    # read by launch_training (bash locals are seen by the functions this one calls)
+    local runs_at_once
+    runs_at_once=$(wc -w <<< "${runs}")
+    [ "${runs_at_once}" -le "${train_jobs}" ] || runs_at_once=${train_jobs}
     if [ "${train_jobs}" -le 1 ]; then
         for run in ${runs}; do "${func}" "${run}" "$@"; done
         return
@@ -104,12 +115,13 @@ training_set_args() {
 
 # "launch_training <exp> <checkpoint> <module> <argument>...": a training through ESPnet's launcher
 # (DDP, multi-node), resumed from its checkpoint; it stops the run unless it leaves <exp>/<checkpoint>.
+# Its threads: --train_threads, else the cores shared by the trainings running at once (each_run's
+# runs_at_once; a training outside each_run, such as iteration 1 or the LM, runs alone).
 launch_training() {
     local exp=$1 checkpoint=$2 module=$3; shift 3
     mkdir -p "${exp}"
     local threads=${train_threads}
-    # nproc alone would answer path.sh's OMP_NUM_THREADS=1 (GNU nproc honours it)
-    [ "${threads}" -gt 0 ] || threads=$(( $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) / train_jobs ))
+    [ "${threads}" -gt 0 ] || threads=$(( cores / ${runs_at_once:-1} ))
     [ "${threads}" -gt 0 ] || threads=1
     OMP_NUM_THREADS=${threads} ${python} -m espnet2.bin.launch --cmd "${cuda_cmd}" --log "${exp}/train.log" \
         --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \

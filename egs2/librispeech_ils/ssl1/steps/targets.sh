@@ -17,7 +17,7 @@ fit_km() {
     if ! step_done "${km_dir}/.done" "k-means ${km_dir}" --option "n_clusters=${n_clusters}" \
             --option "portion=${portion}" --option "n_init=${kmeans_n_init}" \
             --option "seed=${seed}" --option "nj=${nj}" "${features[@]}"; then
-        ${train_cmd} "${km_dir}/log/fit_kmeans.log" ${python} -m espnet_ils.bin.fit_kmeans \
+        solo ${train_cmd} "${km_dir}/log/fit_kmeans.log" ${python} -m espnet_ils.bin.fit_kmeans \
             --feats_dir "${feats_root}/${train_set}" --n_clusters "${n_clusters}" \
             --portion "${portion}" --n_init "${kmeans_n_init}" --seed "${seed}" --nj "${nj}" \
             --model "${km_dir}/km.joblib"
