@@ -32,7 +32,7 @@ common=(
     --it1_config conf/tuning/train_ssl_hubert_mini_it1.yaml
     --it2_config conf/tuning/train_ssl_ils_mini.yaml
     --asr_config conf/tuning/train_asr_ctc_mini.yaml --lm_config conf/tuning/train_lm_transformer_mini.yaml
-    --baseline true --ngpu 0 --nj 2 --inference_nj 2 --min_wav_duration 1.0
+    --baseline true --ngpu 0 --nj 2 --min_wav_duration 1.0
     --train_jobs 2  # two trainings of one thread at once: 1.5x the steps per second of one of two
     --inference_model valid.loss.best.pth  # at this size the CER of early epochs ties at 100%
     --quality_n_clusters 100  # the k of the iteration targets, so their PNMI compares with the blocks'
@@ -42,7 +42,7 @@ common=(
 )
 case ${profile} in
     ci)
-        profile_args=(--mini_hours 0.08 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
+        profile_args=(--mini_hours 0.08 --inference_nj 2 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --quality_fit_hours 0.02 --kmeans_portion 0.5 --kmeans_n_init 1 --it2_seeds 0 --beam_size 2
             --decode_modes "greedy beam ngram lm_rescore" --ngram_order 3 --lexicon_beam_size 20
             --lexicon_lm_weights "0,2" --lexicon_word_scores 0
@@ -51,14 +51,16 @@ case ${profile} in
             --pretrain_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000"
             --asr_args "--max_epoch 1 --num_iters_per_epoch 3 --batch_bins 64000") ;;
     mini)
-        profile_args=(--mini_hours 1.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
+        # --inference_nj 1: a set of about 100 utterances takes 2 s to decode, a second shard a
+        # process start of 7 s (two runs decode at once: --train_jobs)
+        profile_args=(--mini_hours 1.0 --inference_nj 1 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --quality_fit_hours 0.1 --kmeans_portion 0.5 --kmeans_n_init 3 --it2_seeds "0 1"
             --decode_modes "greedy ngram lm_rescore"
             --probe_tasks ""  # the probes would take the demo past 30 min: --stage 7 --stop_stage 10 --probe_tasks "pr sid" adds them
             --ngram_order 3 --lexicon_beam_size 50 --lexicon_lm_weights "1,2" --lexicon_word_scores "0,1"
             --rescore_beam_size 20 --lm_weights "0.5,1" --lm_penalties "0,1") ;;
     small)
-        profile_args=(--mini_hours 2.0 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
+        profile_args=(--mini_hours 2.0 --inference_nj 2 --it2_layer 2 --it1_n_clusters 100 --it2_n_clusters 100
             --quality_fit_hours 0.2 --kmeans_portion 0.5 --kmeans_n_init 5 --it2_seeds "0 1" --beam_size 10
             --decode_modes "greedy beam ngram lm_rescore" --ngram_order 3 --lexicon_beam_size 200
             --rescore_beam_size 20
