@@ -159,7 +159,8 @@ def map_weights(
     for key, like in expected.items():
         ours = our_key(key, source, cfg)
         if ours in source.state:
-            value, used = source.state[ours], used | {ours}
+            value = source.state[ours]
+            used.add(ours)
         else:
             value = fixed_value(key, like)
             if value is None:
@@ -172,10 +173,8 @@ def map_weights(
             )
         weights[key] = value.detach().clone().contiguous()
     dropped = {**DROPPED, **ENCODER_ONLY_DROPPED}
-    for key in source.state:
+    for key in sorted(set(source.state) - used):
         reason = next((why for pattern, why in dropped.items() if re.fullmatch(pattern, key)), None)
-        if key in used:
-            continue
         if reason is None:
             problems.append(f"ours {key}: no WavLM tensor takes it")
         else:
