@@ -4,8 +4,9 @@ import argparse
 import ctypes
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 
 def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:
@@ -16,6 +17,16 @@ def setup_logging(args: argparse.Namespace, level: str = "INFO") -> None:
         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s",
     )
     logging.getLogger(sys.argv[0]).info("arguments: %s", vars(args))
+
+
+@contextmanager
+def errors_exit(program: str) -> Iterator[None]:
+    """Turn a ``ValueError`` of the library (bad input, which it names) into ``<program>: error:
+    <message>`` on stderr and exit status 1, as argparse reports a bad option."""
+    try:
+        yield
+    except ValueError as error:
+        raise SystemExit(f"{program}: error: {error}") from error
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser) -> None:

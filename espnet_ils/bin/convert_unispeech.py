@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.bin import setup_logging
+from espnet_ils.bin import errors_exit, setup_logging
 from espnet_ils.converters.unispeech import convert_unispeech_checkpoint
 
 logger = logging.getLogger("convert_unispeech")
@@ -52,10 +52,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args, args.log_level)
-    try:
+    with errors_exit("convert_unispeech"):
         convert_unispeech_checkpoint(args.checkpoint, args.outdir, args.dict)
-    except ValueError as error:
-        raise SystemExit(f"convert_unispeech: error: {error}") from error
 
 
 if __name__ == "__main__":

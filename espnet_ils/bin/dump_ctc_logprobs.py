@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes before the model is built)
-from espnet_ils.bin import add_shard_arguments, setup_logging
+from espnet_ils.bin import add_shard_arguments, errors_exit, setup_logging
 from espnet_ils.decoding.ctc_logprobs import dump_ctc_logprobs
 
 logger = logging.getLogger("espnet_ils.dump_ctc_logprobs")
@@ -42,7 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args)
-    try:
+    with errors_exit("dump_ctc_logprobs"):
         dump_ctc_logprobs(
             args.asr_train_config,
             args.asr_model_file,
@@ -52,8 +52,6 @@ def main(cmd: Optional[List[str]] = None) -> None:
             args.job,
             args.device,
         )
-    except ValueError as error:
-        raise SystemExit(f"dump_ctc_logprobs: error: {error}") from error
 
 
 if __name__ == "__main__":

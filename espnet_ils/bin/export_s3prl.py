@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.bin import setup_logging
+from espnet_ils.bin import errors_exit, setup_logging
 from espnet_ils.export.s3prl_wavlm import export_to_s3prl
 from espnet_ils.export.wavlm_source import add_model_arguments, model_arguments
 
@@ -41,10 +41,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args, args.log_level)
-    try:
+    with errors_exit("export_s3prl"):
         export_to_s3prl(args.output, **model_arguments(args))
-    except ValueError as error:
-        raise SystemExit(f"export_s3prl: error: {error}") from error
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.bin import setup_logging
+from espnet_ils.bin import errors_exit, setup_logging
 from espnet_ils.export.transformers_wavlm import export_to_transformers
 from espnet_ils.export.wavlm_source import add_model_arguments, model_arguments
 
@@ -47,12 +47,10 @@ def get_parser() -> argparse.ArgumentParser:
 def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args, args.log_level)
-    try:
+    with errors_exit("export_transformers"):
         export_to_transformers(
             args.output_dir, encoder_only=args.encoder_only, **model_arguments(args)
         )
-    except ValueError as error:
-        raise SystemExit(f"export_transformers: error: {error}") from error
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import List, Optional
 from tqdm import tqdm
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.bin import add_shard_arguments, bound_heap_growth, setup_logging
+from espnet_ils.bin import add_shard_arguments, bound_heap_growth, errors_exit, setup_logging
 from espnet_ils.data.audio import load_waveform
 from espnet_ils.data.datadir import num_samples_of
 from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
@@ -153,7 +153,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     bound_heap_growth()  # memory bounded by the batch, not by the shard
     setup_logging(args, args.log_level)
-    try:
+    with errors_exit("extract_layer_features"):
         extract_shard(
             args.model_file,
             args.config,
@@ -167,8 +167,6 @@ def main(cmd: Optional[List[str]] = None) -> None:
             args.utt_list,
             args.storage,
         )
-    except ValueError as error:
-        raise SystemExit(f"extract_layer_features: error: {error}") from error
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet_ils.bin import setup_logging
+from espnet_ils.bin import errors_exit, setup_logging
 from espnet_ils.data.audio import SAMPLE_RATE
 from espnet_ils.data.datadir import num_samples_of
 from espnet_ils.data.kaldi_files import write_text_atomic
@@ -36,10 +36,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     setup_logging(args)
     num_samples = num_samples_of(args.data_dir)
-    try:
+    with errors_exit("kmeans_portion"):
         chosen = choose_portion(num_samples, args.portion, args.max_hours, args.seed)
-    except ValueError as error:
-        raise SystemExit(f"kmeans_portion: error: {error}") from error
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.output, chosen)
     hours = sum(num_samples[utt] for utt in chosen) / SAMPLE_RATE / 3600

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import espnet_ils  # noqa: F401  (registers our classes)
-from espnet_ils.bin import add_shard_arguments, bound_heap_growth, setup_logging
+from espnet_ils.bin import add_shard_arguments, bound_heap_growth, errors_exit, setup_logging
 from espnet_ils.data.datadir import num_samples_of
 from espnet_ils.data.kaldi_files import read_key_file
 from espnet_ils.data.markers import (
@@ -156,7 +156,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     bound_heap_growth()  # memory bounded by the batch, not by the shard
     setup_logging(args)
-    try:
+    with errors_exit("model_labels"):
         label_shard(
             args.model_file,
             args.config,
@@ -171,8 +171,6 @@ def main(cmd: Optional[List[str]] = None) -> None:
             args.device,
             args.feats_dir,
         )
-    except ValueError as error:
-        raise SystemExit(f"model_labels: error: {error}") from error
 
 
 if __name__ == "__main__":
