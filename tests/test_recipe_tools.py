@@ -286,3 +286,43 @@ def test_local_runner_uses_every_core_even_with_omp_num_threads_1(tmp_path):
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_step_alone_gets_the_cores_and_trainings_at_once_share_them(tmp_path):
+    """steps/common.sh with a stand-in python that records the OMP_NUM_THREADS each training was
+    started with (and leaves the checkpoint launch_training looks for); path.sh's 1 is overridden
+    for a training alone, shared by the trainings each_run starts at once, and solo gives a lone
+    job cmd.sh's train_cmd_threads."""
+    python = tmp_path / "python"
+    python.write_text(
+        "#!/usr/bin/env bash\n"
+        'while [ "$1" != --output_dir ]; do shift; done\n'
+        'echo "${OMP_NUM_THREADS}" > "$2/threads"; touch "$2/model.pth"\n'
+    )
+    python.chmod(0o755)
+    script = f"""
+        set -euo pipefail
+        log() {{ :; }}
+        source steps/common.sh
+        cores=4 python={python} train_threads=0 ngpu=0 num_nodes=1 seed=0 cuda_cmd=run
+        train() {{ launch_training "{tmp_path}/$1" model.pth module; }}
+        train_jobs=2
+        train alone
+        runs="a b c" each_run train
+        runs="one" each_run train
+        train_cmd_threads=3
+        solo bash -c 'echo "${{OMP_NUM_THREADS}}" > {tmp_path}/solo'
+    """
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=RECIPE,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    threads = {
+        run: (tmp_path / run / "threads").read_text().strip() for run in "alone a b c one".split()
+    }
+    assert threads == {"alone": "4", "a": "2", "b": "2", "c": "2", "one": "4"}
+    assert (tmp_path / "solo").read_text().strip() == "3"
