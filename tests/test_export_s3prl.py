@@ -232,3 +232,18 @@ def test_existing_output_is_never_overwritten(tmp_path):
     with pytest.raises(SystemExit, match=r"--output .*wavlm.pt exists"):
         export(model_dir, output)
     assert output.read_bytes() == b"someone's file"
+
+
+def test_missing_s3prl_is_named_with_the_version_the_tests_pin(tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "s3prl" else find_spec(name, *a),
+    )
+    model_dir = ssl_model_dir(tmp_path / "ssl", "group_norm", pre_ln=False)
+    with pytest.raises(SystemExit, match=r"s3prl is not installed: pip install s3prl==0\.4\.18"):
+        export(model_dir, tmp_path / "wavlm.pt")
+    assert not (tmp_path / "wavlm.pt").exists()

@@ -51,6 +51,7 @@ from espnet_ils.export.wavlm_source import (
     listing,
     load_model,
     refuse,
+    require_package,
 )
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ def export_to_s3prl(
     Raises:
         ValueError: ``output`` exists, an unreadable model, or what WavLM cannot express, named.
     """
+    require_package("s3prl")
     from s3prl.upstream.wavlm.hubconf import wavlm_local
 
     if output.exists():

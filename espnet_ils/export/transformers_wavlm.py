@@ -77,6 +77,7 @@ from espnet_ils.export.wavlm_source import (
     listing,
     load_model,
     refuse,
+    require_package,
 )
 
 logger = logging.getLogger(__name__)
@@ -443,8 +444,10 @@ def export_to_transformers(
         config and, for ``WavLMForCTC``, the tokenizer's files.
 
     Raises:
-        ValueError: Unreadable model, or what WavLM cannot express, named.
+        ValueError: transformers missing, an unreadable model, or what WavLM cannot express,
+            named.
     """
+    require_package("transformers")
     import transformers
 
     check_new_directory(output_dir, "--output_dir")

@@ -17,6 +17,8 @@ no such norm, and the export gives it the LayerNorm that reads the top block in 
 """
 
 import argparse
+import importlib.metadata
+import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +96,29 @@ class ExportSource:
     ctc_refusal: Optional[str] = None
     ctc_dropout: float = 0.0
     description: str = ""
+
+
+def require_package(name: str) -> None:
+    """Stop with a clear error when the toolkit an export writes for is not installed.
+
+    Args:
+        name: Its import name and distribution (``transformers``, ``s3prl``).
+
+    Raises:
+        ValueError: ``name`` is not installed, naming the version the tests check the export
+            against (setup.py's test extra, read from this package's metadata).
+    """
+    if importlib.util.find_spec(name) is not None:
+        return
+    try:
+        requirements = importlib.metadata.requires("espnet_ils") or []
+    except importlib.metadata.PackageNotFoundError:  # the package run from a source tree
+        requirements = []
+    pinned = [r.split(";")[0].strip() for r in requirements if r.startswith(f"{name}==")]
+    raise ValueError(
+        f"{name} is not installed: pip install {pinned[0] if pinned else name} (the version the "
+        "tests check the export with; make install-test installs it)"
+    )
 
 
 def listing(items: List[str]) -> str:

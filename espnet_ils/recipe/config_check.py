@@ -11,7 +11,6 @@ WavLM cannot express stops the run before stage 1 rather than after its training
 """
 
 import argparse
-import importlib.util
 import tempfile
 from pathlib import Path
 from typing import Optional, Tuple, Type
@@ -22,7 +21,7 @@ from espnet2.tasks.abs_task import AbsTask
 from espnet2.utils.yaml_no_alias_safe_dump import yaml_no_alias_safe_dump
 
 from espnet_ils.data.labels import UNK, cluster_token_list
-from espnet_ils.export.wavlm_source import export_source
+from espnet_ils.export.wavlm_source import export_source, require_package
 from espnet_ils.train.tasks import ILSASRTask, ILSSSLTask
 
 TASKS = {"pretraining (SSL task)": ILSSSLTask, "fine-tuning (ASR task)": ILSASRTask}
@@ -128,8 +127,10 @@ def check_transformers_export(
             model only.
     """
     why = None
-    if importlib.util.find_spec("transformers") is None:
-        why = "the transformers package is not installed (pip install transformers)"
+    try:
+        require_package("transformers")
+    except ValueError as error:
+        why = str(error)
     else:
         try:
             refusal = export_source(model, args.token_type).ctc_refusal
