@@ -20,8 +20,9 @@ import torch
 
 from espnet_ils.data.audio import SAMPLE_RATE, load_waveform
 from espnet_ils.data.kaldi_files import read_key_file
-from espnet_ils.targets.kmeans import REFERENCE_SETTINGS, choose_utterances, fit_kmeans
+from espnet_ils.targets.kmeans import REFERENCE_SETTINGS, fit_kmeans
 from espnet_ils.targets.mfcc import compute_mfcc
+from espnet_ils.targets.selection import choose_utterances
 
 logger = logging.getLogger("bench_labels")
 

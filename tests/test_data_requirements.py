@@ -12,7 +12,7 @@ from helpers.corpus import write_corpus
 from espnet_ils.bin.check_data import main as check_data_main
 from espnet_ils.data.splits import split_keyed_files
 from espnet_ils.recipe.data_requirements import DataOptions, check_data
-from espnet_ils.targets.kmeans import choose_portion
+from espnet_ils.targets.selection import choose_portion
 
 RECIPE = Path(__file__).resolve().parents[1] / "egs2/librispeech_ils/ssl1"
 SECOND = 16000  # samples

@@ -20,13 +20,13 @@ from espnet_ils.bin.model_labels import label_shard
 from espnet_ils.data.kaldi_files import read_key_file, write_key_file
 from espnet_ils.targets.kmeans import (
     assign_clusters,
-    choose_portion,
     fit_kmeans,
     load_portion,
     nearest_centroid,
     save_kmeans,
 )
 from espnet_ils.targets.model_labels import windows
+from espnet_ils.targets.selection import choose_portion
 from espnet_ils.train.tasks import ILSSSLTask
 
 LAYER, CLUSTERS, PORTION, SEED, NJ = 2, 6, 0.5, 3, 2
@@ -185,7 +185,7 @@ def test_windows_keep_the_order_and_sort_each_window_by_length():
 
 def test_the_portion_is_today_s_portion_then_capped_in_hours():
     num_samples = {f"u{i:02d}": 16000 * 60 for i in range(40)}  # one minute each
-    from espnet_ils.targets.kmeans import choose_utterances
+    from espnet_ils.targets.selection import choose_utterances
 
     assert choose_portion(num_samples, 0.5, 0, 7) == list(
         choose_utterances(sorted(num_samples), 0.5, 7)

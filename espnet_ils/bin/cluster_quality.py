@@ -40,7 +40,7 @@ from espnet_ils.analysis.label_quality import (
 from espnet_ils.bin import setup_logging
 from espnet_ils.data.datadir import num_samples_of
 from espnet_ils.data.kaldi_files import read_key_file, write_text_atomic
-from espnet_ils.targets.kmeans import choose_by_duration
+from espnet_ils.targets.selection import choose_by_duration
 
 logger = logging.getLogger("espnet_ils.cluster_quality")
 

@@ -4,7 +4,7 @@
     python -m espnet_ils.bin.kmeans_portion --data_dir dump/raw/train_960 --portion 0.1 \\
         --max_hours 100 --seed 0 --output dump/feats_it2_L6_km500/train_960/portion
 
-Writes the utterance ids, sorted, one per line (``espnet_ils.targets.kmeans.choose_portion``: the same
+Writes the utterance ids, sorted, one per line (``espnet_ils.targets.selection.choose_portion``: the same
 utterances as fitting on a portion of every utterance's features, so only these need features).
 """
 
@@ -17,7 +17,7 @@ from espnet_ils.bin import errors_exit, setup_logging
 from espnet_ils.data.audio import SAMPLE_RATE
 from espnet_ils.data.datadir import num_samples_of
 from espnet_ils.data.kaldi_files import write_text_atomic
-from espnet_ils.targets.kmeans import choose_portion
+from espnet_ils.targets.selection import choose_portion
 
 logger = logging.getLogger("kmeans_portion")
 

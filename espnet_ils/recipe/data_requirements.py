@@ -33,7 +33,7 @@ from espnet_ils.analysis.probes import (
 from espnet_ils.data.audio import ENCODER_HOP, MFCC_HOP, num_frames
 from espnet_ils.data.kaldi_files import read_key_file
 from espnet_ils.data.splits import key_hash
-from espnet_ils.targets.kmeans import choose_by_duration, choose_portion, choose_utterances
+from espnet_ils.targets.selection import choose_by_duration, choose_portion, choose_utterances
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, Optional, Tuple, Union
 
 import joblib
 import kaldiio
@@ -23,9 +23,9 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
-from espnet_ils.data.audio import SAMPLE_RATE
 from espnet_ils.data.kaldi_files import atomic_path, read_key_file
 from espnet_ils.data.shards import feature_scps
+from espnet_ils.targets.selection import choose_utterances
 
 logger = logging.getLogger(__name__)
 
@@ -42,56 +42,6 @@ REFERENCE_SETTINGS = dict(
     reassignment_ratio=0.0,
     compute_labels=False,
 )
-
-
-def choose_utterances(utts: Sequence[str], portion: float, seed: int) -> Sequence[str]:
-    """A seeded random ``portion`` (0, 1] of ``utts`` (at least one), in sorted order."""
-    if not 0 < portion <= 1:
-        raise ValueError(f"--portion {portion}: must be in (0, 1]")
-    count = max(1, round(len(utts) * portion))
-    chosen = np.random.default_rng(seed).choice(len(utts), size=count, replace=False)
-    return sorted(utts[i] for i in chosen)
-
-
-def choose_by_duration(num_samples: Mapping[str, int], hours: float, seed: int) -> List[str]:
-    """A seeded random subset of the utterances of ``num_samples`` (samples at 16 kHz) of at least
-    ``hours`` of audio (all of them when they hold less; ``hours`` 0: all), in sorted order."""
-    if hours < 0:
-        raise ValueError(f"hours {hours}: must be >= 0")
-    utts = sorted(num_samples)
-    if hours == 0:
-        return utts
-    chosen, total = [], 0
-    for index in np.random.default_rng(seed).permutation(len(utts)):
-        if total >= hours * 3600 * SAMPLE_RATE:
-            break
-        chosen.append(utts[index])
-        total += num_samples[utts[index]]
-    return sorted(chosen)
-
-
-def choose_portion(
-    num_samples: Mapping[str, int], portion: float, max_hours: float, seed: int
-) -> List[str]:
-    """The utterances k-means is fitted on: a seeded ``portion`` of all of them
-    (:func:`choose_utterances`, so the same as fitting on a portion of every utterance's
-    features), cut to a seeded subset of ``max_hours`` of audio when it holds more (0: no cap).
-
-    Args:
-        num_samples: Utterance -> length in samples at 16 kHz.
-        portion: Share of the utterances, in (0, 1].
-        max_hours: Most audio to fit on, in hours (0: no cap); k-means holds its frames in memory.
-        seed: Seed of both choices.
-
-    Returns:
-        Utterance ids, sorted.
-    """
-    if max_hours < 0:
-        raise ValueError(f"--max_hours {max_hours}: must be >= 0 (0: no cap)")
-    chosen = choose_utterances(sorted(num_samples), portion, seed)
-    if max_hours == 0 or sum(num_samples[u] for u in chosen) <= max_hours * 3600 * SAMPLE_RATE:
-        return list(chosen)
-    return choose_by_duration({u: num_samples[u] for u in chosen}, max_hours, seed)
 
 
 def fit_kmeans(
