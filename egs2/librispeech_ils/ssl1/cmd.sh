@@ -5,10 +5,9 @@
 cmd_backend=${cmd_backend:-local}
 
 # train_cmd_threads: the threads of a train_cmd job that runs alone (a k-means fit, the cluster
-# quality; ils.sh's "solo"), as many as the job has cores.
+# quality; ils.sh's "solo"), as many as the job has cores; unset: this machine's cores.
 if [ "${cmd_backend}" = local ]; then
     train_cmd="utils/run.sh"
-    train_cmd_threads=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)  # GNU nproc honours them
     cuda_cmd="utils/run.sh"
     decode_cmd="utils/run.sh"
 elif [ "${cmd_backend}" = slurm ]; then

@@ -9,10 +9,11 @@ die() { log "Error: $*"; exit 1; }
 
 # path.sh gives every process one thread (OMP_NUM_THREADS=1) because most steps run --nj or
 # --train_jobs processes side by side. "solo <command>..." runs a train_cmd job that runs alone (a
-# k-means fit, the cluster quality of stage 7) with cmd.sh's train_cmd_threads instead; a training
-# gets a share of this machine's cores (launch_training; GNU nproc honours OMP_NUM_THREADS).
-solo() { OMP_NUM_THREADS=${train_cmd_threads} "$@"; }
+# k-means fit, the cluster quality of stage 7) with cmd.sh's train_cmd_threads instead (this
+# machine's cores where cmd.sh sets none); a training gets a share of this machine's cores
+# (launch_training). GNU nproc honours OMP_NUM_THREADS, hence env -u.
 cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)
+solo() { OMP_NUM_THREADS=${train_cmd_threads:-${cores}} "$@"; }
 is_int() { [[ $1 =~ ^[0-9]+$ ]]; }
 is_number() { [[ $1 =~ ^[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?$ ]]; }  # non-negative: 0.5, 2, 1e9
 is_positive_number() { is_number "$1" && awk -v x="$1" 'BEGIN { exit !(x > 0) }'; }
