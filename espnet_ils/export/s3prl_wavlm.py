@@ -37,7 +37,7 @@ and ``byol_s`` calls ``torchaudio.set_audio_backend``, which torchaudio 2.11 no 
 import logging
 import re
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
 
@@ -112,21 +112,25 @@ def wavlm_cfg(source: ExportSource) -> Dict[str, Any]:
     }
 
 
-def our_key(wavlm_key: str, source: ExportSource, cfg: Mapping[str, Any]) -> Optional[str]:
-    """Our key of a WavLM tensor: ``convert_unispeech``'s mapping of the original's key, or the
-    top norm of a pre-LN model; None where no tensor of ours has it."""
-    if cfg["layer_norm_first"] and wavlm_key.startswith(TOP_NORM + "."):
-        suffix = wavlm_key[len(TOP_NORM) :]
-        return None if source.top_norm is None else source.top_norm + suffix
+def our_key_of(source: ExportSource, cfg: Mapping[str, Any]) -> Callable[[str], Optional[str]]:
+    """Our key of a WavLM tensor (None where no tensor of ours has it): ``convert_unispeech``'s
+    mapping of the original's key, or the top norm of a pre-LN model."""
     layout = unispeech.Layout(
         unispeech.PRETRAINED, NORM_MODES[cfg["extractor_mode"]], cfg["layer_norm_first"]
     )
-    families, _ = unispeech.key_families(layout)
-    for family in families:
-        match = re.fullmatch(family.pattern, wavlm_key)
-        if match:
-            return match.expand(family.target)
-    return None
+    families = [(re.compile(f.pattern), f.target) for f in unispeech.key_families(layout)[0]]
+
+    def our_key(wavlm_key: str) -> Optional[str]:
+        if cfg["layer_norm_first"] and wavlm_key.startswith(TOP_NORM + "."):
+            suffix = wavlm_key[len(TOP_NORM) :]
+            return None if source.top_norm is None else source.top_norm + suffix
+        for pattern, target in families:
+            match = pattern.fullmatch(wavlm_key)
+            if match:
+                return match.expand(target)
+        return None
+
+    return our_key
 
 
 def fixed_value(wavlm_key: str, like: torch.Tensor) -> Optional[torch.Tensor]:
@@ -156,9 +160,10 @@ def map_weights(
         ValueError: Tensors of ours that no WavLM tensor takes and that are not left out for a
             reason, WavLM tensors nothing fills, and shape mismatches, all named.
     """
+    our_key = our_key_of(source, cfg)
     weights, used, problems = {}, set(), []
     for key, like in expected.items():
-        ours = our_key(key, source, cfg)
+        ours = our_key(key)
         if ours in source.state:
             value = source.state[ours]
             used.add(ours)
@@ -189,14 +194,13 @@ def map_weights(
 
 
 def build_checkpoint(source: ExportSource) -> Dict[str, Any]:
-    """``{"cfg": ..., "model": ...}`` of ``source``, checked by loading it into s3prl's WavLM."""
+    """``{"cfg": ..., "model": ...}`` of ``source``, every tensor named and shaped as s3prl's WavLM
+    of that ``cfg`` has them (:func:`map_weights`; :func:`export_to_s3prl` loads the written file
+    through s3prl)."""
     from s3prl.upstream.wavlm.WavLM import WavLM, WavLMConfig
 
     cfg = wavlm_cfg(source)
-    wavlm = WavLM(WavLMConfig(cfg))
-    weights = map_weights(source, cfg, wavlm.state_dict())
-    wavlm.load_state_dict(weights, strict=True)
-    return {"cfg": cfg, "model": weights}
+    return {"cfg": cfg, "model": map_weights(source, cfg, WavLM(WavLMConfig(cfg)).state_dict())}
 
 
 def export_to_s3prl(
